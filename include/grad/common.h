@@ -1,0 +1,95 @@
+/*
+ * libgrad: version, status codes, error messages, workspaces and threads.
+ * Included by <grad/grad.h>; every other public header builds on it.
+ */
+#ifndef GRAD_COMMON_H
+#define GRAD_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <grad/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GRAD_API marks the exported calls; everything else is hidden. */
+#if defined(GRAD_BUILDING) && defined(__GNUC__)
+#  define GRAD_API __attribute__((visibility("default")))
+#else
+#  define GRAD_API
+#endif
+
+/* Calls that can fail return a grad_status the caller should look at. */
+#if defined(__GNUC__)
+#  define GRAD_NODISCARD __attribute__((warn_unused_result))
+#else
+#  define GRAD_NODISCARD
+#endif
+
+/*
+ * Status codes. The numbers are part of the ABI: they are never changed or
+ * reused, and new codes are only appended.
+ */
+typedef enum grad_status {
+  GRAD_OK = 0,
+  GRAD_E_INVALID_ARG = 1,  /* a NULL pointer, a size out of range, a bad option */
+  GRAD_E_NOMEM = 2,        /* an allocation failed */
+  GRAD_E_IO = 3,           /* a file could not be opened, read, written or renamed */
+  GRAD_E_FORMAT = 4,       /* a file is corrupt or not what it claims to be */
+  GRAD_E_UNSUPPORTED = 5,  /* valid, but a variant libgrad does not handle */
+  GRAD_E_SHAPE = 6,        /* a tensor or image has the wrong shape */
+  GRAD_E_MISSING = 7,      /* a tensor, key or file that is required is absent */
+  GRAD_E_NUMERIC = 8,      /* NaN or Inf where finite numbers are required */
+  GRAD_E_TOO_LARGE = 9,    /* a declared size beyond the library's limits */
+  GRAD_E_VERSION = 10,     /* a file from a newer, incompatible format version */
+  GRAD_E_CANCELLED = 11,   /* the caller's callback asked to stop */
+  GRAD_E_STATE = 12,       /* the call is not valid in the handle's current state */
+  GRAD_E_INTERNAL = 13     /* a bug in libgrad; please report it */
+} grad_status;
+
+/* "GRAD_E_FORMAT" for GRAD_E_FORMAT; "GRAD_E_UNKNOWN" for other values. */
+GRAD_API const char *grad_status_name(grad_status status);
+
+/* A one-line description of what the code means, in English. */
+GRAD_API const char *grad_status_describe(grad_status status);
+
+/*
+ * The detailed message of the last call that failed on this thread: which
+ * file, tensor, byte offset or argument, and why. It stays until the next
+ * failing call on the same thread; a successful call does not clear it.
+ * Never NULL; "" when nothing failed yet.
+ */
+GRAD_API const char *grad_last_error(void);
+
+/* The version of the library actually linked, as "MAJOR.MINOR.PATCH". */
+GRAD_API const char *grad_version_string(void);
+
+/* GRAD_VERSION_NUMBER of the library actually linked. */
+GRAD_API int grad_version_number(void);
+
+/*
+ * Threads used by the numerical kernels (OpenBLAS's pool); 0 restores the
+ * default (all cores, or OPENBLAS_NUM_THREADS). Process-wide.
+ */
+GRAD_API void grad_set_threads(int threads);
+GRAD_API int grad_get_threads(void);
+
+/*
+ * A workspace holds the scratch memory of compute calls. It grows to what
+ * the largest call needed and is then reused without further allocation.
+ * One workspace serves one thread at a time: give each thread its own.
+ */
+typedef struct grad_workspace grad_workspace;
+
+GRAD_API GRAD_NODISCARD grad_status grad_workspace_create(grad_workspace **out);
+/* Frees the workspace; NULL is a no-op. */
+GRAD_API void grad_workspace_free(grad_workspace *ws);
+/* Bytes the workspace holds now. */
+GRAD_API size_t grad_workspace_bytes(const grad_workspace *ws);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRAD_COMMON_H */

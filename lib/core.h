@@ -1,0 +1,72 @@
+/*
+ * Internal core of libgrad: error reporting, checked allocation and the
+ * workspace arena. Every library file includes this; nothing here is public.
+ * Internal non-static names start with grad__.
+ */
+#ifndef GRAD_CORE_H
+#define GRAD_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grad/common.h>
+
+#if defined(__GNUC__)
+#  define GRAD__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#  define GRAD__PRINTF(fmt, args)
+#endif
+
+/*
+ * Records a detailed message for grad_last_error() on this thread and
+ * returns status, so failures read `return grad__fail(GRAD_E_IO, "...", ...)`.
+ */
+grad_status grad__fail(grad_status status, const char *fmt, ...) GRAD__PRINTF(2, 3);
+
+/*
+ * Prefixes the current message with context ("loading model.st: " + old
+ * message) and returns status unchanged, for errors passed up a layer.
+ */
+grad_status grad__fail_context(grad_status status, const char *fmt, ...) GRAD__PRINTF(2, 3);
+
+/* ---- Allocation --------------------------------------------------------
+ * All library memory goes through these, so tests can make the N-th
+ * allocation fail and check that GRAD_E_NOMEM comes back cleanly. They
+ * return NULL on failure (or overflow) without setting a message: the
+ * caller says what it was allocating. */
+void *grad__malloc(size_t bytes);
+void *grad__calloc(size_t count, size_t size);
+/* count * size bytes, NULL on overflow. */
+void *grad__malloc_array(size_t count, size_t size);
+void *grad__realloc(void *ptr, size_t bytes);
+void grad__free(void *ptr);
+char *grad__strdup(const char *s);
+
+/* Test hook: the allocation after `count` further successful ones fails;
+ * a negative count switches failure injection off (the default). */
+void grad__alloc_fail_after(long count);
+
+/* a * b into *out; false on size_t overflow. */
+static inline bool grad__mul_size(size_t a, size_t b, size_t *out) {
+  if (a != 0 && b > SIZE_MAX / a) return false;
+  *out = a * b;
+  return true;
+}
+
+/* ---- Workspace ---------------------------------------------------------
+ * A bump arena. grad__ws_reset() makes all of it free again; memory handed
+ * out since the last reset stays valid until the next reset. When a call
+ * needs more than the arena holds it allocates an overflow block, and the
+ * next reset merges everything into one block of the peak size, so after the
+ * first call of a given size no further allocation happens. Pointers are
+ * 64-byte aligned. */
+void grad__ws_reset(grad_workspace *ws);
+/* NULL on allocation failure (message set). */
+void *grad__ws_alloc(grad_workspace *ws, size_t bytes);
+float *grad__ws_floats(grad_workspace *ws, size_t count);
+/* A mark to roll the arena back to, for scratch used inside one step. */
+size_t grad__ws_mark(const grad_workspace *ws);
+void grad__ws_release(grad_workspace *ws, size_t mark);
+
+#endif /* GRAD_CORE_H */

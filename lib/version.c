@@ -1,0 +1,21 @@
+/* Run-time version and process-wide thread settings. */
+#include <cblas.h>
+
+#include "core.h"
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
+const char *grad_version_string(void) {
+  return STRINGIFY(GRAD_VERSION_MAJOR) "." STRINGIFY(GRAD_VERSION_MINOR) "." STRINGIFY(
+      GRAD_VERSION_PATCH);
+}
+
+int grad_version_number(void) { return GRAD_VERSION_NUMBER; }
+
+void grad_set_threads(int threads) {
+  if (threads <= 0) threads = openblas_get_num_procs();
+  openblas_set_num_threads(threads);
+}
+
+int grad_get_threads(void) { return openblas_get_num_threads(); }

@@ -1,0 +1,85 @@
+/* Helpers shared by the Check test programs. */
+#ifndef GRAD_TESTUTIL_H
+#define GRAD_TESTUTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Folder of committed fixtures (tests/fixtures), from the build. */
+static inline const char *test_fixtures_dir(void) {
+  const char *dir = getenv("GRAD_TEST_FIXTURES");
+  return dir ? dir : "tests/fixtures";
+}
+
+/* Path of a fixture in a static buffer (one at a time). */
+static inline const char *test_fixture(const char *name) {
+  static char path[4096];
+  snprintf(path, sizeof path, "%s/%s", test_fixtures_dir(), name);
+  return path;
+}
+
+/* The real MVTec-layout data (../shared/data/real), or NULL when absent:
+ * tests that need it return early and say they skipped. */
+static inline const char *test_shared_data(void) {
+  const char *dir = getenv("GRAD_SHARED_DATA");
+  if (!dir) return NULL;
+  FILE *probe = NULL;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/SOURCES.md", dir);
+  probe = fopen(path, "r");
+  if (!probe) return NULL;
+  fclose(probe);
+  return dir;
+}
+
+#define TEST_SKIP_WITHOUT_SHARED_DATA(var)                                   \
+  const char *var = test_shared_data();                                      \
+  if (!var) {                                                                \
+    fprintf(stderr, "SKIP %s: ../shared/data/real not found\n", __func__);   \
+    return;                                                                  \
+  }
+
+/* A fresh temporary directory (mkdtemp) for outputs; path in a static buffer. */
+static inline const char *test_tmpdir(void) {
+  static char dir[256];
+  snprintf(dir, sizeof dir, "/tmp/grad-test-XXXXXX");
+  if (!mkdtemp(dir)) return "/tmp";
+  return dir;
+}
+
+/* max |a - b| over n values, and max |b|, for normalised comparisons. */
+static inline double test_max_abs_diff(const float *a, const float *b, size_t n, double *max_ref) {
+  double worst = 0.0, ref = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]);
+    if (!(d <= worst)) worst = d; /* NaN propagates as the worst case */
+    if (fabs((double)b[i]) > ref) ref = fabs((double)b[i]);
+  }
+  if (max_ref) *max_ref = ref;
+  return worst;
+}
+
+/* Asserts max|a-b| <= rel * max|b| (+ a tiny absolute floor). */
+#define ck_assert_close_rel(a, b, n, rel)                                          \
+  do {                                                                           \
+    double ref_;                                                                 \
+    double diff_ = test_max_abs_diff((a), (b), (n), &ref_);                      \
+    ck_assert_msg(diff_ <= (rel) * ref_ + 1e-30, "max|diff| %g > %g * max|ref| %g", \
+                  diff_, (double)(rel), ref_);                                   \
+  } while (0)
+
+/* Runs one suite in fork mode and returns the process exit code. */
+static inline int test_run_suite(Suite *suite) {
+  SRunner *runner = srunner_create(suite);
+  srunner_set_fork_status(runner, CK_FORK);
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif

@@ -1,0 +1,32 @@
+/* Shared pieces of the `grad` command-line program. */
+#ifndef GRAD_CLI_H
+#define GRAD_CLI_H
+
+#include <grad/grad.h>
+
+/* GNU exit codes: success, failure, usage error. */
+enum { CLI_OK = 0, CLI_FAILURE = 1, CLI_USAGE = 2 };
+
+/* A subcommand: argv[0] is the subcommand's name. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+  const char *name;
+  const char *summary;
+  cli_command_fn run;
+} cli_command;
+
+/* Prints "grad NAME: what: grad_last_error()" to stderr; returns CLI_FAILURE. */
+int cli_fail(const char *command, grad_status status, const char *what);
+
+/* Prints "grad NAME: message" and a hint to try --help; returns CLI_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parses a whole decimal integer in [min, max]; false otherwise. */
+int cli_parse_int(const char *text, long min, long max, long *out);
+
+int cmd_version(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

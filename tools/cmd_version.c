@@ -1,0 +1,26 @@
+/* grad version: the library's version. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *to) {
+  fputs("Usage: grad version [-h]\n"
+        "Print the version of the linked libgrad.\n", to);
+}
+
+int cmd_version(int argc, char **argv) {
+  static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0}};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    if (opt == 'h') {
+      usage(stdout);
+      return CLI_OK;
+    }
+    return cli_usage_error("version", "unknown option");
+  }
+  if (optind != argc) return cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
+  printf("libgrad %s\n", grad_version_string());
+  return CLI_OK;
+}

@@ -1,0 +1,35 @@
+/* `grad`: train, score and inspect GRAD anomaly-detection models. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+  {"info", "print the tensors and metadata of a weights or model file", cmd_info},
+  {"version", "print the library version", cmd_version},
+};
+enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *to) {
+  fputs("Usage: grad COMMAND [OPTIONS] [ARGS]\n"
+        "GRAD unsupervised visual anomaly detection.\n\nCommands:\n", to);
+  for (int i = 0; i < COMMAND_COUNT; i++)
+    fprintf(to, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fputs("\nRun 'grad COMMAND --help' for the options of one command.\n", to);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_USAGE;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  if (!strcmp(argv[1], "--version")) return cmd_version(1, argv + 1);
+  for (int i = 0; i < COMMAND_COUNT; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "grad: unknown command '%s'\nTry 'grad --help'.\n", argv[1]);
+  return CLI_USAGE;
+}
