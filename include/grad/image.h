@@ -1,4 +1,4 @@
-/* libgrad: Image decoding, encoding, resizing and normalisation (method.md section 1). */
+/* libgrad: image decoding, encoding, resizing and normalisation (method.md section 1). */
 #ifndef GRAD_IMAGE_H
 #define GRAD_IMAGE_H
 
@@ -7,6 +7,81 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * A decoded 8-bit image: 1 channel (gray) or 3 channels (RGB), rows packed
+ * (stride = width * channels). Alpha is dropped, palettes expanded, 16-bit
+ * samples reduced to 8 bits, CMYK JPEG converted to RGB.
+ */
+typedef struct grad_image grad_image;
+
+/* Images with more pixels than this are refused with GRAD_E_TOO_LARGE
+ * before any pixel memory is allocated (guards against decompression bombs). */
+#define GRAD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
+
+/* Decodes a PNG or JPEG file (detected from its content, not its name). */
+GRAD_API GRAD_NODISCARD grad_status grad_image_load(const char *path, grad_image **out);
+
+/* Decodes a PNG or JPEG held in memory. */
+GRAD_API GRAD_NODISCARD grad_status grad_image_load_memory(const void *data, size_t size,
+                                                           grad_image **out);
+
+/*
+ * Copies a caller's raw 8-bit pixels: channels is 1 (gray) or 3 (RGB),
+ * stride is the distance in bytes between rows (>= width * channels).
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_image_from_pixels(const uint8_t *pixels, int width,
+                                                           int height, int channels,
+                                                           size_t stride, grad_image **out);
+
+/* Frees the image; NULL is a no-op. */
+GRAD_API void grad_image_free(grad_image *image);
+
+GRAD_API int grad_image_width(const grad_image *image);
+GRAD_API int grad_image_height(const grad_image *image);
+GRAD_API int grad_image_channels(const grad_image *image);
+/* Row-major pixels, width * channels bytes per row; owned by the image. */
+GRAD_API const uint8_t *grad_image_pixels(const grad_image *image);
+
+/*
+ * Writes an 8-bit PNG (channels 1 = gray, 3 = RGB, 4 = RGBA) atomically:
+ * the target is replaced only when the whole file has been written.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_png_write(const char *path, const uint8_t *pixels,
+                                                   int width, int height, int channels,
+                                                   size_t stride);
+
+/* grad_png_write of a grad_image. */
+GRAD_API GRAD_NODISCARD grad_status grad_image_save_png(const grad_image *image,
+                                                        const char *path);
+
+/*
+ * The network input: the image resized (whole image, no crop) to
+ * size x size with the antialiased bilinear filter of PIL's BILINEAR
+ * resize, scaled to [0,1] and normalised with the ImageNet mean and std, as
+ * 3 x size x size floats in C,H,W order (gray is replicated to 3 channels).
+ * out must hold 3 * size * size floats.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_image_to_tensor(const grad_image *image, int size,
+                                                         float *out);
+
+/* How grad_image_resize samples. */
+typedef enum grad_resize_filter {
+  GRAD_RESIZE_BILINEAR = 0,  /* antialiased triangle filter, as PIL BILINEAR */
+  GRAD_RESIZE_NEAREST = 1    /* nearest neighbour, for masks */
+} grad_resize_filter;
+
+/* A new image of width x height with the same channels. */
+GRAD_API GRAD_NODISCARD grad_status grad_image_resize(const grad_image *image, int width,
+                                                      int height, grad_resize_filter filter,
+                                                      grad_image **out);
+
+/*
+ * Resizes a float plane (one channel, row-major) of in_w x in_h to
+ * out_w x out_h with the antialiased bilinear filter; used for anomaly maps.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_resize_plane(const float *in, int in_w, int in_h,
+                                                      float *out, int out_w, int out_h);
 
 #ifdef __cplusplus
 }
