@@ -39,5 +39,6 @@
 #include <grad/head.h>
 #include <grad/model.h>
 #include <grad/eval.h>
+#include <grad/train.h>
 
 #endif /* GRAD_GRAD_H */

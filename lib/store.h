@@ -1,0 +1,86 @@
+/*
+ * Internal interface of the grid feature store (method.md sections 4-6):
+ * local and global grids, coordinate nets, decoder; forward for inference
+ * and training, backward, and the parameter list the optimiser walks.
+ * Layouts are N,C,H,W float32. The public handle is grad_store (store.h in
+ * include/grad).
+ */
+#ifndef GRAD_STORE_INTERNAL_H
+#define GRAD_STORE_INTERNAL_H
+
+#include <grad/store.h>
+
+#include "core.h"
+#include "safetensors.h"
+
+typedef struct grad__store_config {
+  int channels;    /* C: feature channels after the channel reduction */
+  int height;      /* H x W: the feature map */
+  int width;
+  int local_res;   /* Rl (8) */
+  int global_res;  /* Rg (4) */
+  int blocks;      /* N decoder BasicBlocks at 2C (7 in the paper) */
+} grad__store_config;
+
+typedef enum grad__param_group {
+  GRAD__PARAM_GRID = 0,  /* the two grids: learning rate 0.1 */
+  GRAD__PARAM_NET = 1    /* everything else: learning rate 1e-3 */
+} grad__param_group;
+
+/* A trainable tensor (grad != NULL) or a buffer such as a BatchNorm running
+ * statistic (grad == NULL). Names are the model file's tensor names. */
+typedef struct grad__param {
+  const char *name;        /* e.g. "store.local_grid", "store.decoder.3.bn1.weight" */
+  float *value;
+  float *grad;
+  size_t count;
+  int ndim;
+  int64_t shape[4];
+  grad__param_group group;
+} grad__param;
+
+/* Initialised as method.md section 6: weights N(0, 0.01^2), biases 0, BN
+ * weight 1 / bias 0 / running mean 0 / running var 1, grids Xavier-normal. */
+grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
+                               grad_store **out);
+const grad__store_config *grad__store_config_of(const grad_store *store);
+
+size_t grad__store_param_count(const grad_store *store);
+grad__param *grad__store_param(grad_store *store, size_t index);
+size_t grad__store_buffer_count(const grad_store *store);
+grad__param *grad__store_buffer(grad_store *store, size_t index);
+void grad__store_zero_grad(grad_store *store);
+
+/* Inference: R = store(F) with BatchNorm running statistics. Does not
+ * modify the store, so several threads may call it with their own ws. */
+grad_status grad__store_reconstruct(const grad_store *store, grad_workspace *ws, const float *F,
+                                    int n, float *R);
+
+/* What the backward pass needs from a training forward; lives in ws. */
+typedef struct grad__store_tape grad__store_tape;
+
+/*
+ * Training forward: batch statistics in BatchNorm (running statistics are
+ * updated, momentum 0.1), coord_noise (n x 2 x H x W, or NULL) added to the
+ * local coordinates after their tanh. R: n x C x H x W.
+ */
+grad_status grad__store_forward_train(grad_store *store, grad_workspace *ws, const float *F,
+                                      int n, const float *coord_noise, float *R,
+                                      grad__store_tape **tape);
+/* Adds dL/dparam to every param->grad, given dL/dR. */
+grad_status grad__store_backward(grad_store *store, grad__store_tape *tape, const float *dR,
+                                 grad_workspace *ws);
+
+/*
+ * The training loss of method.md section 6: the mean over all n*C*H*W
+ * elements of (R' - F)^2, R' the fused reconstruction; dR (may be NULL)
+ * receives dL/dR, with the gradient flowing through the cosine term only.
+ */
+double grad__fusion_loss(const float *R, const float *F, int n, int channels, size_t positions,
+                         float *dR);
+
+/* Model files: "store.*" tensors plus "store.*" metadata keys. */
+grad_status grad__store_write(const grad_store *store, grad__st_writer *writer);
+grad_status grad__store_read(const grad__st_file *file, grad_store **out);
+
+#endif
