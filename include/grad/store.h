@@ -8,6 +8,12 @@
 extern "C" {
 #endif
 
+/* The grid feature store with its coordinate nets and decoder. */
+typedef struct grad_store grad_store;
+
+/* Frees the store; NULL is a no-op. */
+GRAD_API void grad_store_free(grad_store *store);
+
 #ifdef __cplusplus
 }
 #endif
