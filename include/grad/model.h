@@ -1,12 +1,99 @@
-/* libgrad: The model a user trains, saves, loads and scores with. */
+/* libgrad: the model a user trains, saves, loads and scores with. */
 #ifndef GRAD_MODEL_H
 #define GRAD_MODEL_H
 
 #include <grad/common.h>
+#include <grad/image.h>
+#include <grad/train.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * A model bundles the backbone, the channel reduction, the grid feature
+ * store and the scoring head with its calibrated thresholds. A loaded or
+ * trained model is read-only: any number of threads may score with it at
+ * once, each with its own grad_context.
+ */
+typedef struct grad_model grad_model;
+
+/* Training options (struct tag defined in <grad/train.h>). */
+struct grad_train_options;
+
+/* Per-thread scratch for scoring: workspaces sized on first use. */
+typedef struct grad_context grad_context;
+
+/* What scoring one image produced; owns its anomaly map and mask. */
+typedef struct grad_result grad_result;
+
+/* The configuration of a model to train; fill with grad_model_options_init. */
+typedef struct grad_model_options {
+  size_t struct_size;        /* sizeof(grad_model_options), set by _init */
+  const char *arch;          /* backbone: "resnet18" (default), "wide_resnet50_2", ... */
+  const char *weights_path;  /* converted torchvision weights; NULL: seeded random weights */
+  uint64_t random_seed;      /* seed of the random backbone weights and of the store */
+  unsigned layers;           /* backbone stages, bit k = layerk; default (1<<2)|(1<<3) */
+  int input_size;            /* S, default 224 */
+  int output_stride;         /* feature stride, default 8 */
+  int channels;              /* C after the PCA reduction */
+  int blocks;                /* decoder BasicBlocks */
+  int local_res;             /* Rl, default 8 */
+  int global_res;            /* Rg, default 4 */
+  double holdout_fraction;   /* normal images kept out of training to calibrate, default 0.1 */
+} grad_model_options;
+
+GRAD_API void grad_model_options_init(grad_model_options *options);
+
+/*
+ * Trains a unified model on the normal images of every folder. A folder is
+ * an MVTec-layout category (its train/good is used) or a plain folder of
+ * PNG/JPEG images. progress (in train_options) may cancel.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_train(const grad_model_options *options,
+                                                     const struct grad_train_options *train_options,
+                                                     const char *const *folders,
+                                                     int folder_count, grad_model **out);
+
+/* Loads a model file, validating every tensor and the format version. */
+GRAD_API GRAD_NODISCARD grad_status grad_model_load(const char *path, grad_model **out);
+
+/* Saves atomically: the old file stays intact until the new one is complete. */
+GRAD_API GRAD_NODISCARD grad_status grad_model_save(const grad_model *model, const char *path);
+
+/* Frees the model; NULL is a no-op. Free every context first. */
+GRAD_API void grad_model_free(grad_model *model);
+
+/* The square input size S the images are resized to. */
+GRAD_API int grad_model_input_size(const grad_model *model);
+/* The calibrated image-score threshold (raw score units). */
+GRAD_API double grad_model_image_threshold(const grad_model *model);
+
+GRAD_API GRAD_NODISCARD grad_status grad_context_create(const grad_model *model,
+                                                        grad_context **out);
+/* Frees the context; NULL is a no-op. */
+GRAD_API void grad_context_free(grad_context *ctx);
+
+/* Scores one image: score, decision, map at the image's own size, mask. */
+GRAD_API GRAD_NODISCARD grad_status grad_model_score(const grad_model *model, grad_context *ctx,
+                                                     const grad_image *image,
+                                                     grad_result **out);
+
+/* Frees a result; NULL is a no-op. */
+GRAD_API void grad_result_free(grad_result *result);
+
+/* The raw image score (max of the 32x32-pooled, smoothed map). */
+GRAD_API double grad_result_score(const grad_result *result);
+/* The score mapped so that the calibrated threshold is 0.5, in [0, 1]. */
+GRAD_API double grad_result_normalized_score(const grad_result *result);
+/* 1 when the score is at or above the threshold, else 0. */
+GRAD_API int grad_result_is_anomalous(const grad_result *result);
+GRAD_API int grad_result_width(const grad_result *result);
+GRAD_API int grad_result_height(const grad_result *result);
+/* The anomaly map, width x height floats at the scored image's size. */
+GRAD_API const float *grad_result_map(const grad_result *result);
+/* The binary mask (0 or 255) of pixels at or above the pixel threshold. */
+GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 
 #ifdef __cplusplus
 }
