@@ -1,4 +1,8 @@
-/* Convolution: im2col + one sgemm per image; 1x1 stride-1 skips im2col. */
+/*
+ * Convolution: im2col + sgemm over bounded column blocks, with the bias,
+ * residual and ReLU applied to each block while it is still in cache.
+ * 1x1 stride-1 convolutions skip im2col and hand their input to the GEMM.
+ */
 #include <cblas.h>
 #include <string.h>
 
@@ -9,30 +13,74 @@ int grad__conv_out_size(const grad__conv *conv, int in) {
   return span < 0 ? 0 : span / conv->stride + 1;
 }
 
-void grad__im2col(const grad__conv *conv, const float *image, int h, int w, float *columns) {
+double grad__conv_macs(const grad__conv *conv, int h, int w) {
+  return (double)conv->out_channels * conv->in_channels * conv->kernel * conv->kernel *
+         grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w);
+}
+
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/*
+ * out[t] = in[(ox + t) * stride + offset] for t < count, 0 where that index
+ * falls outside [0, w): the interior is found first so the copy loop has no
+ * branches (a memcpy at stride 1).
+ */
+static void copy_row(const float *in, int w, int ox, int count, int stride, int offset,
+                     float *out) {
+  int lo = floor_div(-offset + stride - 1, stride) - ox;  /* first t with index >= 0 */
+  int hi = floor_div(w - 1 - offset, stride) - ox + 1;    /* one past the last t < w */
+  if (lo < 0) lo = 0;
+  if (hi > count) hi = count;
+  if (hi < lo) hi = lo;
+  if (lo > count) lo = hi = count;
+  memset(out, 0, sizeof(float) * (size_t)lo);
+  if (hi > lo) {
+    const float *src = in + (ptrdiff_t)(ox + lo) * stride + offset;
+    if (stride == 1) {
+      memcpy(out + lo, src, sizeof(float) * (size_t)(hi - lo));
+    } else {
+      for (int t = lo; t < hi; t++) out[t] = src[(ptrdiff_t)(t - lo) * stride];
+    }
+  }
+  memset(out + hi, 0, sizeof(float) * (size_t)(count - hi));
+}
+
+void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, size_t istride,
+                       int h, int w, size_t first, size_t count, float *columns) {
   const int k = conv->kernel, s = conv->stride, p = conv->pad;
   const int oh = grad__conv_out_size(conv, h), ow = grad__conv_out_size(conv, w);
+  const size_t plane = (size_t)oh * ow, end = first + count;
   for (int c = 0; c < conv->in_channels; c++) {
-    const float *plane = image + (size_t)c * h * w;
     for (int ky = 0; ky < k; ky++) {
       for (int kx = 0; kx < k; kx++) {
-        float *row = columns + ((size_t)(c * k + ky) * k + kx) * oh * ow;
-        for (int oy = 0; oy < oh; oy++) {
+        float *out = columns + ((size_t)(c * k + ky) * k + kx) * count;
+        size_t j = first, image = first / plane;
+        int oy = (int)(first % plane / ow), ox = (int)(first % plane % ow);
+        while (j < end) {
+          int seg = ow - ox;
+          if ((size_t)seg > end - j) seg = (int)(end - j);
           int iy = oy * s - p + ky;
-          float *out = row + (size_t)oy * ow;
-          if (iy < 0 || iy >= h) {
-            memset(out, 0, sizeof(float) * ow);
-            continue;
-          }
-          const float *in = plane + (size_t)iy * w;
-          for (int ox = 0; ox < ow; ox++) {
-            int ix = ox * s - p + kx;
-            out[ox] = (ix >= 0 && ix < w) ? in[ix] : 0.0f;
+          if (iy < 0 || iy >= h)
+            memset(out, 0, sizeof(float) * (size_t)seg);
+          else
+            copy_row(x + c * cstride + image * istride + (size_t)iy * w, w, ox, seg, s, kx - p,
+                     out);
+          out += seg;
+          j += (size_t)seg;
+          ox = 0;
+          if (++oy == oh) {
+            oy = 0;
+            image++;
           }
         }
       }
     }
   }
+}
+
+void grad__im2col(const grad__conv *conv, const float *image, int h, int w, float *columns) {
+  size_t plane = (size_t)grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w);
+  grad__im2col_span(conv, image, (size_t)h * w, 0, h, w, 0, plane, columns);
 }
 
 void grad__col2im(const grad__conv *conv, const float *columns, int h, int w, float *image) {
@@ -58,40 +106,93 @@ void grad__col2im(const grad__conv *conv, const float *columns, int h, int w, fl
   }
 }
 
-grad_status grad__conv2d(const grad__conv *conv, const float *weight, const float *bias,
-                         bool relu, const float *x, int n, int h, int w, float *y,
-                         grad_workspace *ws) {
+/* Columns per GEMM: about GRAD__CONV_BLOCK_FLOATS unfolded values, but
+ * never so few that the GEMM gets thin. */
+static size_t block_columns(size_t depth, size_t total) {
+  size_t block = GRAD__CONV_BLOCK_FLOATS / depth;
+  if (block < 256) block = 256;
+  return block < total ? block : total;
+}
+
+size_t grad__conv_scratch_floats(const grad__conv *conv, int n, int h, int w) {
+  const size_t depth = (size_t)conv->in_channels * conv->kernel * conv->kernel;
+  const size_t total = (size_t)n * grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w);
+  if (conv->kernel == 1 && conv->stride == 1 && conv->pad == 0) return 0;
+  return depth * block_columns(depth, total);
+}
+
+/* y += bias (+ residual), then ReLU, over count values of one channel row. */
+static void epilogue(float *y, size_t count, float bias, const float *residual, bool relu) {
+  if (residual && relu) {
+    for (size_t j = 0; j < count; j++) {
+      float v = y[j] + bias + residual[j];
+      y[j] = v > 0.0f ? v : 0.0f;
+    }
+  } else if (residual) {
+    for (size_t j = 0; j < count; j++) y[j] += bias + residual[j];
+  } else if (relu) {
+    for (size_t j = 0; j < count; j++) {
+      float v = y[j] + bias;
+      y[j] = v > 0.0f ? v : 0.0f;
+    }
+  } else if (bias != 0.0f) {
+    for (size_t j = 0; j < count; j++) y[j] += bias;
+  }
+}
+
+grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
+                                 const float *bias, const float *residual, bool relu,
+                                 const float *x, size_t cstride, size_t istride, int n, int h,
+                                 int w, float *y, grad_workspace *ws) {
   const int oh = grad__conv_out_size(conv, h), ow = grad__conv_out_size(conv, w);
   if (oh <= 0 || ow <= 0)
     return grad__fail(GRAD_E_SHAPE, "convolution input %dx%d is smaller than its %dx%d kernel",
                       h, w, conv->kernel, conv->kernel);
-  const int cin = conv->in_channels, cout = conv->out_channels;
-  const size_t depth = (size_t)cin * conv->kernel * conv->kernel;
-  const size_t out_plane = (size_t)oh * ow;
-  const bool direct = conv->kernel == 1 && conv->stride == 1 && conv->pad == 0;
+  const int cout = conv->out_channels;
+  const size_t depth = (size_t)conv->in_channels * conv->kernel * conv->kernel;
+  const size_t plane = (size_t)oh * ow, total = (size_t)n * plane;
+  /* A 1x1 stride-1 convolution's columns are the input itself when the
+   * images of each channel row are contiguous. */
+  const bool direct = conv->kernel == 1 && conv->stride == 1 && conv->pad == 0 &&
+                      (n == 1 || istride == plane);
+  const size_t block = block_columns(depth, total);
 
   size_t mark = grad__ws_mark(ws);
   float *columns = NULL;
   if (!direct) {
-    columns = grad__ws_floats(ws, depth * out_plane);
+    columns = grad__ws_floats(ws, depth * block);
     if (!columns) return GRAD_E_NOMEM;
   }
-  for (int i = 0; i < n; i++) {
-    const float *image = x + (size_t)i * cin * h * w;
-    float *out = y + (size_t)i * cout * out_plane;
-    if (!direct) grad__im2col(conv, image, h, w, columns);
-    if (bias) {
-      for (int c = 0; c < cout; c++)
-        for (size_t j = 0; j < out_plane; j++) out[c * out_plane + j] = bias[c];
+  for (size_t first = 0; first < total; first += block) {
+    size_t count = total - first < block ? total - first : block;
+    const float *b = x + first;
+    size_t ldb = cstride;
+    if (!direct) {
+      grad__im2col_span(conv, x, cstride, istride, h, w, first, count, columns);
+      b = columns;
+      ldb = count;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)out_plane, (int)depth,
-                1.0f, weight, (int)depth, direct ? image : columns, (int)out_plane,
-                bias ? 1.0f : 0.0f, out, (int)out_plane);
-    if (relu) {
-      for (size_t j = 0; j < (size_t)cout * out_plane; j++)
-        if (out[j] < 0.0f) out[j] = 0.0f;
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)count, (int)depth, 1.0f,
+                weight, (int)depth, b, (int)ldb, 0.0f, y + first, (int)total);
+    for (int c = 0; c < cout; c++)
+      epilogue(y + c * total + first, count, bias ? bias[c] : 0.0f,
+               residual ? residual + c * total + first : NULL, relu);
   }
   grad__ws_release(ws, mark);
+  return GRAD_OK;
+}
+
+grad_status grad__conv2d(const grad__conv *conv, const float *weight, const float *bias,
+                         bool relu, const float *x, int n, int h, int w, float *y,
+                         grad_workspace *ws) {
+  const size_t in_image = (size_t)conv->in_channels * h * w;
+  const size_t out_image = (size_t)conv->out_channels * grad__conv_out_size(conv, h) *
+                           grad__conv_out_size(conv, w);
+  /* One image in C,N,H,W order is one image in N,C,H,W order. */
+  for (int i = 0; i < n; i++) {
+    grad_status st = grad__conv2d_strided(conv, weight, bias, NULL, relu, x + i * in_image,
+                                          (size_t)h * w, 0, 1, h, w, y + i * out_image, ws);
+    if (st != GRAD_OK) return st;
+  }
   return GRAD_OK;
 }

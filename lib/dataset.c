@@ -99,6 +99,15 @@ grad_status grad__list_images(const char *dir, grad__path_list *list) {
   return status;
 }
 
+grad_status grad__list_subfolders(const char *dir, grad__path_list *list) {
+  grad__path_list names = {0};
+  grad_status status = list_entries(dir, keep_folder, &names);
+  for (size_t i = 0; status == GRAD_OK && i < names.count; i++)
+    status = append_owned(list, grad__path_join(dir, names.paths[i]));
+  grad__path_list_free(&names);
+  return status;
+}
+
 bool grad__is_category(const char *dir) {
   char *train = grad__path_join(dir, "train/good"), *test = grad__path_join(dir, "test");
   bool category = (train && is_dir(train)) || (test && is_dir(test));

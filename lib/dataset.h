@@ -22,6 +22,9 @@ grad_status grad__path_list_add(grad__path_list *list, const char *path);
  * sorted. A missing or unreadable folder gives GRAD_E_IO. */
 grad_status grad__list_images(const char *dir, grad__path_list *list);
 
+/* Appends the paths of the folders directly inside dir, sorted. */
+grad_status grad__list_subfolders(const char *dir, grad__path_list *list);
+
 /* True when dir looks like an MVTec category (it has train/good or test). */
 bool grad__is_category(const char *dir);
 

@@ -53,6 +53,16 @@ void grad__st_meta_at(const grad__st_file *file, size_t index, const char **key,
 /* NULL when absent. */
 const char *grad__st_meta(const grad__st_file *file, const char *key);
 
+/* Total size of the file or buffer, and where the data section starts
+ * (8 + header length); tensor offsets are from the start of the file. */
+size_t grad__st_file_size(const grad__st_file *file);
+size_t grad__st_data_start(const grad__st_file *file);
+/* The tensor's raw little-endian bytes (nbytes of them, any alignment),
+ * valid until grad__st_close. */
+const void *grad__st_raw(const grad__st_file *file, const grad__st_tensor *tensor);
+/* Writes "[64, 3, 7, 7]" ("[]" for a scalar) into buf, truncating to size. */
+void grad__st_format_shape(int ndim, const int64_t *shape, char *buf, size_t size);
+
 /*
  * Copies tensor `name` into out as float32 (converting F16/BF16). When
  * shape is not NULL the tensor must have exactly that shape (ndim dims):

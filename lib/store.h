@@ -40,7 +40,14 @@ typedef struct grad__param {
 } grad__param;
 
 /* Initialised as method.md section 6: weights N(0, 0.01^2), biases 0, BN
- * weight 1 / bias 0 / running mean 0 / running var 1, grids Xavier-normal. */
+ * weight 1 / bias 0 / running mean 0 / running var 1, grids Xavier-normal
+ * (torch's fans for 1 x C x Rl x Rl and 1 x CHW x Rg x Rg). One grad__rng
+ * seeded with seed fills the tensors in parameter order. Parameters are
+ * listed in a fixed order: local_grid, global_grid, local_net.{0,1}.
+ * {weight,bias}, global_net.{0,1}.{weight,bias}, then per decoder block
+ * conv1.weight, bn1.weight, bn1.bias, conv2.weight, bn2.weight, bn2.bias,
+ * and out.weight last; buffers are per block bn1.running_mean,
+ * bn1.running_var, bn2.running_mean, bn2.running_var (docs/store.md). */
 grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
                                grad_store **out);
 const grad__store_config *grad__store_config_of(const grad_store *store);
@@ -52,7 +59,8 @@ grad__param *grad__store_buffer(grad_store *store, size_t index);
 void grad__store_zero_grad(grad_store *store);
 
 /* Inference: R = store(F) with BatchNorm running statistics. Does not
- * modify the store, so several threads may call it with their own ws. */
+ * modify the store, so several threads may call it with their own ws.
+ * Scratch (3 maps of n x 2C x H x W floats) is released before return. */
 grad_status grad__store_reconstruct(const grad_store *store, grad_workspace *ws, const float *F,
                                     int n, float *R);
 
@@ -63,11 +71,17 @@ typedef struct grad__store_tape grad__store_tape;
  * Training forward: batch statistics in BatchNorm (running statistics are
  * updated, momentum 0.1), coord_noise (n x 2 x H x W, or NULL) added to the
  * local coordinates after their tanh. R: n x C x H x W.
+ * The tape is allocated in ws at its current position (it copies F; about
+ * (3 * blocks + 2) maps of n x 2C x H x W floats) and stays valid until ws
+ * is reset or released below it: reset ws before each step, not between
+ * the forward and the backward. Needs n * H * W > 1 (BatchNorm).
  */
 grad_status grad__store_forward_train(grad_store *store, grad_workspace *ws, const float *F,
                                       int n, const float *coord_noise, float *R,
                                       grad__store_tape **tape);
-/* Adds dL/dparam to every param->grad, given dL/dR. */
+/* Adds dL/dparam to every param->grad, given dL/dR (n x C x H x W). The
+ * tape may be used again (the gradients then add up again); scratch comes
+ * from ws after the tape and is released before return. */
 grad_status grad__store_backward(grad_store *store, grad__store_tape *tape, const float *dR,
                                  grad_workspace *ws);
 

@@ -19,3 +19,5 @@ void grad_set_threads(int threads) {
 }
 
 int grad_get_threads(void) { return openblas_get_num_threads(); }
+
+const char *grad_blas_core(void) { return openblas_get_corename(); }

@@ -26,7 +26,15 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 int cli_parse_int(const char *text, long min, long max, long *out);
 
+/* Parses "2,3" into a stage bitmask (bit k = layerk, k in 1..4). */
+int cli_parse_layers(const char *text, unsigned *mask);
+
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

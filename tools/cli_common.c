@@ -30,3 +30,18 @@ int cli_parse_int(const char *text, long min, long max, long *out) {
   *out = value;
   return 1;
 }
+
+int cli_parse_layers(const char *text, unsigned *mask) {
+  unsigned bits = 0;
+  for (const char *p = text; *p; p++) {
+    if (*p >= '1' && *p <= '4' && (p[1] == ',' || p[1] == '\0')) {
+      bits |= 1u << (*p - '0');
+      if (p[1] == ',') p++;
+    } else {
+      return 0;
+    }
+  }
+  if (!bits) return 0;
+  *mask = bits;
+  return 1;
+}

@@ -1,8 +1,100 @@
-/* grad info: the tensors and metadata of a safetensors file (issue 2). */
+/* grad info: the metadata and tensors of a safetensors weights or model file. */
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
+#include "safetensors.h"
+
+static void usage(FILE *to) {
+  fputs("Usage: grad info [-h] FILE\n"
+        "Print the metadata (key = value) and the tensors (name, dtype, shape,\n"
+        "bytes) of a safetensors weights or model file, with totals.\n"
+        "The whole header is validated first: a corrupt file exits with status 1\n"
+        "and a message naming the byte offset, tensor or field at fault.\n\n"
+        "  -h, --help  show this help and exit\n", to);
+}
+
+/* Metadata values may hold anything (JSON configurations, text): control
+ * characters are escaped so that each entry stays on one line. */
+static void print_escaped(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '\n') fputs("\\n", stdout);
+    else if (*p == '\t') fputs("\\t", stdout);
+    else if (*p == '\\') fputs("\\\\", stdout);
+    else if (*p < 0x20 || *p == 0x7f) printf("\\x%02x", *p);
+    else putchar(*p);
+  }
+}
+
+static void print_file(const grad__st_file *file) {
+  size_t count = grad__st_count(file), meta_count = grad__st_meta_count(file);
+  printf("file: %s\n", grad__st_path(file));
+  printf("size: %zu bytes (8-byte length, %zu-byte JSON header, %zu bytes of data)\n",
+         grad__st_file_size(file), grad__st_data_start(file) - 8,
+         grad__st_file_size(file) - grad__st_data_start(file));
+  printf("\nmetadata (%zu %s):\n", meta_count, meta_count == 1 ? "entry" : "entries");
+  for (size_t i = 0; i < meta_count; i++) {
+    const char *key, *value;
+    grad__st_meta_at(file, i, &key, &value);
+    fputs("  ", stdout);
+    print_escaped(key);
+    fputs(" = ", stdout);
+    print_escaped(value);
+    putchar('\n');
+  }
+
+  int name_width = 4, shape_width = 5;
+  char shape[200];
+  for (size_t i = 0; i < count; i++) {
+    const grad__st_tensor *t = grad__st_at(file, i);
+    int n = (int)strlen(t->name);
+    if (n > name_width) name_width = n > 60 ? 60 : n;
+    grad__st_format_shape(t->ndim, t->shape, shape, sizeof shape);
+    n = (int)strlen(shape);
+    if (n > shape_width) shape_width = n;
+  }
+  printf("\ntensors (%zu):\n", count);
+  printf("  %-*s  %-7s  %-*s  %12s\n", name_width, "name", "dtype", shape_width, "shape", "bytes");
+  size_t elements = 0, bytes = 0, by_dtype[4] = {0};
+  for (size_t i = 0; i < count; i++) {
+    const grad__st_tensor *t = grad__st_at(file, i);
+    grad__st_format_shape(t->ndim, t->shape, shape, sizeof shape);
+    printf("  %-*s  %-7s  %-*s  %12zu\n", name_width, t->name, t->dtype_name, shape_width, shape,
+           t->nbytes);
+    elements += t->count; /* cannot overflow: the tensors tile the file */
+    bytes += t->nbytes;
+    by_dtype[t->dtype]++;
+  }
+  printf("\ntotal: %zu tensors, %zu elements, %zu bytes (%.2f MiB)", count, elements, bytes,
+         (double)bytes / (1024.0 * 1024.0));
+  static const char *const names[4] = {"F32", "F16", "BF16", "other"};
+  const char *sep = "; ";
+  for (int d = 0; d < 4; d++) {
+    if (!by_dtype[d]) continue;
+    printf("%s%zu %s", sep, by_dtype[d], names[d]);
+    sep = ", ";
+  }
+  putchar('\n');
+}
 
 int cmd_info(int argc, char **argv) {
-  return cli_usage_error("info", "not built yet");
+  static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0}};
+  int opt;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+    if (opt == 'h') {
+      usage(stdout);
+      return CLI_OK;
+    }
+    return cli_usage_error("info", "unknown option");
+  }
+  if (optind == argc) return cli_usage_error("info", "missing FILE");
+  if (argc - optind > 1) return cli_usage_error("info", "unexpected argument '%s'", argv[optind + 1]);
+  grad__st_file *file = NULL;
+  grad_status s = grad__st_open(argv[optind], &file);
+  if (s != GRAD_OK) return cli_fail("info", s, "cannot read the file");
+  print_file(file);
+  grad__st_close(file);
+  return CLI_OK;
 }

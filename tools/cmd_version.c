@@ -21,6 +21,7 @@ int cmd_version(int argc, char **argv) {
     return cli_usage_error("version", "unknown option");
   }
   if (optind != argc) return cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
-  printf("libgrad %s\n", grad_version_string());
+  printf("libgrad %s (OpenBLAS kernels: %s, %d threads)\n", grad_version_string(), grad_blas_core(),
+         grad_get_threads());
   return CLI_OK;
 }

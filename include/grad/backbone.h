@@ -8,6 +8,98 @@
 extern "C" {
 #endif
 
+/*
+ * A frozen torchvision-layout ResNet or WideResNet cut after the last stage
+ * it needs, with eval-mode BatchNorm folded into the convolutions, plus the
+ * neck: the chosen stages resized (bilinear, align_corners=True) to one
+ * output stride and concatenated along channels.
+ *
+ *   grad_backbone_options opts;
+ *   grad_backbone_options_init(&opts);
+ *   opts.arch = "wide_resnet50_2";
+ *   opts.weights_path = "wide_resnet50_2.safetensors";  // tools/convert_torchvision.py
+ *   grad_backbone *bb = NULL;
+ *   grad_workspace *ws = NULL;
+ *   if (grad_backbone_create(&opts, &bb) == GRAD_OK && grad_workspace_create(&ws) == GRAD_OK) {
+ *     // images: n x 3 x 224 x 224 from grad_image_to_tensor
+ *     // out: n x grad_backbone_feature_channels(bb) x _height(bb) x _width(bb)
+ *     grad_backbone_features(bb, ws, images, n, out);
+ *   }
+ *
+ * A backbone is immutable once created: any number of threads may call
+ * grad_backbone_features at once, each with its own workspace.
+ */
+typedef struct grad_backbone grad_backbone;
+
+/* Bit of a stage in grad_backbone_options.layers: GRAD_BACKBONE_LAYER(2) is layer2. */
+#define GRAD_BACKBONE_LAYER(k) (1u << (k))
+
+typedef struct grad_backbone_options {
+  size_t struct_size;        /* sizeof(grad_backbone_options), set by _init */
+  /* "resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2" or
+   * "wide_resnet101_2". Default "wide_resnet50_2". */
+  const char *arch;
+  /* A safetensors file with torchvision's state-dict names (F32, F16 or
+   * BF16), as written by tools/convert_torchvision.py; NULL (the default)
+   * means seeded random weights in torchvision's initialisation. */
+  const char *weights_path;
+  /* Seed of the random weights when weights_path is NULL. Default 0. */
+  uint64_t random_seed;
+  /* Stages returned, GRAD_BACKBONE_LAYER(1..4) or-ed; default layer2 + layer3.
+   * Stages after the last one set are neither loaded nor computed. */
+  unsigned layers;
+  /* Input images are input_size x input_size; 32..2048, default 224. */
+  int input_size;
+  /* Stride of the aligned features: 4, 8 (default), 16 or 32. */
+  int output_stride;
+} grad_backbone_options;
+
+/* Fills opts with the defaults above. */
+GRAD_API void grad_backbone_options_init(grad_backbone_options *opts);
+
+/*
+ * Builds the network and loads (or draws) its weights. Errors:
+ * GRAD_E_INVALID_ARG (an unknown arch, a bad option), GRAD_E_IO/FORMAT (the
+ * file), GRAD_E_MISSING (a needed tensor absent: the message names it),
+ * GRAD_E_SHAPE (a tensor of the wrong shape: name, expected and found
+ * shapes), GRAD_E_NUMERIC (a NaN/Inf weight or a negative running
+ * variance: the tensor), GRAD_E_NOMEM. *out is NULL on failure.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_backbone_create(const grad_backbone_options *opts,
+                                                         grad_backbone **out);
+
+/* Frees the backbone; NULL is a no-op. */
+GRAD_API void grad_backbone_free(grad_backbone *bb);
+
+/* Shape of the features of one image: C x H x W. */
+GRAD_API int grad_backbone_feature_channels(const grad_backbone *bb);
+GRAD_API int grad_backbone_feature_height(const grad_backbone *bb);
+GRAD_API int grad_backbone_feature_width(const grad_backbone *bb);
+
+GRAD_API int grad_backbone_input_size(const grad_backbone *bb);
+GRAD_API int grad_backbone_output_stride(const grad_backbone *bb);
+GRAD_API unsigned grad_backbone_layers(const grad_backbone *bb);
+/* Channels of stage layer (1..4) in the full network; 0 for another value. */
+GRAD_API int grad_backbone_stage_channels(const grad_backbone *bb, int layer);
+/* The architecture's name, e.g. "wide_resnet50_2". */
+GRAD_API const char *grad_backbone_arch(const grad_backbone *bb);
+/* Where the weights came from, for logs and demos: "random (seed 7)",
+ * "file resnet18.safetensors (source=...)" or "model file". */
+GRAD_API const char *grad_backbone_weights_source(const grad_backbone *bb);
+
+/*
+ * Features of n images: images is n x 3 x S x S (S = input size), already
+ * normalised (grad_image_to_tensor); out receives n x C x H x W floats in
+ * that order. Uses ws for all scratch: anything handed out from ws before
+ * the call is invalid afterwards. After the first call of a given batch
+ * size no memory is allocated. Batches larger than 8 are processed 8 images
+ * at a time, so memory stays bounded.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_backbone_features(const grad_backbone *bb,
+                                                           grad_workspace *ws,
+                                                           const float *images, int n,
+                                                           float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -76,6 +76,14 @@ GRAD_API void grad_set_threads(int threads);
 GRAD_API int grad_get_threads(void);
 
 /*
+ * The name of the OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...).
+ * "Prescott" on a recent CPU means OpenBLAS did not recognise it and runs
+ * its generic SSE3 kernels, several times slower: set OPENBLAS_CORETYPE
+ * (e.g. SkylakeX or Haswell) in the environment before the program starts.
+ */
+GRAD_API const char *grad_blas_core(void);
+
+/*
  * A workspace holds the scratch memory of compute calls. It grows to what
  * the largest call needed and is then reused without further allocation.
  * One workspace serves one thread at a time: give each thread its own.

@@ -19,10 +19,23 @@ typedef struct grad_image grad_image;
  * before any pixel memory is allocated (guards against decompression bombs). */
 #define GRAD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
 
-/* Decodes a PNG or JPEG file (detected from its content, not its name). */
+/* Images wider or taller than this are refused with GRAD_E_TOO_LARGE too. */
+#define GRAD_IMAGE_MAX_SIDE (1 << 20)
+
+/*
+ * Decodes a PNG or JPEG file (detected from its content, not its name) into
+ * a new image (*out; free it with grad_image_free). The conversion follows
+ * PIL's Image.convert("RGB") (see docs/images.md): gray and gray+alpha give
+ * 1 channel, everything else 3. Errors, with *out set to NULL:
+ * GRAD_E_IO (missing or unreadable file), GRAD_E_FORMAT (corrupt or
+ * truncated data), GRAD_E_UNSUPPORTED (neither PNG nor JPEG, or a variant
+ * such as 12-bit JPEG), GRAD_E_TOO_LARGE (beyond GRAD_IMAGE_MAX_PIXELS or
+ * GRAD_IMAGE_MAX_SIDE), GRAD_E_NOMEM. Thread-safe; never prints.
+ */
 GRAD_API GRAD_NODISCARD grad_status grad_image_load(const char *path, grad_image **out);
 
-/* Decodes a PNG or JPEG held in memory. */
+/* Decodes a PNG or JPEG held in memory, as grad_image_load; messages name
+ * "<memory>". data is only read during the call. */
 GRAD_API GRAD_NODISCARD grad_status grad_image_load_memory(const void *data, size_t size,
                                                            grad_image **out);
 
@@ -37,6 +50,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_image_from_pixels(const uint8_t *pixels
 /* Frees the image; NULL is a no-op. */
 GRAD_API void grad_image_free(grad_image *image);
 
+/* Accessors; 0 (or NULL) for a NULL image. */
 GRAD_API int grad_image_width(const grad_image *image);
 GRAD_API int grad_image_height(const grad_image *image);
 GRAD_API int grad_image_channels(const grad_image *image);
@@ -71,14 +85,19 @@ typedef enum grad_resize_filter {
   GRAD_RESIZE_NEAREST = 1    /* nearest neighbour, for masks */
 } grad_resize_filter;
 
-/* A new image of width x height with the same channels. */
+/*
+ * A new image of width x height with the same channels, equal byte for byte
+ * to PIL's Image.resize((width, height), BILINEAR or NEAREST).
+ */
 GRAD_API GRAD_NODISCARD grad_status grad_image_resize(const grad_image *image, int width,
                                                       int height, grad_resize_filter filter,
                                                       grad_image **out);
 
 /*
  * Resizes a float plane (one channel, row-major) of in_w x in_h to
- * out_w x out_h with the antialiased bilinear filter; used for anomaly maps.
+ * out_w x out_h with the antialiased bilinear filter (as PIL's BILINEAR on a
+ * mode "F" image: no rounding); used for anomaly maps. in and out must not
+ * overlap.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_resize_plane(const float *in, int in_w, int in_h,
                                                       float *out, int out_w, int out_h);

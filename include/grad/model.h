@@ -95,6 +95,52 @@ GRAD_API const float *grad_result_map(const grad_result *result);
 /* The binary mask (0 or 255) of pixels at or above the pixel threshold. */
 GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 
+
+/* What the model was trained on (folders), for people; never NULL. */
+GRAD_API const char *grad_model_description(const grad_model *model);
+
+/* ---- Evaluation on an MVTec-layout category (method.md section 8) ---- */
+
+typedef struct grad_eval_summary {
+  size_t struct_size;    /* sizeof(grad_eval_summary): set by the caller */
+  double image_auroc;    /* never flipped: below 0.5 is reported as it is */
+  double pixel_auroc;    /* over every test pixel at S x S */
+  double aupro;          /* integrated to FPR 0.3, normalised */
+  double image_f1_max;
+  double pixel_f1_max;
+  int images;            /* test images scored */
+  int anomalous_images;  /* of which defective */
+  double seconds;        /* wall time of the scoring (decode + model) */
+} grad_eval_summary;
+
+/* Called after each test image is scored; non-zero stops the evaluation
+ * with GRAD_E_CANCELLED. defect is "good" for normal images. */
+typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const grad_image *image,
+                                  const grad_result *result, int index, int total, void *user);
+
+/*
+ * Scores every image of CATEGORY/test and computes the metrics against
+ * CATEGORY/ground_truth masks, resized to S x S with nearest neighbour as
+ * the maps are compared at S x S. on_image may be NULL. summary->struct_size
+ * must be set.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
+                                                        grad_context *ctx,
+                                                        const char *category,
+                                                        grad_eval_image_fn on_image, void *user,
+                                                        grad_eval_summary *summary);
+
+/*
+ * A heatmap overlay for people: the anomaly map in a blue-to-red colour map
+ * (the pixel threshold at the middle) blended over the image, with the
+ * contour of the predicted defect mask drawn in white. A new RGB image of
+ * the scored image's size.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_render_overlay(const grad_model *model,
+                                                        const grad_image *image,
+                                                        const grad_result *result,
+                                                        grad_image **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,65 @@
 extern "C" {
 #endif
 
+/*
+ * What the progress callback sees after every optimiser step. The struct
+ * may grow: read struct_size before any field added after the first
+ * release.
+ */
+typedef struct grad_train_progress {
+  size_t struct_size;
+  int epoch;              /* 0-based epoch of this step */
+  int epochs;             /* epochs the run goes to */
+  int step;               /* 1-based step within the epoch */
+  int steps_per_epoch;
+  int64_t total_steps;    /* optimiser steps taken so far, over all epochs and resumes */
+  double loss;            /* this step's training loss (method.md section 6) */
+  double epoch_loss;      /* mean loss per image over the epoch so far */
+  int epoch_done;         /* 1 on the last step of an epoch */
+  double lr_grid;         /* learning rates used by this step */
+  double lr_net;
+  double grad_norm;       /* total gradient L2 norm before clipping */
+  double elapsed_seconds; /* since this training call started */
+  double eta_seconds;     /* estimate of the time still needed by this call */
+} grad_train_progress;
+
+/*
+ * Called after every optimiser step, on the training thread. Return 0 to
+ * go on, non-zero to stop: training then returns GRAD_E_CANCELLED with the
+ * model holding the parameters of the last completed step (usable, and
+ * saveable; a resumable checkpoint exists only for completed epochs).
+ */
+typedef int (*grad_train_progress_fn)(const grad_train_progress *progress, void *user);
+
+/*
+ * Training options. Fill with grad_train_options_init() and change fields
+ * after: new fields are only ever appended, and struct_size tells the
+ * library which ones a caller knows.
+ */
+typedef struct grad_train_options {
+  size_t struct_size;
+  int epochs;                   /* 100 (the paper; CRAD used 50) */
+  int batch;                    /* 16; the last, partial batch of an epoch is kept */
+  double lr_grid;               /* 0.1: AdamW learning rate of the two grids */
+  double lr_net;                /* 1e-3: of the coordinate nets and the decoder */
+  double weight_decay;          /* 0.01, decoupled (AdamW), on every parameter */
+  int lr_step_epochs;           /* 40: StepLR period in epochs; 0 keeps the rates */
+  double lr_gamma;              /* 0.1: StepLR factor */
+  double clip_norm;             /* 0.1: total-L2-norm gradient clipping; 0 disables */
+  double noise_prob;            /* 0.5: chance per batch of coordinate noise */
+  double noise_std;             /* 0.05: its standard deviation */
+  uint64_t seed;                /* 0: shuffling and noise; same seed + same thread count => same model */
+  const char *checkpoint_path;  /* NULL: where checkpoints go (saved atomically) */
+  int checkpoint_every;         /* 0: save a checkpoint every this many epochs (and at the end) */
+  size_t memory_limit_bytes;    /* 2 GiB: feature cache above this goes to a temporary file */
+  grad_train_progress_fn progress; /* NULL: called after every step */
+  void *progress_user;          /* passed to progress */
+  const char *resume_path;      /* NULL: a checkpoint to resume from (same data and options) */
+} grad_train_options;
+
+/* Sets struct_size and the defaults of method.md section 6. NULL is a no-op. */
+GRAD_API void grad_train_options_init(grad_train_options *options);
+
 #ifdef __cplusplus
 }
 #endif

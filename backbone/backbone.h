@@ -1,0 +1,124 @@
+/*
+ * Internal interface of the backbone: the architecture descriptor, the
+ * network as built (folded convolutions), the raw stage outputs, the neck's
+ * resize, and saving/rebuilding a backbone inside a model file.
+ */
+#ifndef GRAD_BACKBONE_INTERNAL_H
+#define GRAD_BACKBONE_INTERNAL_H
+
+#include <grad/backbone.h>
+
+#include "conv.h"
+#include "core.h"
+#include "safetensors.h"
+
+/*
+ * A torchvision ResNet: ResNet(block, blocks, width_per_group). Stem conv
+ * 7x7/2 to 64 channels, BN, ReLU, maxpool 3x3/2; stage k (1..4) has
+ * blocks[k-1] blocks of planes 64 << (k-1), stride 1 for layer1 and 2 after.
+ * BasicBlock (expansion 1): 3x3(stride) + 3x3. Bottleneck (expansion 4):
+ * 1x1 to width = planes * width_per_group / 64, 3x3(stride), 1x1 to
+ * 4 * planes. The first block of a stage whose stride or channel count
+ * changes has a downsample: 1x1 conv (stride) + BN.
+ */
+typedef struct grad__resnet_arch {
+  const char *name;
+  bool bottleneck;
+  int blocks[4];
+  int width_per_group;  /* 64; 128 for the wide variants */
+} grad__resnet_arch;
+
+/* The table entry for a torchvision name; NULL when unknown. */
+const grad__resnet_arch *grad__resnet_arch_find(const char *name);
+
+enum { GRAD__BB_NAME = 48, GRAD__BB_MAX_BLOCKS = 64 };
+
+/* One convolution with its BatchNorm folded in (so it always has a bias). */
+typedef struct grad__bb_conv {
+  grad__conv shape;
+  float *weight;              /* Cout x Cin x K x K, into the backbone's storage */
+  float *bias;                /* Cout */
+  char name[GRAD__BB_NAME];   /* torchvision module, e.g. "layer2.0.conv1" */
+  char bn[GRAD__BB_NAME];     /* its BatchNorm, e.g. "layer2.0.bn1" */
+} grad__bb_conv;
+
+typedef struct grad__bb_block {
+  int stage;                  /* 1..4 */
+  int convs;                  /* 2 (basic) or 3 (bottleneck) */
+  grad__bb_conv conv[3];
+  bool downsample;
+  grad__bb_conv down;
+} grad__bb_block;
+
+struct grad_backbone {
+  grad__resnet_arch arch;
+  char arch_name[GRAD__BB_NAME];
+  char source[320];           /* grad_backbone_weights_source */
+  unsigned layers;
+  int last_stage;             /* highest stage built */
+  int input_size;
+  int output_stride;
+  grad__bb_conv stem;
+  grad__bb_block *blocks;     /* all blocks of stages 1..last_stage, in order */
+  int block_count;
+  int stage_channels[5];      /* [k]: channels of stage k (full network) */
+  int stage_size[5];          /* [k]: side of stage k's map; [0]: the stem's */
+  int feature_channels;
+  int feature_size;           /* H = W of the aligned features */
+  size_t max_activation;      /* floats of the largest activation of one image */
+  float *storage;             /* all weights and biases */
+  size_t storage_floats;
+};
+
+/*
+ * Builds the structure for a descriptor (which may be a non-standard
+ * configuration, as the golden tests use) with every weight zero: the
+ * options' arch and weights_path are ignored. Validates layers, size, stride.
+ */
+grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backbone_options *opts,
+                                 grad_backbone **out);
+
+/* Calls fn for every convolution in torchvision's state-dict order. */
+typedef grad_status (*grad__bb_conv_fn)(grad__bb_conv *conv, void *ctx);
+grad_status grad__backbone_each_conv(grad_backbone *bb, grad__bb_conv_fn fn, void *ctx);
+
+/* Weights: torchvision's initialisation drawn from seed (convs
+ * kaiming-normal, fan_out, ReLU gain; BN weight 1, bias 0, mean 0, var 1),
+ * or a torchvision state dict from a safetensors file; both folded. */
+grad_status grad__backbone_init_random(grad_backbone *bb, uint64_t seed);
+grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *file);
+
+/* grad_backbone_create for a descriptor: build + random or file weights. */
+grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
+                                       const grad_backbone_options *opts, grad_backbone **out);
+
+/*
+ * The stages of n images (n x 3 x S x S): stages[k] (k = 1..4), when not
+ * NULL and k is in the backbone's layers, receives n x C_k x H_k x W_k.
+ * Uses ws with mark/release (no reset).
+ */
+grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
+                                  const float *images, int n, float *const stages[5]);
+
+/* grad_backbone_features with mark/release instead of a reset, for callers
+ * that keep their own data in ws. */
+grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
+                                    const float *images, int n, float *out);
+
+/*
+ * Bilinear resize with align_corners=True (PyTorch's UpsamplingBilinear2d)
+ * of one ih x iw plane to oh x ow: source = dest * (in - 1) / (out - 1).
+ */
+void grad__resize_align_corners(const float *in, int ih, int iw, float *out, int oh, int ow);
+
+/*
+ * Stores what rebuilds the backbone into a model file: per convolution
+ * prefix + name + ".weight" / ".bias" (folded), and metadata prefix +
+ * "arch", "bottleneck", "blocks", "width_per_group", "layers", "input_size",
+ * "output_stride", "source". Only the stages built are stored.
+ */
+grad_status grad__backbone_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix);
+/* Rebuilds a backbone written by grad__backbone_write. */
+grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad_backbone **out);
+
+#endif /* GRAD_BACKBONE_INTERNAL_H */

@@ -1,0 +1,275 @@
+/*
+ * The ResNet/WideResNet architectures (torchvision's definitions), building
+ * the network for a descriptor, the handle's life cycle and its getters.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "backbone.h"
+
+static const grad__resnet_arch arch_table[] = {
+  {"resnet18", false, {2, 2, 2, 2}, 64},
+  {"resnet34", false, {3, 4, 6, 3}, 64},
+  {"resnet50", true, {3, 4, 6, 3}, 64},
+  {"resnet101", true, {3, 4, 23, 3}, 64},
+  {"wide_resnet50_2", true, {3, 4, 6, 3}, 128},
+  {"wide_resnet101_2", true, {3, 4, 23, 3}, 128},
+};
+
+const grad__resnet_arch *grad__resnet_arch_find(const char *name) {
+  if (!name) return NULL;
+  for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+    if (!strcmp(arch_table[i].name, name)) return &arch_table[i];
+  return NULL;
+}
+
+void grad_backbone_options_init(grad_backbone_options *opts) {
+  if (!opts) return;
+  memset(opts, 0, sizeof *opts);
+  opts->struct_size = sizeof *opts;
+  opts->arch = "wide_resnet50_2";
+  opts->weights_path = NULL;
+  opts->random_seed = 0;
+  opts->layers = GRAD_BACKBONE_LAYER(2) | GRAD_BACKBONE_LAYER(3);
+  opts->input_size = 224;
+  opts->output_stride = 8;
+}
+
+static grad_status check_options(const grad_backbone_options *opts) {
+  if (opts->struct_size < sizeof *opts)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_backbone_options.struct_size is %zu, expected at least %zu "
+                      "(call grad_backbone_options_init)",
+                      opts->struct_size, sizeof *opts);
+  const unsigned all = GRAD_BACKBONE_LAYER(1) | GRAD_BACKBONE_LAYER(2) |
+                       GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);
+  if (opts->layers == 0 || (opts->layers & ~all))
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_backbone_options.layers is 0x%x: set bits 1..4 (layer1..layer4) "
+                      "and nothing else",
+                      opts->layers);
+  if (opts->input_size < 32 || opts->input_size > 2048)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_options.input_size %d is outside 32..2048",
+                      opts->input_size);
+  int s = opts->output_stride;
+  if (s != 4 && s != 8 && s != 16 && s != 32)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_backbone_options.output_stride %d is not 4, 8, 16 or 32", s);
+  return GRAD_OK;
+}
+
+static grad_status check_arch(const grad__resnet_arch *arch) {
+  for (int k = 0; k < 4; k++)
+    if (arch->blocks[k] < 1 || arch->blocks[k] > GRAD__BB_MAX_BLOCKS)
+      return grad__fail(GRAD_E_INVALID_ARG, "architecture '%s': layer%d has %d blocks (1..%d)",
+                        arch->name ? arch->name : "?", k + 1, arch->blocks[k],
+                        GRAD__BB_MAX_BLOCKS);
+  if (arch->bottleneck ? (arch->width_per_group < 1 || arch->width_per_group > 1024)
+                       : arch->width_per_group != 64)
+    return grad__fail(GRAD_E_INVALID_ARG, "architecture '%s': width_per_group %d not supported",
+                      arch->name ? arch->name : "?", arch->width_per_group);
+  return GRAD_OK;
+}
+
+/* Lays out one conv: its shape and names; weights are placed later. */
+static void set_conv(grad__bb_conv *c, int cin, int cout, int k, int stride, const char *name,
+                     const char *bn) {
+  c->shape = (grad__conv){cin, cout, k, stride, k / 2};
+  snprintf(c->name, sizeof c->name, "%s", name);
+  snprintf(c->bn, sizeof c->bn, "%s", bn);
+}
+
+static size_t conv_floats(const grad__bb_conv *c) {
+  const grad__conv *s = &c->shape;
+  return (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel + s->out_channels;
+}
+
+/* Tracks the largest activation (one image) a conv writes. */
+static void note_output(grad_backbone *bb, const grad__bb_conv *c, int in_size) {
+  int out = grad__conv_out_size(&c->shape, in_size);
+  size_t floats = (size_t)c->shape.out_channels * out * out;
+  if (floats > bb->max_activation) bb->max_activation = floats;
+}
+
+static void build_blocks(grad_backbone *bb) {
+  const grad__resnet_arch *a = &bb->arch;
+  int inplanes = 64, size = bb->stage_size[1], index = 0;
+  char name[GRAD__BB_NAME], bn[GRAD__BB_NAME];
+  for (int k = 1; k <= bb->last_stage; k++) {
+    int planes = 64 << (k - 1);
+    int out = a->bottleneck ? planes * 4 : planes;
+    for (int b = 0; b < a->blocks[k - 1]; b++) {
+      grad__bb_block *blk = &bb->blocks[index++];
+      int stride = (k > 1 && b == 0) ? 2 : 1;
+      blk->stage = k;
+      blk->convs = a->bottleneck ? 3 : 2;
+      /* torchvision: a BasicBlock strides its first 3x3, a Bottleneck its
+       * 3x3 (the middle conv). */
+      int width = a->bottleneck ? planes * a->width_per_group / 64 : planes;
+      const int cin[3] = {inplanes, width, width};
+      const int cout[3] = {width, a->bottleneck ? width : out, out};
+      const int kern[3] = {a->bottleneck ? 1 : 3, 3, 1};
+      const int str[3] = {a->bottleneck ? 1 : stride, a->bottleneck ? stride : 1, 1};
+      int in_size = size;
+      for (int i = 0; i < blk->convs; i++) {
+        snprintf(name, sizeof name, "layer%d.%d.conv%d", k, b, i + 1);
+        snprintf(bn, sizeof bn, "layer%d.%d.bn%d", k, b, i + 1);
+        set_conv(&blk->conv[i], cin[i], cout[i], kern[i], str[i], name, bn);
+        note_output(bb, &blk->conv[i], in_size);
+        in_size = grad__conv_out_size(&blk->conv[i].shape, in_size);
+      }
+      blk->downsample = b == 0 && (stride != 1 || inplanes != out);
+      if (blk->downsample) {
+        snprintf(name, sizeof name, "layer%d.%d.downsample.0", k, b);
+        snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", k, b);
+        set_conv(&blk->down, inplanes, out, 1, stride, name, bn);
+        note_output(bb, &blk->down, size);
+      }
+      size = in_size;
+      inplanes = out;
+    }
+  }
+}
+
+static grad_status place_weights(grad__bb_conv *c, void *ctx) {
+  float **cursor = ctx;
+  const grad__conv *s = &c->shape;
+  c->weight = *cursor;
+  c->bias = c->weight + (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel;
+  *cursor = c->bias + s->out_channels;
+  return GRAD_OK;
+}
+
+static grad_status count_floats(grad__bb_conv *c, void *ctx) {
+  *(size_t *)ctx += conv_floats(c);
+  return GRAD_OK;
+}
+
+grad_status grad__backbone_each_conv(grad_backbone *bb, grad__bb_conv_fn fn, void *ctx) {
+  grad_status st = fn(&bb->stem, ctx);
+  for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
+    grad__bb_block *blk = &bb->blocks[b];
+    for (int i = 0; st == GRAD_OK && i < blk->convs; i++) st = fn(&blk->conv[i], ctx);
+    if (st == GRAD_OK && blk->downsample) st = fn(&blk->down, ctx);
+  }
+  return st;
+}
+
+grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backbone_options *opts,
+                                 grad_backbone **out) {
+  *out = NULL;
+  grad_status st = check_options(opts);
+  if (st == GRAD_OK) st = check_arch(arch);
+  if (st != GRAD_OK) return st;
+  grad_backbone *bb = grad__calloc(1, sizeof *bb);
+  if (!bb) return grad__fail(GRAD_E_NOMEM, "out of memory creating a backbone");
+  bb->arch = *arch;
+  snprintf(bb->arch_name, sizeof bb->arch_name, "%s", arch->name ? arch->name : "custom");
+  bb->arch.name = bb->arch_name;
+  bb->layers = opts->layers;
+  bb->input_size = opts->input_size;
+  bb->output_stride = opts->output_stride;
+  for (int k = 4; k >= 1; k--)
+    if (opts->layers & GRAD_BACKBONE_LAYER(k)) {
+      bb->last_stage = k;
+      break;
+    }
+
+  set_conv(&bb->stem, 3, 64, 7, 2, "conv1", "bn1");
+  bb->stage_size[0] = grad__conv_out_size(&bb->stem.shape, bb->input_size);
+  note_output(bb, &bb->stem, bb->input_size);
+  const grad__conv pool = {64, 64, 3, 2, 1};
+  bb->stage_size[1] = grad__conv_out_size(&pool, bb->stage_size[0]);
+  const grad__conv down = {1, 1, 3, 2, 1};
+  for (int k = 2; k <= 4; k++) bb->stage_size[k] = grad__conv_out_size(&down, bb->stage_size[k - 1]);
+  for (int k = 1; k <= 4; k++) bb->stage_channels[k] = (64 << (k - 1)) * (arch->bottleneck ? 4 : 1);
+  for (int k = 1; k <= 4; k++)
+    if (bb->layers & GRAD_BACKBONE_LAYER(k)) bb->feature_channels += bb->stage_channels[k];
+  int stride_stage = opts->output_stride == 4 ? 1 : opts->output_stride == 8 ? 2
+                     : opts->output_stride == 16 ? 3 : 4;
+  bb->feature_size = bb->stage_size[stride_stage];
+
+  for (int k = 0; k < bb->last_stage; k++) bb->block_count += arch->blocks[k];
+  bb->blocks = grad__calloc((size_t)bb->block_count, sizeof *bb->blocks);
+  if (!bb->blocks) {
+    grad_backbone_free(bb);
+    return grad__fail(GRAD_E_NOMEM, "out of memory creating a backbone");
+  }
+  build_blocks(bb);
+  (void)grad__backbone_each_conv(bb, count_floats, &bb->storage_floats);
+  bb->storage = grad__calloc(bb->storage_floats, sizeof(float));
+  if (!bb->storage) {
+    size_t mib = bb->storage_floats * sizeof(float) >> 20;
+    grad_backbone_free(bb);
+    return grad__fail(GRAD_E_NOMEM, "out of memory allocating %zu MiB of backbone weights", mib);
+  }
+  float *cursor = bb->storage;
+  (void)grad__backbone_each_conv(bb, place_weights, &cursor);
+  *out = bb;
+  return GRAD_OK;
+}
+
+grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
+                                       const grad_backbone_options *opts, grad_backbone **out) {
+  grad_backbone *bb = NULL;
+  grad_status st = grad__backbone_build(arch, opts, &bb);
+  if (st != GRAD_OK) return st;
+  if (opts->weights_path) {
+    grad__st_file *file = NULL;
+    st = grad__st_open(opts->weights_path, &file);
+    if (st == GRAD_OK) st = grad__backbone_load_file(bb, file);
+    if (st == GRAD_OK) {
+      const char *source = grad__st_meta(file, "source");
+      const char *base = strrchr(opts->weights_path, '/');
+      base = base ? base + 1 : opts->weights_path;
+      if (source)
+        snprintf(bb->source, sizeof bb->source, "file %s (source=%s)", base, source);
+      else
+        snprintf(bb->source, sizeof bb->source, "file %s", base);
+    }
+    grad__st_close(file);
+  } else {
+    st = grad__backbone_init_random(bb, opts->random_seed);
+    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
+             (unsigned long long)opts->random_seed);
+  }
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return st;
+  }
+  *out = bb;
+  return GRAD_OK;
+}
+
+grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbone **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: out is NULL");
+  *out = NULL;
+  if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
+  const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);
+  if (!arch)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "unknown backbone architecture '%s' (known: resnet18, resnet34, resnet50, "
+                      "resnet101, wide_resnet50_2, wide_resnet101_2)",
+                      opts->arch ? opts->arch : "(null)");
+  return grad__backbone_create_arch(arch, opts, out);
+}
+
+void grad_backbone_free(grad_backbone *bb) {
+  if (!bb) return;
+  grad__free(bb->storage);
+  grad__free(bb->blocks);
+  grad__free(bb);
+}
+
+int grad_backbone_feature_channels(const grad_backbone *bb) { return bb ? bb->feature_channels : 0; }
+int grad_backbone_feature_height(const grad_backbone *bb) { return bb ? bb->feature_size : 0; }
+int grad_backbone_feature_width(const grad_backbone *bb) { return bb ? bb->feature_size : 0; }
+int grad_backbone_input_size(const grad_backbone *bb) { return bb ? bb->input_size : 0; }
+int grad_backbone_output_stride(const grad_backbone *bb) { return bb ? bb->output_stride : 0; }
+unsigned grad_backbone_layers(const grad_backbone *bb) { return bb ? bb->layers : 0; }
+const char *grad_backbone_arch(const grad_backbone *bb) { return bb ? bb->arch_name : ""; }
+const char *grad_backbone_weights_source(const grad_backbone *bb) { return bb ? bb->source : ""; }
+
+int grad_backbone_stage_channels(const grad_backbone *bb, int layer) {
+  return bb && layer >= 1 && layer <= 4 ? bb->stage_channels[layer] : 0;
+}

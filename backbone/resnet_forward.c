@@ -1,0 +1,222 @@
+/*
+ * The forward pass. Activations live in the workspace in C,N,H,W order
+ * (each channel row holds the whole batch), so every convolution is one
+ * GEMM per column block over all images; four buffers of the largest
+ * activation rotate through each block.
+ */
+#include <string.h>
+
+#include "backbone.h"
+
+/* Images per pass: bounds the workspace (about 4 x 8 x the largest
+ * activation) while keeping the GEMMs wide. */
+enum { GROUP_IMAGES = 8 };
+
+/* Receives each requested stage's output for the images of one group. */
+typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int channels,
+                           int size);
+
+/* Max pooling 3x3, stride 2, padding 1 (padding never wins), on planes. */
+static void maxpool(const float *x, size_t planes, int h, int w, float *y, int oh, int ow) {
+  for (size_t p = 0; p < planes; p++) {
+    const float *in = x + p * h * w;
+    float *out = y + p * oh * ow;
+    for (int oy = 0; oy < oh; oy++) {
+      int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 >= h ? h - 1 : 2 * oy + 1;
+      for (int ox = 0; ox < ow; ox++) {
+        int x0 = 2 * ox - 1 < 0 ? 0 : 2 * ox - 1, x1 = 2 * ox + 1 >= w ? w - 1 : 2 * ox + 1;
+        float m = in[y0 * w + x0];
+        for (int iy = y0; iy <= y1; iy++)
+          for (int ix = x0; ix <= x1; ix++)
+            if (in[iy * w + ix] > m) m = in[iy * w + ix];
+        out[oy * ow + ox] = m;
+      }
+    }
+  }
+}
+
+/* One conv on a C,N,H,W activation of n images of size x size. */
+static grad_status conv(const grad__bb_conv *c, const float *residual, bool relu, const float *x,
+                        int n, int size, float *y, grad_workspace *ws) {
+  size_t plane = (size_t)size * size;
+  return grad__conv2d_strided(&c->shape, c->weight, c->bias, residual, relu, x, n * plane,
+                              plane, n, size, size, y, ws);
+}
+
+static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                             int n, stage_sink sink, void *ctx) {
+  const size_t act = (size_t)n * bb->max_activation;
+  const int s = bb->input_size;
+  size_t mark = grad__ws_mark(ws);
+  float *buf[4];
+  for (int i = 0; i < 4; i++) {
+    buf[i] = grad__ws_floats(ws, act);
+    if (!buf[i]) {
+      grad__ws_release(ws, mark);
+      return GRAD_E_NOMEM;
+    }
+  }
+  /* The stem reads the caller's N,C,H,W images directly. */
+  grad_status st = grad__conv2d_strided(&bb->stem.shape, bb->stem.weight, bb->stem.bias, NULL,
+                                        true, images, (size_t)s * s, (size_t)3 * s * s, n, s, s,
+                                        buf[1], ws);
+  int size = bb->stage_size[1];
+  if (st == GRAD_OK)
+    maxpool(buf[1], (size_t)64 * n, bb->stage_size[0], bb->stage_size[0], buf[0], size, size);
+  float *x = buf[0];
+  for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    float *spare[3];
+    for (int i = 0, j = 0; i < 4; i++)
+      if (buf[i] != x) spare[j++] = buf[i];
+    float *t = spare[0];
+    int tsize = grad__conv_out_size(&blk->conv[0].shape, size);
+    st = conv(&blk->conv[0], NULL, true, x, n, size, t, ws);
+    if (st == GRAD_OK && blk->convs == 3) {
+      st = conv(&blk->conv[1], NULL, true, t, n, tsize, spare[1], ws);
+      t = spare[1];
+      tsize = grad__conv_out_size(&blk->conv[1].shape, tsize);
+    }
+    const float *identity = x;
+    if (st == GRAD_OK && blk->downsample) {
+      st = conv(&blk->down, NULL, false, x, n, size, spare[2], ws);
+      identity = spare[2];
+    }
+    /* The block's output overwrites a buffer nothing reads any more: the
+     * first conv's (bottleneck) or the spare one (basic). */
+    float *y = blk->convs == 3 ? spare[0] : spare[1];
+    if (st == GRAD_OK)
+      st = conv(&blk->conv[blk->convs - 1], identity, true, t, n, tsize, y, ws);
+    x = y;
+    size = grad__conv_out_size(&blk->conv[blk->convs - 1].shape, tsize);
+    bool stage_end = b + 1 == bb->block_count || bb->blocks[b + 1].stage != blk->stage;
+    if (st == GRAD_OK && stage_end && (bb->layers & GRAD_BACKBONE_LAYER(blk->stage)))
+      sink(ctx, blk->stage, x, n, bb->stage_channels[blk->stage], size);
+  }
+  grad__ws_release(ws, mark);
+  return st;
+}
+
+static grad_status check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                              int n, const void *out, const char *fn) {
+  if (!bb || !ws || !images || !out)
+    return grad__fail(GRAD_E_INVALID_ARG, "%s: NULL argument", fn);
+  if (n < 1) return grad__fail(GRAD_E_INVALID_ARG, "%s: n is %d, must be >= 1", fn, n);
+  return GRAD_OK;
+}
+
+/* ---- Raw stages ------------------------------------------------------------ */
+
+typedef struct stages_ctx {
+  float *const *stages;
+  int first;  /* index of the group's first image */
+} stages_ctx;
+
+static void stages_sink(void *ctx, int stage, const float *x, int n, int channels, int size) {
+  const stages_ctx *c = ctx;
+  float *dst = c->stages[stage];
+  if (!dst) return;
+  size_t plane = (size_t)size * size;
+  for (int i = 0; i < n; i++)
+    for (int ch = 0; ch < channels; ch++)
+      memcpy(dst + ((size_t)(c->first + i) * channels + ch) * plane,
+             x + ((size_t)ch * n + i) * plane, sizeof(float) * plane);
+}
+
+grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
+                                  const float *images, int n, float *const stages[5]) {
+  grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
+  if (st != GRAD_OK) return st;
+  const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
+  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_IMAGES) {
+    int count = n - first < GROUP_IMAGES ? n - first : GROUP_IMAGES;
+    stages_ctx ctx = {stages, first};
+    st = run_group(bb, ws, images + first * image_floats, count, stages_sink, &ctx);
+  }
+  return st;
+}
+
+/* ---- The neck: align and concatenate ----------------------------------------- */
+
+typedef struct neck_ctx {
+  const grad_backbone *bb;
+  float *out;  /* the group's first image */
+} neck_ctx;
+
+static void neck_sink(void *ctx, int stage, const float *x, int n, int channels, int size) {
+  const neck_ctx *c = ctx;
+  const grad_backbone *bb = c->bb;
+  int offset = 0;  /* channels of the chosen stages before this one */
+  for (int k = 1; k < stage; k++)
+    if (bb->layers & GRAD_BACKBONE_LAYER(k)) offset += bb->stage_channels[k];
+  const int fs = bb->feature_size;
+  const size_t in_plane = (size_t)size * size, out_plane = (size_t)fs * fs;
+  for (int i = 0; i < n; i++)
+    for (int ch = 0; ch < channels; ch++)
+      grad__resize_align_corners(x + ((size_t)ch * n + i) * in_plane, size, size,
+                                 c->out + ((size_t)i * bb->feature_channels + offset + ch) *
+                                              out_plane,
+                                 fs, fs);
+}
+
+grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
+                                    const float *images, int n, float *out) {
+  grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
+  if (st != GRAD_OK) return st;
+  const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
+  const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
+  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_IMAGES) {
+    int count = n - first < GROUP_IMAGES ? n - first : GROUP_IMAGES;
+    neck_ctx ctx = {bb, out + first * feature_floats};
+    st = run_group(bb, ws, images + first * image_floats, count, neck_sink, &ctx);
+  }
+  return st;
+}
+
+/* Workspace bytes run_group takes for n images: the four activation
+ * buffers and the largest convolution scratch, each rounded as the arena
+ * rounds (64 bytes). */
+static size_t group_bytes(const grad_backbone *bb, int n) {
+  size_t scratch = grad__conv_scratch_floats(&bb->stem.shape, n, bb->input_size, bb->input_size);
+  int size = bb->stage_size[1];
+  for (int b = 0; b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    int in = size;
+    for (int i = 0; i < blk->convs; i++) {
+      size_t s = grad__conv_scratch_floats(&blk->conv[i].shape, n, in, in);
+      if (s > scratch) scratch = s;
+      in = grad__conv_out_size(&blk->conv[i].shape, in);
+    }
+    if (blk->downsample) {
+      size_t s = grad__conv_scratch_floats(&blk->down.shape, n, size, size);
+      if (s > scratch) scratch = s;
+    }
+    size = in;
+  }
+  const size_t act = ((size_t)n * bb->max_activation * sizeof(float) + 63) & ~(size_t)63;
+  return 4 * act + ((scratch * sizeof(float) + 63) & ~(size_t)63);
+}
+
+/*
+ * Makes ws one block that holds a whole call, so that no call allocates
+ * after the first: the arena merges its overflow into one block at a reset,
+ * but only while the overflow is still held, and the forward pass releases
+ * its scratch as it goes.
+ */
+static grad_status reserve(grad_workspace *ws, size_t bytes) {
+  grad__ws_reset(ws);
+  if (grad_workspace_bytes(ws) >= bytes) return GRAD_OK;
+  if (!grad__ws_alloc(ws, bytes)) return GRAD_E_NOMEM;
+  grad__ws_reset(ws);
+  if (grad_workspace_bytes(ws) < bytes)
+    return grad__fail(GRAD_E_NOMEM, "out of memory reserving %zu MiB of workspace", bytes >> 20);
+  return GRAD_OK;
+}
+
+grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
+                                   const float *images, int n, float *out) {
+  grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
+  if (st == GRAD_OK) st = reserve(ws, group_bytes(bb, n < GROUP_IMAGES ? n : GROUP_IMAGES));
+  if (st != GRAD_OK) return st;
+  return grad__backbone_features(bb, ws, images, n, out);
+}

@@ -1,0 +1,257 @@
+/*
+ * Backbone weights: torchvision's seeded initialisation, loading a
+ * torchvision state dict with BatchNorm folded in, and storing/rebuilding
+ * the folded network inside a model file.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backbone.h"
+#include "rng.h"
+
+/* torchvision's BatchNorm2d default. */
+static const double bn_eps = 1e-5;
+
+static size_t weight_count(const grad__conv *s) {
+  return (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel;
+}
+
+/* w <- w * gamma / sqrt(var + eps), b <- beta - mean * gamma / sqrt(var + eps). */
+static void fold(grad__bb_conv *c, const float *gamma, const float *beta, const float *mean,
+                 const float *var) {
+  const size_t per_out = weight_count(&c->shape) / c->shape.out_channels;
+  for (int o = 0; o < c->shape.out_channels; o++) {
+    double scale = gamma[o] / sqrt((double)var[o] + bn_eps);
+    float *w = c->weight + o * per_out;
+    for (size_t j = 0; j < per_out; j++) w[j] = (float)(w[j] * scale);
+    c->bias[o] = (float)(beta[o] - mean[o] * scale);
+  }
+}
+
+/*
+ * torchvision's ResNet.__init__: kaiming_normal_(mode="fan_out",
+ * nonlinearity="relu"), i.e. N(0, 2 / (Cout * K * K)), for every conv in
+ * state-dict order; BatchNorm weight 1, bias 0, running mean 0, var 1. The
+ * stream depends only on the convs before, so the stages kept do not change
+ * the weights of earlier ones.
+ */
+typedef struct random_ctx {
+  grad__rng rng;
+} random_ctx;
+
+static grad_status draw_conv(grad__bb_conv *c, void *ctx) {
+  random_ctx *r = ctx;
+  const grad__conv *s = &c->shape;
+  double std = sqrt(2.0 / ((double)s->out_channels * s->kernel * s->kernel));
+  grad__rng_fill_normal(&r->rng, c->weight, weight_count(s), 0.0, std);
+  double scale = 1.0 / sqrt(1.0 + bn_eps);
+  for (size_t j = 0; j < weight_count(s); j++) c->weight[j] = (float)(c->weight[j] * scale);
+  memset(c->bias, 0, sizeof(float) * (size_t)s->out_channels);
+  return GRAD_OK;
+}
+
+grad_status grad__backbone_init_random(grad_backbone *bb, uint64_t seed) {
+  random_ctx ctx;
+  grad__rng_seed(&ctx.rng, seed);
+  return grad__backbone_each_conv(bb, draw_conv, &ctx);
+}
+
+typedef struct load_ctx {
+  const grad__st_file *file;
+  const char *prefix;  /* model files: "backbone." */
+  float *bn;           /* 4 x max channels */
+} load_ctx;
+
+static grad_status read_tensor(const load_ctx *l, const char *module, const char *what, int ndim,
+                               const int64_t *shape, float *out) {
+  char name[GRAD__BB_NAME + 128];
+  snprintf(name, sizeof name, "%s%s.%s", l->prefix, module, what);
+  return grad__st_read_f32(l->file, name, ndim, shape, true, out);
+}
+
+static grad_status load_conv(grad__bb_conv *c, void *ctx) {
+  const load_ctx *l = ctx;
+  const grad__conv *s = &c->shape;
+  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
+  const int64_t cshape[1] = {s->out_channels};
+  grad_status st = read_tensor(l, c->name, "weight", 4, wshape, c->weight);
+  if (st != GRAD_OK) return st;
+  static const char *const bn_parts[4] = {"weight", "bias", "running_mean", "running_var"};
+  float *p[4];
+  for (int i = 0; i < 4; i++) {
+    p[i] = l->bn + (size_t)i * s->out_channels;
+    st = read_tensor(l, c->bn, bn_parts[i], 1, cshape, p[i]);
+    if (st != GRAD_OK) return st;
+  }
+  for (int o = 0; o < s->out_channels; o++)
+    if (!((double)p[3][o] + bn_eps > 0.0))
+      return grad__fail(GRAD_E_NUMERIC,
+                        "tensor '%s.running_var' has %g at index %d: a variance must be >= 0",
+                        c->bn, p[3][o], o);
+  fold(c, p[0], p[1], p[2], p[3]);
+  return GRAD_OK;
+}
+
+static grad_status max_channels(grad__bb_conv *c, void *ctx) {
+  int *max = ctx;
+  if (c->shape.out_channels > *max) *max = c->shape.out_channels;
+  return GRAD_OK;
+}
+
+grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *file) {
+  const char *path = grad__st_path(file);
+  const char *arch = grad__st_meta(file, "arch");
+  if (arch && strcmp(arch, bb->arch_name))
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "weights file %s holds architecture '%s', not the requested '%s'", path,
+                      arch, bb->arch_name);
+  int channels = 0;
+  (void)grad__backbone_each_conv(bb, max_channels, &channels);
+  load_ctx ctx = {file, "", grad__malloc_array(4 * (size_t)channels, sizeof(float))};
+  if (!ctx.bn) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", path);
+  grad_status st = grad__backbone_each_conv(bb, load_conv, &ctx);
+  grad__free(ctx.bn);
+  if (st != GRAD_OK) return grad__fail_context(st, "backbone weights %s", path);
+  return GRAD_OK;
+}
+
+/* ---- Model files ---------------------------------------------------------- */
+
+typedef struct write_ctx {
+  grad__st_writer *writer;
+  const char *prefix;
+} write_ctx;
+
+static grad_status write_conv(grad__bb_conv *c, void *ctx) {
+  const write_ctx *wc = ctx;
+  const grad__conv *s = &c->shape;
+  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
+  const int64_t cshape[1] = {s->out_channels};
+  char name[GRAD__BB_NAME + 128];
+  snprintf(name, sizeof name, "%s%s.weight", wc->prefix, c->name);
+  grad_status st = grad__st_writer_add(wc->writer, name, 4, wshape, c->weight);
+  if (st != GRAD_OK) return st;
+  snprintf(name, sizeof name, "%s%s.bias", wc->prefix, c->name);
+  return grad__st_writer_add(wc->writer, name, 1, cshape, c->bias);
+}
+
+static grad_status put_meta(grad__st_writer *w, const char *prefix, const char *key,
+                            const char *value) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", prefix, key);
+  return grad__st_writer_meta(w, name, value);
+}
+
+grad_status grad__backbone_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix) {
+  if (!bb || !w) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_write: NULL argument");
+  if (!prefix) prefix = "";
+  char layers[16] = "", blocks[64], number[32];
+  for (int k = 1; k <= 4; k++)
+    if (bb->layers & GRAD_BACKBONE_LAYER(k))
+      snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
+               layers[0] ? "," : "", k);
+  snprintf(blocks, sizeof blocks, "%d,%d,%d,%d", bb->arch.blocks[0], bb->arch.blocks[1],
+           bb->arch.blocks[2], bb->arch.blocks[3]);
+  grad_status st = put_meta(w, prefix, "arch", bb->arch_name);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "bottleneck", bb->arch.bottleneck ? "1" : "0");
+  if (st == GRAD_OK) st = put_meta(w, prefix, "blocks", blocks);
+  snprintf(number, sizeof number, "%d", bb->arch.width_per_group);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "width_per_group", number);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "layers", layers);
+  snprintf(number, sizeof number, "%d", bb->input_size);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "input_size", number);
+  snprintf(number, sizeof number, "%d", bb->output_stride);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "output_stride", number);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "source", bb->source);
+  write_ctx ctx = {w, prefix};
+  /* each_conv only walks the structure; the weights are not modified. */
+  if (st == GRAD_OK) st = grad__backbone_each_conv((grad_backbone *)bb, write_conv, &ctx);
+  return st;
+}
+
+/* Parses "a,b,c" into at most max ints in [lo, hi]; the count, or -1. */
+static int parse_ints(const char *text, int *out, int max, long lo, long hi) {
+  int count = 0;
+  const char *p = text;
+  while (*p) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (errno || end == p || v < lo || v > hi || count == max) return -1;
+    out[count++] = (int)v;
+    if (*end == ',') end++;
+    else if (*end) return -1;
+    p = end;
+  }
+  return count;
+}
+
+static grad_status meta_ints(const grad__st_file *f, const char *prefix, const char *key,
+                             int *out, int want, long lo, long hi, int *got) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", prefix, key);
+  const char *text = grad__st_meta(f, name);
+  if (!text)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata key '%s' is missing", grad__st_path(f), name);
+  int n = parse_ints(text, out, want, lo, hi);
+  if (n < 1 || (got == NULL && n != want))
+    return grad__fail(GRAD_E_FORMAT, "%s: metadata '%s' = '%s' is not valid", grad__st_path(f),
+                      name, text);
+  if (got) *got = n;
+  return GRAD_OK;
+}
+
+static grad_status read_folded(grad__bb_conv *c, void *ctx) {
+  const load_ctx *l = ctx;
+  const grad__conv *s = &c->shape;
+  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
+  const int64_t cshape[1] = {s->out_channels};
+  grad_status st = read_tensor(l, c->name, "weight", 4, wshape, c->weight);
+  if (st == GRAD_OK) st = read_tensor(l, c->name, "bias", 1, cshape, c->bias);
+  return st;
+}
+
+grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad_backbone **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_read: out is NULL");
+  *out = NULL;
+  if (!f) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_read: file is NULL");
+  if (!prefix) prefix = "";
+  char key[256];
+  snprintf(key, sizeof key, "%sarch", prefix);
+  const char *arch_name = grad__st_meta(f, key);
+  if (!arch_name)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata key '%s' is missing", grad__st_path(f), key);
+  grad__resnet_arch arch = {arch_name, false, {0}, 0};
+  int flag = 0, layers[4], count = 0, size = 0, stride = 0;
+  grad_status st = meta_ints(f, prefix, "bottleneck", &flag, 1, 0, 1, NULL);
+  if (st == GRAD_OK) st = meta_ints(f, prefix, "blocks", arch.blocks, 4, 1, GRAD__BB_MAX_BLOCKS, NULL);
+  if (st == GRAD_OK) st = meta_ints(f, prefix, "width_per_group", &arch.width_per_group, 1, 1, 1024, NULL);
+  if (st == GRAD_OK) st = meta_ints(f, prefix, "layers", layers, 4, 1, 4, &count);
+  if (st == GRAD_OK) st = meta_ints(f, prefix, "input_size", &size, 1, 32, 2048, NULL);
+  if (st == GRAD_OK) st = meta_ints(f, prefix, "output_stride", &stride, 1, 4, 32, NULL);
+  if (st != GRAD_OK) return st;
+  arch.bottleneck = flag != 0;
+  grad_backbone_options opts;
+  grad_backbone_options_init(&opts);
+  opts.layers = 0;
+  for (int i = 0; i < count; i++) opts.layers |= GRAD_BACKBONE_LAYER(layers[i]);
+  opts.input_size = size;
+  opts.output_stride = stride;
+  grad_backbone *bb = NULL;
+  st = grad__backbone_build(&arch, &opts, &bb);
+  if (st != GRAD_OK) return grad__fail_context(st, "%s", grad__st_path(f));
+  load_ctx ctx = {f, prefix, NULL};
+  st = grad__backbone_each_conv(bb, read_folded, &ctx);
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return grad__fail_context(st, "backbone in %s", grad__st_path(f));
+  }
+  snprintf(key, sizeof key, "%ssource", prefix);
+  const char *source = grad__st_meta(f, key);
+  snprintf(bb->source, sizeof bb->source, "model file (%s)", source ? source : "unknown weights");
+  *out = bb;
+  return GRAD_OK;
+}

@@ -1,0 +1,333 @@
+/*
+ * Training speed of the grid feature store: seconds per epoch over ~250
+ * cached feature maps of 28 x 28 (random features stand in for the
+ * backbone's, which is benchmarked elsewhere), ours and PyTorch's
+ * (bench_train_torch.py, spawned with /usr/bin/python3 or $GRAD_BENCH_PYTHON;
+ * skipped when torch is missing) side by side, with the ratio, the fraction
+ * of this machine's sgemm peak, and each side's memory peak.
+ *
+ * Each configuration runs in its own child process, so the memory peaks
+ * (getrusage ru_maxrss) are per configuration. Epoch times are extrapolated
+ * from the steps timed: seconds per image of the timed steps x images.
+ *
+ * Usage: bench_train [--images N] [--threads T] [--steps K] [--paper-steps K]
+ *                    [--config NAME] [--no-torch] [--no-pca]
+ * It also times the PCA channel reduction for ResNet-18 (layer2 + layer3:
+ * 384 channels) and WideResNet-50-2 (1536) features.
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pca.h"
+#include "train_internal.h"
+
+#ifndef BENCH_SOURCE_DIR
+#define BENCH_SOURCE_DIR "bench"
+#endif
+
+enum { SIZE = 28, BATCH = 16 };
+
+typedef struct bench_config {
+  const char *name;
+  int channels, blocks;
+  bool paper;  /* timed with --paper-steps (one step is tens of seconds) */
+} bench_config;
+
+/* The proposed CPU default, a middle point, and the paper-like store
+ * (EfficientNet-b4's 216 channels, 7 decoder blocks). */
+static const bench_config configs[] = {
+  {"cpu-default", 64, 2, false},
+  {"mid", 128, 4, false},
+  {"paper", 216, 7, true},
+};
+enum { CONFIGS = sizeof configs / sizeof configs[0] };
+
+typedef struct result {
+  double seconds_per_image;
+  long maxrss_kb;
+  int status;  /* 0 ok */
+} result;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double load_average(void) {
+  double load = -1;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &load) != 1) load = -1;
+    fclose(f);
+  }
+  return load;
+}
+
+/* Floating-point operations of one training step per image: the
+ * convolutions (1x1 local net, 3x3 decoder, 1x1 output) forward, plus the
+ * input and weight gradients backward (2x forward). */
+static double train_flops_per_image(const bench_config *c) {
+  double C = c->channels, P = (double)SIZE * SIZE, C2 = 2 * C;
+  double macs = (C * C + 2 * C) * P + c->blocks * 2 * (C2 * C2 * 9) * P + C * C2 * P;
+  return 3 * 2 * macs;
+}
+
+/* Best of a few 1024^3 sgemm calls, in FLOP/s. */
+static double sgemm_peak(void) {
+  const int n = 1024;
+  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+        *c = malloc(sizeof(float) * n * n);
+  if (!a || !b || !c) {
+    free(a), free(b), free(c);
+    return 0;
+  }
+  for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+  double best = 1e30;
+  for (int r = 0; r < 4; r++) {
+    double t = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    t = now() - t;
+    if (t < best) best = t;
+  }
+  free(a), free(b), free(c);
+  return 2.0 * n * n * (double)n / best;
+}
+
+/* Ours, in this (child) process: `steps` steps over the epoch's batches in
+ * order, noise on every other step, after one untimed warm-up step. */
+static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
+  result r = {0, 0, 1};
+  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks};
+  grad_store *store = NULL;
+  grad__feature_cache *cache = NULL;
+  grad__trainer *t = NULL;
+  grad_train_options o;
+  grad_train_options_init(&o);
+  grad_status st = grad__store_create(&config, 1, &store);
+  if (st == GRAD_OK)
+    st = grad__feature_cache_create(images, c->channels, SIZE, SIZE, 0, NULL, &cache);
+  if (st == GRAD_OK) st = grad__trainer_create(store, &o, BATCH, &t);
+  if (st != GRAD_OK) {
+    fprintf(stderr, "bench_train: %s\n", grad_last_error());
+    goto done;
+  }
+  grad__rng rng;
+  grad__rng_seed(&rng, 2);
+  for (int i = 0; i < images; i++)
+    grad__rng_fill_normal(&rng, grad__feature_cache_image(cache, i),
+                          (size_t)c->channels * SIZE * SIZE, 0.0, 1.0);
+  grad__rng_fill_normal(&rng, t->noise, (size_t)BATCH * 2 * SIZE * SIZE, 0.0, 0.05);
+  int order[BATCH];
+  for (int i = 0; i < BATCH; i++) order[i] = i;
+  if (warm_up) {
+    grad__feature_cache_gather(cache, order, BATCH, t->batch);
+    st = grad__trainer_step(t, t->batch, BATCH, NULL, NULL, NULL);
+  }
+  double start = now();
+  long seen = 0;
+  for (int s = 0; s < steps && st == GRAD_OK; s++) {
+    int first = (s * BATCH) % images;
+    int n = images - first < BATCH ? images - first : BATCH;
+    for (int i = 0; i < n; i++) order[i] = first + i;
+    st = grad__feature_cache_gather(cache, order, n, t->batch);
+    if (st == GRAD_OK)
+      st = grad__trainer_step(t, t->batch, n, s % 2 ? t->noise : NULL, NULL, NULL);
+    seen += n;
+  }
+  if (st != GRAD_OK) {
+    fprintf(stderr, "bench_train: %s\n", grad_last_error());
+    goto done;
+  }
+  r.seconds_per_image = (now() - start) / (double)seen;
+  r.status = 0;
+done:
+  {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r.maxrss_kb = ru.ru_maxrss;
+  }
+  grad__trainer_free(t);
+  grad__feature_cache_free(cache);
+  grad_store_free(store);
+  return r;
+}
+
+static result run_ours_isolated(const bench_config *c, int images, int steps, bool warm_up) {
+  result r = {0, 0, 1};
+  int fds[2];
+  if (pipe(fds) != 0) return r;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    result mine = run_ours(c, images, steps, warm_up);
+    ssize_t w = write(fds[1], &mine, sizeof mine);
+    _exit(w == (ssize_t)sizeof mine ? 0 : 1);
+  }
+  close(fds[1]);
+  if (pid > 0) {
+    if (read(fds[0], &r, sizeof r) != (ssize_t)sizeof r) r.status = 1;
+    waitpid(pid, NULL, 0);
+  }
+  close(fds[0]);
+  return r;
+}
+
+/* PyTorch: seconds per step (of BATCH images); status 77 = skipped. */
+static result run_torch(const bench_config *c, int steps, int threads) {
+  result r = {0, 0, 1};
+  const char *python = getenv("GRAD_BENCH_PYTHON");
+  if (!python) python = "/usr/bin/python3";
+  if (access(python, X_OK) != 0) {
+    r.status = 77;
+    return r;
+  }
+  char cmd[1024], line[512] = "";
+  snprintf(cmd, sizeof cmd,
+           "'%s' '%s/bench_train_torch.py' --channels %d --blocks %d --size %d --batch %d "
+           "--steps %d --threads %d 2>&1",
+           python, BENCH_SOURCE_DIR, c->channels, c->blocks, SIZE, BATCH, steps, threads);
+  fflush(NULL);
+  FILE *p = popen(cmd, "r");
+  if (!p) return r;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p))
+    if (strstr(buf, "seconds_per_step=") || strstr(buf, "SKIP")) snprintf(line, sizeof line, "%s", buf);
+  int status = pclose(p);
+  double per_step = 0;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    r.status = 77;
+    fprintf(stderr, "bench_train: torch %s", line);
+  } else if (sscanf(line, "seconds_per_step=%lf maxrss_kb=%ld", &per_step, &r.maxrss_kb) == 2) {
+    r.seconds_per_image = per_step / BATCH;
+    r.status = 0;
+  } else {
+    fprintf(stderr, "bench_train: the torch bench failed: %s\n", line);
+  }
+  return r;
+}
+
+/* The channel reduction's cost: fitting on `images` maps of raw x 28 x 28
+ * (streamed, as grad_model_train does) and reducing one map to C. */
+static void bench_pca(int raw, int channels, int images) {
+  size_t positions = (size_t)SIZE * SIZE, count = (size_t)raw * positions;
+  float *x = malloc(count * sizeof(float)), *y = malloc((size_t)channels * positions * 4);
+  grad_workspace *ws = NULL;
+  grad__pca_fit *fit = NULL;
+  grad__pca *pca = NULL;
+  unsigned state = 1u;
+  double fill = 0, start = now();
+  grad_status st = x && y ? grad_workspace_create(&ws) : GRAD_E_NOMEM;
+  if (st == GRAD_OK) st = grad__pca_fit_create(raw, &fit);
+  for (int i = 0; i < images && st == GRAD_OK; i++) {
+    double t = now();
+    for (size_t k = 0; k < count; k++) { /* cheap stand-in features */
+      state = state * 1664525u + 1013904223u;
+      x[k] = (float)(state >> 8) * (1.0f / 16777216.0f) + (float)(k / positions % 7);
+    }
+    fill += now() - t;
+    st = grad__pca_fit_add(fit, x, 1, positions, ws);
+  }
+  double t_fit_add = now() - start - fill, t = now();
+  if (st == GRAD_OK) st = grad__pca_fit_finish(fit, channels, &pca);
+  double t_finish = now() - t;
+  t = now();
+  if (st == GRAD_OK) st = grad__pca_apply(pca, x, 1, positions, y, ws);
+  double t_apply = now() - t;
+  if (st != GRAD_OK)
+    printf("pca %d -> %d: failed: %s\n", raw, channels, grad_last_error());
+  else
+    printf("pca %4d -> %3d over %d maps: covariance %.2f s, eigen %.2f s, reduce %.2f ms/map\n",
+           raw, channels, images, t_fit_add, t_finish, 1e3 * t_apply);
+  grad__pca_free(pca);
+  grad__pca_fit_free(fit);
+  grad_workspace_free(ws);
+  free(x), free(y);
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: bench_train [--images N] [--threads T] [--steps K] [--paper-steps K]\n"
+          "                   [--config NAME] [--no-torch] [--no-pca]\n"
+          "  seconds per training epoch over N (250) random 28x28 feature maps, ours and\n"
+          "  PyTorch's; K steps timed per configuration (default: one epoch; paper: 1)\n");
+}
+
+int main(int argc, char **argv) {
+  int images = 250, threads = 2, steps = 0, paper_steps = 1;
+  bool torch = true, pca = true;
+  const char *only = NULL;
+  static const struct option longopts[] = {
+    {"images", required_argument, NULL, 'n'}, {"threads", required_argument, NULL, 't'},
+    {"steps", required_argument, NULL, 's'},  {"paper-steps", required_argument, NULL, 'p'},
+    {"config", required_argument, NULL, 'c'}, {"no-torch", no_argument, NULL, 'x'},
+    {"no-pca", no_argument, NULL, 'q'},       {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (opt) {
+      case 'n': images = atoi(optarg); break;
+      case 't': threads = atoi(optarg); break;
+      case 's': steps = atoi(optarg); break;
+      case 'p': paper_steps = atoi(optarg); break;
+      case 'c': only = optarg; break;
+      case 'x': torch = false; break;
+      case 'q': pca = false; break;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
+    }
+  }
+  if (images < 1 || threads < 1 || steps < 0 || paper_steps < 1) {
+    usage(stderr);
+    return 2;
+  }
+  int epoch_steps = (images + BATCH - 1) / BATCH;
+  if (steps == 0) steps = epoch_steps;
+  grad_set_threads(threads);
+  double peak = sgemm_peak();
+  printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads; "
+         "sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
+         images, SIZE, SIZE, BATCH, threads, peak * 1e-9, load_average());
+  printf("%-12s %4s %6s %6s | %12s %13s %7s | %8s %6s | %9s %9s\n", "config", "C", "blocks",
+         "steps", "ours s/epoch", "torch s/epoch", "ratio", "GFLOP/s", "%peak", "ours MB",
+         "torch MB");
+  for (int i = 0; i < CONFIGS; i++) {
+    const bench_config *c = &configs[i];
+    if (only && strcmp(only, c->name) != 0) continue;
+    int k = c->paper ? paper_steps : steps;
+    result ours = run_ours_isolated(c, images, k, !c->paper);
+    result theirs = {0, 0, 77};
+    if (torch) theirs = run_torch(c, k, threads);
+    double ours_epoch = ours.seconds_per_image * images;
+    double gflops = ours.status == 0 ? train_flops_per_image(c) / ours.seconds_per_image * 1e-9 : 0;
+    char torch_epoch[32] = "skipped", ratio[32] = "-", torch_mb[32] = "-";
+    if (theirs.status == 0) {
+      snprintf(torch_epoch, sizeof torch_epoch, "%.2f", theirs.seconds_per_image * images);
+      snprintf(ratio, sizeof ratio, "%.2fx", theirs.seconds_per_image / ours.seconds_per_image);
+      snprintf(torch_mb, sizeof torch_mb, "%.0f", theirs.maxrss_kb / 1024.0);
+    }
+    if (ours.status != 0) {
+      printf("%-12s %4d %6d %6d | failed\n", c->name, c->channels, c->blocks, k);
+      continue;
+    }
+    printf("%-12s %4d %6d %6d | %12.2f %13s %7s | %8.1f %5.1f%% | %9.0f %9s\n", c->name,
+           c->channels, c->blocks, k, ours_epoch, torch_epoch, ratio, gflops,
+           peak > 0 ? 100.0 * gflops * 1e9 / peak : 0.0, ours.maxrss_kb / 1024.0, torch_mb);
+    fflush(stdout);
+  }
+  printf("ratio = torch time / our time (above 1: we are faster)\n");
+  if (pca) {
+    bench_pca(384, 64, images);
+    bench_pca(1536, 64, images);
+  }
+  printf("load average %.2f at end\n", load_average());
+  return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * BatchNorm2d (method.md section 5) for the decoder: x is n x channels x
+ * plane (plane = H * W). Training normalises with the batch statistics
+ * (biased variance) and updates the running statistics as torch does:
+ * running = (1 - momentum) * running + momentum * batch, with the unbiased
+ * variance. Inference uses the running statistics.
+ */
+#ifndef GRAD_BATCHNORM_H
+#define GRAD_BATCHNORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define GRAD__BN_EPS 1e-5
+#define GRAD__BN_MOMENTUM 0.1
+
+/*
+ * y = gamma * (x - mean) * invstd + beta, then max(y, 0) when relu is set.
+ * mean and invstd (channels each) receive the batch statistics for the
+ * backward pass; running_mean/var are updated. Needs n * plane > 1.
+ * y may alias x.
+ */
+void grad__bn_forward_train(const float *x, int n, int channels, size_t plane,
+                            const float *gamma, const float *beta, float *running_mean,
+                            float *running_var, float *mean, float *invstd, bool relu, float *y);
+
+/* y = gamma * (x - mean) * invstd + beta (then ReLU when set) with given
+ * statistics, exactly as grad__bn_forward_train computes y; y may alias x.
+ * The backward pass uses it to recompute activations it did not keep. */
+void grad__bn_apply(const float *x, int n, int channels, size_t plane, const float *gamma,
+                    const float *beta, const float *mean, const float *invstd, bool relu,
+                    float *y);
+
+/*
+ * Backward of the training forward (without its relu) at input x:
+ * dx is overwritten; dgamma and dbeta are accumulated (+=). dx may alias dy.
+ */
+void grad__bn_backward(const float *x, const float *dy, int n, int channels, size_t plane,
+                       const float *gamma, const float *mean, const float *invstd, float *dx,
+                       float *dgamma, float *dbeta);
+
+/* Inference with the running statistics, optionally followed by a ReLU;
+ * y may alias x. */
+void grad__bn_forward_eval(const float *x, int n, int channels, size_t plane,
+                           const float *gamma, const float *beta, const float *running_mean,
+                           const float *running_var, bool relu, float *y);
+
+#endif

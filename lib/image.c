@@ -1,0 +1,100 @@
+/* The image handle: creation from pixels or files, accessors, free. */
+#include <string.h>
+
+#include "fileio.h"
+#include "image_internal.h"
+
+/* A compressed file larger than this cannot hold an image within
+ * GRAD_IMAGE_MAX_PIXELS in any sane encoding (16-bit RGBA is 8 bytes a pixel). */
+#define IMAGE_MAX_FILE_BYTES (GRAD_IMAGE_MAX_PIXELS * 8)
+
+grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t height) {
+  if (width == 0 || height == 0)
+    return grad__fail(GRAD_E_FORMAT, "%s: image declares a zero size (%llu x %llu)", name,
+                      (unsigned long long)width, (unsigned long long)height);
+  if (width > GRAD_IMAGE_MAX_SIDE || height > GRAD_IMAGE_MAX_SIDE)
+    return grad__fail(GRAD_E_TOO_LARGE,
+                      "%s: image of %llu x %llu pixels has a side over the limit of %d", name,
+                      (unsigned long long)width, (unsigned long long)height,
+                      GRAD_IMAGE_MAX_SIDE);
+  /* Both sides are <= 2^20, so the product cannot overflow. */
+  if (width * height > GRAD_IMAGE_MAX_PIXELS)
+    return grad__fail(GRAD_E_TOO_LARGE,
+                      "%s: image of %llu x %llu pixels is over the limit of %zu pixels", name,
+                      (unsigned long long)width, (unsigned long long)height,
+                      (size_t)GRAD_IMAGE_MAX_PIXELS);
+  return GRAD_OK;
+}
+
+grad_status grad__image_new(const char *name, int width, int height, int channels,
+                            grad_image **out) {
+  *out = NULL;
+  size_t bytes = (size_t)width * (size_t)height * (size_t)channels;
+  grad_image *image = grad__malloc(sizeof *image + bytes);
+  if (!image)
+    return grad__fail(GRAD_E_NOMEM, "%s: out of memory for a %d x %d x %d image", name, width,
+                      height, channels);
+  image->width = width;
+  image->height = height;
+  image->channels = channels;
+  image->pixels = (uint8_t *)(image + 1);
+  *out = image;
+  return GRAD_OK;
+}
+
+grad_status grad_image_from_pixels(const uint8_t *pixels, int width, int height, int channels,
+                                   size_t stride, grad_image **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_from_pixels: out is NULL");
+  *out = NULL;
+  if (!pixels) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_from_pixels: pixels is NULL");
+  if (channels != 1 && channels != 3)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_image_from_pixels: channels is %d, must be 1 (gray) or 3 (RGB)",
+                      channels);
+  if (width <= 0 || height <= 0)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_image_from_pixels: size %d x %d is not positive",
+                      width, height);
+  grad_status s = grad__image_check_size("grad_image_from_pixels", (uint64_t)width,
+                                         (uint64_t)height);
+  if (s != GRAD_OK) return s;
+  size_t row = (size_t)width * (size_t)channels;
+  if (stride < row)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_image_from_pixels: stride %zu is less than width * channels = %zu",
+                      stride, row);
+  grad_image *image;
+  s = grad__image_new("grad_image_from_pixels", width, height, channels, &image);
+  if (s != GRAD_OK) return s;
+  for (int y = 0; y < height; y++)
+    memcpy(image->pixels + (size_t)y * row, pixels + (size_t)y * stride, row);
+  *out = image;
+  return GRAD_OK;
+}
+
+void grad_image_free(grad_image *image) { grad__free(image); }
+
+int grad_image_width(const grad_image *image) { return image ? image->width : 0; }
+int grad_image_height(const grad_image *image) { return image ? image->height : 0; }
+int grad_image_channels(const grad_image *image) { return image ? image->channels : 0; }
+const uint8_t *grad_image_pixels(const grad_image *image) { return image ? image->pixels : NULL; }
+
+grad_status grad_image_load(const char *path, grad_image **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: out is NULL");
+  *out = NULL;
+  if (!path || !*path) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: empty path");
+  unsigned char *data;
+  size_t size;
+  grad_status s = grad__read_file(path, IMAGE_MAX_FILE_BYTES, &data, &size);
+  if (s != GRAD_OK) return s;
+  s = grad__image_decode(data, size, path, out);
+  grad__free(data);
+  return s;
+}
+
+grad_status grad_image_load_memory(const void *data, size_t size, grad_image **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: out is NULL");
+  *out = NULL;
+  if (!data && size)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: data is NULL");
+  return grad__image_decode(data, size, "<memory>", out);
+}

@@ -1,0 +1,40 @@
+/*
+ * Internal side of the image API: the image struct and the helpers the
+ * decoders, the writer and the resizer share.
+ */
+#ifndef GRAD_IMAGE_INTERNAL_H
+#define GRAD_IMAGE_INTERNAL_H
+
+#include <grad/image.h>
+
+#include "core.h"
+
+/* One allocation: the struct followed by its packed pixel rows. */
+struct grad_image {
+  int width;
+  int height;
+  int channels; /* 1 (gray) or 3 (RGB) */
+  uint8_t *pixels;
+};
+
+/*
+ * GRAD_OK when a width x height image is within GRAD_IMAGE_MAX_SIDE and
+ * GRAD_IMAGE_MAX_PIXELS; GRAD_E_TOO_LARGE (or GRAD_E_FORMAT for a zero
+ * side) with a message naming `name` otherwise. Decoders call it on the
+ * declared size before allocating anything that grows with it.
+ */
+grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t height);
+
+/* A new uninitialised image; the size must have passed the check above. */
+grad_status grad__image_new(const char *name, int width, int height, int channels,
+                            grad_image **out);
+
+/* Decodes PNG or JPEG data; `name` (a path or "<memory>") is used in messages. */
+grad_status grad__image_decode(const unsigned char *data, size_t size, const char *name,
+                               grad_image **out);
+grad_status grad__png_decode(const unsigned char *data, size_t size, const char *name,
+                             grad_image **out);
+grad_status grad__jpeg_decode(const unsigned char *data, size_t size, const char *name,
+                              grad_image **out);
+
+#endif /* GRAD_IMAGE_INTERNAL_H */

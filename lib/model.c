@@ -1,0 +1,268 @@
+/* grad_model: assembling, saving, loading and scoring. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "head_internal.h"
+#include "model_internal.h"
+#include "safetensors.h"
+
+void grad_model_options_init(grad_model_options *options) {
+  if (!options) return;
+  memset(options, 0, sizeof *options);
+  options->struct_size = sizeof *options;
+  options->arch = "resnet18";
+  options->weights_path = NULL;
+  options->random_seed = 0;
+  options->layers = (1u << 2) | (1u << 3);
+  options->input_size = 224;
+  options->output_stride = 8;
+  options->channels = 64;
+  options->blocks = 2;
+  options->local_res = 8;
+  options->global_res = 4;
+  options->holdout_fraction = 0.1;
+}
+
+grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,
+                                 grad_head *head, const char *description, grad_model **out) {
+  *out = NULL;
+  grad_model *model = grad__calloc(1, sizeof *model);
+  char *text = grad__strdup(description ? description : "");
+  if (!model || !text) {
+    grad__free(model), grad__free(text);
+    grad_backbone_free(backbone), grad__pca_free(reduce), grad_store_free(store);
+    grad_head_free(head);
+    return grad__fail(GRAD_E_NOMEM, "out of memory assembling a model");
+  }
+  model->backbone = backbone;
+  model->reduce = reduce;
+  model->store = store;
+  model->head = head;
+  model->description = text;
+  *out = model;
+  return GRAD_OK;
+}
+
+void grad_model_free(grad_model *model) {
+  if (!model) return;
+  grad_backbone_free(model->backbone);
+  grad__pca_free(model->reduce);
+  grad_store_free(model->store);
+  grad_head_free(model->head);
+  grad__free(model->description);
+  grad__free(model);
+}
+
+int grad_model_input_size(const grad_model *model) {
+  return model ? grad_backbone_input_size(model->backbone) : 0;
+}
+
+double grad_model_image_threshold(const grad_model *model) {
+  return model ? grad_head_image_threshold(model->head) : NAN;
+}
+
+const char *grad_model_description(const grad_model *model) {
+  return model ? model->description : "";
+}
+
+/* ---- Files --------------------------------------------------------------- */
+
+grad_status grad_model_save(const grad_model *model, const char *path) {
+  if (!model || !path) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_save: NULL argument");
+  grad__st_writer *w = NULL;
+  grad_status s = grad__st_writer_create(&w);
+  if (s != GRAD_OK) return s;
+  char version[16];
+  snprintf(version, sizeof version, "%d", GRAD__MODEL_FORMAT_VERSION);
+  if (s == GRAD_OK) s = grad__st_writer_meta(w, "format", GRAD__MODEL_FORMAT);
+  if (s == GRAD_OK) s = grad__st_writer_meta(w, "format_version", version);
+  if (s == GRAD_OK) s = grad__st_writer_meta(w, "created_by", grad_version_string());
+  if (s == GRAD_OK) s = grad__st_writer_meta(w, "model.trained_on", model->description);
+  if (s == GRAD_OK) s = grad__backbone_write(model->backbone, w, "backbone.");
+  if (s == GRAD_OK) s = grad__pca_write(model->reduce, w);
+  if (s == GRAD_OK) s = grad__store_write(model->store, w);
+  if (s == GRAD_OK) s = grad__head_write(model->head, w);
+  if (s == GRAD_OK) s = grad__st_writer_save(w, path);
+  grad__st_writer_free(w);
+  return s;
+}
+
+static grad_status check_format(const grad__st_file *f, const char *path) {
+  const char *format = grad__st_meta(f, "format");
+  const char *version = grad__st_meta(f, "format_version");
+  if (!format || strcmp(format, GRAD__MODEL_FORMAT) != 0)
+    return grad__fail(GRAD_E_FORMAT, "%s: not a libgrad model (metadata \"format\" is %s%s%s)",
+                      path, format ? "\"" : "", format ? format : "missing",
+                      format ? "\"" : "");
+  char *end = NULL;
+  long v = version ? strtol(version, &end, 10) : 0;
+  if (!version || *end != '\0' || v < 1)
+    return grad__fail(GRAD_E_FORMAT, "%s: bad \"format_version\" %s", path,
+                      version ? version : "(missing)");
+  if (v > GRAD__MODEL_FORMAT_VERSION)
+    return grad__fail(GRAD_E_VERSION,
+                      "%s: model format version %ld is newer than this libgrad %s reads (%d)",
+                      path, v, grad_version_string(), GRAD__MODEL_FORMAT_VERSION);
+  return GRAD_OK;
+}
+
+/* The parts must fit together: reduction input = backbone output, store
+ * input = reduction output, store map size = backbone map size. */
+static grad_status check_consistent(const grad_model *m, const char *path) {
+  int raw = grad_backbone_feature_channels(m->backbone);
+  int h = grad_backbone_feature_height(m->backbone), w = grad_backbone_feature_width(m->backbone);
+  if (m->reduce->raw_channels != raw)
+    return grad__fail(GRAD_E_SHAPE, "%s: reduction takes %d channels, the backbone gives %d",
+                      path, m->reduce->raw_channels, raw);
+  if (grad_store_channels(m->store) != m->reduce->channels || grad_store_height(m->store) != h ||
+      grad_store_width(m->store) != w)
+    return grad__fail(GRAD_E_SHAPE,
+                      "%s: store expects %d x %d x %d features, backbone + reduction give "
+                      "%d x %d x %d",
+                      path, grad_store_channels(m->store), grad_store_height(m->store),
+                      grad_store_width(m->store), m->reduce->channels, h, w);
+  if (grad_head_size(m->head) != grad_backbone_input_size(m->backbone))
+    return grad__fail(GRAD_E_SHAPE, "%s: head size %d differs from the input size %d", path,
+                      grad_head_size(m->head), grad_backbone_input_size(m->backbone));
+  return GRAD_OK;
+}
+
+grad_status grad_model_load(const char *path, grad_model **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_load: out is NULL");
+  *out = NULL;
+  if (!path) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_load: path is NULL");
+  grad__st_file *f = NULL;
+  grad_status s = grad__st_open(path, &f);
+  if (s != GRAD_OK) return s;
+  grad_backbone *backbone = NULL;
+  grad__pca *reduce = NULL;
+  grad_store *store = NULL;
+  grad_head *head = NULL;
+  s = check_format(f, path);
+  if (s == GRAD_OK) s = grad__backbone_read(f, "backbone.", &backbone);
+  if (s == GRAD_OK) s = grad__pca_read(f, &reduce);
+  if (s == GRAD_OK) s = grad__store_read(f, &store);
+  if (s == GRAD_OK) s = grad__head_read(f, &head);
+  const char *trained_on = grad__st_meta(f, "model.trained_on");
+  if (s == GRAD_OK) {
+    s = grad__model_assemble(backbone, reduce, store, head, trained_on, out);
+  } else {
+    grad_backbone_free(backbone), grad__pca_free(reduce), grad_store_free(store);
+    grad_head_free(head);
+    if (!strstr(grad_last_error(), path)) grad__fail_context(s, "%s", path);
+  }
+  grad__st_close(f);
+  if (s == GRAD_OK && (s = check_consistent(*out, path)) != GRAD_OK) {
+    grad_model_free(*out);
+    *out = NULL;
+  }
+  return s;
+}
+
+/* ---- Scoring ------------------------------------------------------------- */
+
+grad_status grad_context_create(const grad_model *model, grad_context **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_context_create: out is NULL");
+  *out = NULL;
+  if (!model) return grad__fail(GRAD_E_INVALID_ARG, "grad_context_create: model is NULL");
+  size_t s = (size_t)grad_model_input_size(model);
+  size_t hw = (size_t)grad_store_height(model->store) * grad_store_width(model->store);
+  grad_context *ctx = grad__calloc(1, sizeof *ctx);
+  if (!ctx) return grad__fail(GRAD_E_NOMEM, "out of memory creating a scoring context");
+  ctx->model = model;
+  ctx->input = grad__malloc_array(3 * s * s, sizeof(float));
+  ctx->raw = grad__malloc_array((size_t)model->reduce->raw_channels * hw, sizeof(float));
+  ctx->features = grad__malloc_array((size_t)model->reduce->channels * hw, sizeof(float));
+  ctx->recon = grad__malloc_array((size_t)model->reduce->channels * hw, sizeof(float));
+  grad_status st = grad_workspace_create(&ctx->ws);
+  if (st != GRAD_OK || !ctx->input || !ctx->raw || !ctx->features || !ctx->recon) {
+    grad_context_free(ctx);
+    return grad__fail(GRAD_E_NOMEM, "out of memory creating a scoring context");
+  }
+  *out = ctx;
+  return GRAD_OK;
+}
+
+void grad_context_free(grad_context *ctx) {
+  if (!ctx) return;
+  grad_workspace_free(ctx->ws);
+  grad__free(ctx->input);
+  grad__free(ctx->raw);
+  grad__free(ctx->features);
+  grad__free(ctx->recon);
+  grad__free(ctx);
+}
+
+grad_status grad__model_score_tensor(const grad_model *model, grad_context *ctx,
+                                     const float *input, float *map, float *score) {
+  const grad__pca *pca = model->reduce;
+  int h = grad_store_height(model->store), w = grad_store_width(model->store);
+  size_t hw = (size_t)h * w;
+  grad__ws_reset(ctx->ws);
+  grad_status s = grad_backbone_features(model->backbone, ctx->ws, input, 1, ctx->raw);
+  if (s == GRAD_OK) s = grad__pca_apply(pca, ctx->raw, 1, hw, ctx->features, ctx->ws);
+  if (s == GRAD_OK)
+    s = grad__store_reconstruct(model->store, ctx->ws, ctx->features, 1, ctx->recon);
+  if (s == GRAD_OK)
+    s = grad_head_map(model->head, ctx->ws, ctx->recon, ctx->features, pca->channels, h, w,
+                      map, score);
+  return s;
+}
+
+void grad_result_free(grad_result *result) {
+  if (!result) return;
+  grad__free(result->map);
+  grad__free(result->mask);
+  grad__free(result->model_map);
+  grad__free(result);
+}
+
+grad_status grad_model_score(const grad_model *model, grad_context *ctx, const grad_image *image,
+                             grad_result **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: out is NULL");
+  *out = NULL;
+  if (!model || !ctx || !image)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: NULL model, context or image");
+  if (ctx->model != model)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: the context belongs to another model");
+  int size = grad_model_input_size(model);
+  int width = grad_image_width(image), height = grad_image_height(image);
+  size_t pixels = (size_t)width * height;
+  grad_result *r = grad__calloc(1, sizeof *r);
+  if (!r) return grad__fail(GRAD_E_NOMEM, "out of memory scoring an image");
+  r->size = size;
+  r->width = width;
+  r->height = height;
+  r->model_map = grad__malloc_array((size_t)size * size, sizeof(float));
+  r->map = grad__malloc_array(pixels, sizeof(float));
+  bool masks = !isnan(grad_head_pixel_threshold(model->head));
+  if (masks) r->mask = grad__malloc(pixels);
+  if (!r->model_map || !r->map || (masks && !r->mask)) {
+    grad_result_free(r);
+    return grad__fail(GRAD_E_NOMEM, "out of memory scoring a %dx%d image", width, height);
+  }
+  float score = 0;
+  grad_status s = grad_image_to_tensor(image, size, ctx->input);
+  if (s == GRAD_OK) s = grad__model_score_tensor(model, ctx, ctx->input, r->model_map, &score);
+  if (s == GRAD_OK) s = grad_head_resize_map(model->head, r->model_map, width, height, r->map);
+  if (s == GRAD_OK && masks) s = grad_head_mask(model->head, r->map, pixels, r->mask);
+  if (s != GRAD_OK) {
+    grad_result_free(r);
+    return s;
+  }
+  r->score = score;
+  r->normalized = grad_head_normalize_score(model->head, score);
+  r->anomalous = grad_head_is_anomalous(model->head, score);
+  *out = r;
+  return GRAD_OK;
+}
+
+double grad_result_score(const grad_result *r) { return r ? r->score : NAN; }
+double grad_result_normalized_score(const grad_result *r) { return r ? r->normalized : NAN; }
+int grad_result_is_anomalous(const grad_result *r) { return r ? r->anomalous : 0; }
+int grad_result_width(const grad_result *r) { return r ? r->width : 0; }
+int grad_result_height(const grad_result *r) { return r ? r->height : 0; }
+const float *grad_result_map(const grad_result *r) { return r ? r->map : NULL; }
+const uint8_t *grad_result_mask(const grad_result *r) { return r ? r->mask : NULL; }

@@ -1,0 +1,53 @@
+/* Internal layout of grad_model, grad_context and grad_result. */
+#ifndef GRAD_MODEL_INTERNAL_H
+#define GRAD_MODEL_INTERNAL_H
+
+#include <grad/grad.h>
+
+#include "backbone.h"
+#include "core.h"
+#include "pca.h"
+#include "store.h"
+
+/* The model-file format this library writes; it reads this and older. */
+#define GRAD__MODEL_FORMAT "libgrad-model"
+#define GRAD__MODEL_FORMAT_VERSION 1
+
+struct grad_model {
+  grad_backbone *backbone;
+  grad__pca *reduce;
+  grad_store *store;
+  grad_head *head;
+  char *description;  /* what it was trained on, for people (metadata "model.trained_on") */
+};
+
+struct grad_context {
+  const grad_model *model;
+  grad_workspace *ws;
+  float *input;     /* 3 x S x S */
+  float *raw;       /* C_raw x H x W: backbone features */
+  float *features;  /* C x H x W: reduced */
+  float *recon;     /* C x H x W */
+};
+
+struct grad_result {
+  double score;
+  double normalized;
+  int anomalous;
+  int width, height;  /* the scored image's size */
+  float *map;         /* width x height */
+  uint8_t *mask;      /* width x height, NULL when the pixel threshold is unset */
+  int size;           /* S */
+  float *model_map;   /* S x S: the map evaluation compares with S x S masks */
+};
+
+/* Scores an image already turned into the network input (3 x S x S):
+ * the S x S map into map (may be NULL) and the image score. */
+grad_status grad__model_score_tensor(const grad_model *model, grad_context *ctx,
+                                     const float *input, float *map, float *score);
+
+/* Takes ownership of the parts; on failure frees them all. */
+grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,
+                                 grad_head *head, const char *description, grad_model **out);
+
+#endif

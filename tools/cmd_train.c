@@ -1,0 +1,179 @@
+/* grad train: train a unified model on folders of normal images. */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "progress.h"
+
+static void usage(FILE *to) {
+  fputs(
+      "Usage: grad train -o MODEL --data DIR [--data DIR ...] [OPTIONS]\n"
+      "Train one model on the normal images of every DIR: an MVTec-layout category\n"
+      "(its train/good is used) or a plain folder of PNG/JPEG images.\n\n"
+      "  -o, --output FILE         model file to write (saved atomically)\n"
+      "  -d, --data DIR            a category or image folder (repeatable)\n"
+      "      --arch NAME           backbone: resnet18 (default), resnet34, resnet50,\n"
+      "                            resnet101, wide_resnet50_2, wide_resnet101_2\n"
+      "      --weights FILE        converted torchvision weights (safetensors)\n"
+      "      --random-weights SEED seeded random backbone weights (the default, seed 0;\n"
+      "                            for tests and demos only: real use needs ImageNet weights)\n"
+      "      --layers LIST         backbone stages, e.g. 2,3 (default)\n"
+      "      --size S              input size (default 224)\n"
+      "      --channels C          channels after the PCA reduction (default 64)\n"
+      "      --blocks N            decoder blocks (default 2; the paper uses 7)\n"
+      "      --epochs N            training epochs (default 100)\n"
+      "      --batch N             mini-batch size (default 16)\n"
+      "      --seed N              seed of the store, shuffling and noise (default 0)\n"
+      "      --holdout F           fraction of images kept out to calibrate (default 0.1)\n"
+      "      --checkpoint FILE     save a checkpoint there every --checkpoint-every epochs\n"
+      "      --checkpoint-every N  (default 10 when --checkpoint is given)\n"
+      "      --resume FILE         continue from a checkpoint (same data and options)\n"
+      "  -j, --threads N           threads (default: all cores)\n"
+      "  -h, --help                show this help\n",
+      to);
+}
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_interrupt(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static int show_progress(const grad_train_progress *p, void *user) {
+  cli_progress *bar = user;
+  char detail[96];
+  snprintf(detail, sizeof detail, "epoch %d/%d loss %.5f", p->epoch + 1, p->epochs, p->loss);
+  double total = (double)p->epochs * p->steps_per_epoch;
+  double done = (double)p->epoch * p->steps_per_epoch + p->step;
+  cli_progress_update(bar, done, total, detail, p->eta_seconds);
+  return interrupted;
+}
+
+enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
+       OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME };
+
+int cmd_train(int argc, char **argv) {
+  static const struct option options[] = {
+    {"output", required_argument, NULL, 'o'}, {"data", required_argument, NULL, 'd'},
+    {"arch", required_argument, NULL, OPT_ARCH}, {"weights", required_argument, NULL, OPT_WEIGHTS},
+    {"random-weights", required_argument, NULL, OPT_RANDOM},
+    {"layers", required_argument, NULL, OPT_LAYERS}, {"size", required_argument, NULL, OPT_SIZE},
+    {"channels", required_argument, NULL, OPT_CHANNELS},
+    {"blocks", required_argument, NULL, OPT_BLOCKS}, {"epochs", required_argument, NULL, OPT_EPOCHS},
+    {"batch", required_argument, NULL, OPT_BATCH}, {"seed", required_argument, NULL, OPT_SEED},
+    {"holdout", required_argument, NULL, OPT_HOLDOUT},
+    {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, NULL, OPT_EVERY},
+    {"resume", required_argument, NULL, OPT_RESUME}, {"threads", required_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'}, {0}};
+  grad_model_options mo;
+  grad_model_options_init(&mo);
+  grad_train_options to;
+  grad_train_options_init(&to);
+  const char *output = NULL;
+  const char *folders[64];
+  int folder_count = 0, random_given = 0;
+  long value;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "o:d:j:h", options, NULL)) != -1) {
+    switch (opt) {
+    case 'o': output = optarg; break;
+    case 'd':
+      if (folder_count == 64) return cli_usage_error("train", "at most 64 --data folders");
+      folders[folder_count++] = optarg;
+      break;
+    case OPT_ARCH: mo.arch = optarg; break;
+    case OPT_WEIGHTS: mo.weights_path = optarg; break;
+    case OPT_RANDOM:
+      if (!cli_parse_int(optarg, 0, LONG_MAX, &value))
+        return cli_usage_error("train", "--random-weights needs a seed >= 0");
+      mo.random_seed = (uint64_t)value;
+      random_given = 1;
+      break;
+    case OPT_LAYERS:
+      if (!cli_parse_layers(optarg, &mo.layers))
+        return cli_usage_error("train", "--layers takes stages 1..4 such as 2,3");
+      break;
+    case OPT_SIZE:
+      if (!cli_parse_int(optarg, 32, 4096, &value))
+        return cli_usage_error("train", "--size must be in 32..4096");
+      mo.input_size = (int)value;
+      break;
+    case OPT_CHANNELS:
+      if (!cli_parse_int(optarg, 1, 4096, &value))
+        return cli_usage_error("train", "--channels must be in 1..4096");
+      mo.channels = (int)value;
+      break;
+    case OPT_BLOCKS:
+      if (!cli_parse_int(optarg, 0, 64, &value))
+        return cli_usage_error("train", "--blocks must be in 0..64");
+      mo.blocks = (int)value;
+      break;
+    case OPT_EPOCHS:
+      if (!cli_parse_int(optarg, 1, 100000, &value))
+        return cli_usage_error("train", "--epochs must be in 1..100000");
+      to.epochs = (int)value;
+      break;
+    case OPT_BATCH:
+      if (!cli_parse_int(optarg, 1, 4096, &value))
+        return cli_usage_error("train", "--batch must be in 1..4096");
+      to.batch = (int)value;
+      break;
+    case OPT_SEED:
+      if (!cli_parse_int(optarg, 0, LONG_MAX, &value))
+        return cli_usage_error("train", "--seed needs a number >= 0");
+      to.seed = (uint64_t)value;
+      break;
+    case OPT_HOLDOUT: {
+      char *end = NULL;
+      mo.holdout_fraction = strtod(optarg, &end);
+      if (*end || !(mo.holdout_fraction >= 0 && mo.holdout_fraction < 1))
+        return cli_usage_error("train", "--holdout must be a fraction in [0, 1)");
+      break;
+    }
+    case OPT_CHECKPOINT: to.checkpoint_path = optarg; break;
+    case OPT_EVERY:
+      if (!cli_parse_int(optarg, 1, 100000, &value))
+        return cli_usage_error("train", "--checkpoint-every must be >= 1");
+      to.checkpoint_every = (int)value;
+      break;
+    case OPT_RESUME: to.resume_path = optarg; break;
+    case 'j':
+      if (!cli_parse_int(optarg, 1, 1024, &value))
+        return cli_usage_error("train", "--threads must be in 1..1024");
+      grad_set_threads((int)value);
+      break;
+    case 'h': usage(stdout); return CLI_OK;
+    default: return cli_usage_error("train", "unknown option");
+    }
+  }
+  if (optind != argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+  if (!output) return cli_usage_error("train", "-o MODEL is required");
+  if (!folder_count) return cli_usage_error("train", "at least one --data DIR is required");
+  if (mo.weights_path && random_given)
+    return cli_usage_error("train", "--weights and --random-weights exclude each other");
+  if (to.checkpoint_path && !to.checkpoint_every) to.checkpoint_every = 10;
+
+  fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
+          mo.weights_path ? mo.weights_path : "seeded random weights (not ImageNet: demo quality)");
+  cli_progress bar;
+  cli_progress_init(&bar, "training");
+  to.progress = show_progress;
+  to.progress_user = &bar;
+  signal(SIGINT, on_interrupt);
+  grad_model *model = NULL;
+  grad_status s = grad_model_train(&mo, &to, folders, folder_count, &model);
+  cli_progress_finish(&bar);
+  if (s != GRAD_OK) return cli_fail("train", s, "training failed");
+  s = grad_model_save(model, output);
+  if (s == GRAD_OK)
+    fprintf(stderr, "grad train: wrote %s (image threshold %.4g)\n", output,
+            grad_model_image_threshold(model));
+  grad_model_free(model);
+  return s == GRAD_OK ? CLI_OK : cli_fail("train", s, "cannot save the model");
+}
