@@ -219,6 +219,26 @@ void grad_result_free(grad_result *result) {
   grad__free(result);
 }
 
+/* The mask is thresholded at S x S, where the pixel threshold was
+ * calibrated, then brought to the image's size with nearest neighbour (the
+ * resized map's peaks are a little lower, so thresholding it would shrink
+ * the mask). */
+static grad_status mask_at_image_size(const grad_model *model, grad_result *r) {
+  size_t model_pixels = (size_t)r->size * r->size;
+  uint8_t *small = grad__malloc(model_pixels);
+  if (!small) return grad__fail(GRAD_E_NOMEM, "out of memory making a mask");
+  grad_image *square = NULL, *resized = NULL;
+  grad_status s = grad_head_mask(model->head, r->model_map, model_pixels, small);
+  if (s == GRAD_OK) s = grad_image_from_pixels(small, r->size, r->size, 1, (size_t)r->size, &square);
+  if (s == GRAD_OK)
+    s = grad_image_resize(square, r->width, r->height, GRAD_RESIZE_NEAREST, &resized);
+  if (s == GRAD_OK) memcpy(r->mask, grad_image_pixels(resized), (size_t)r->width * r->height);
+  grad_image_free(square);
+  grad_image_free(resized);
+  grad__free(small);
+  return s;
+}
+
 grad_status grad_model_score(const grad_model *model, grad_context *ctx, const grad_image *image,
                              grad_result **out) {
   if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: out is NULL");
@@ -247,7 +267,7 @@ grad_status grad_model_score(const grad_model *model, grad_context *ctx, const g
   grad_status s = grad_image_to_tensor(image, size, ctx->input);
   if (s == GRAD_OK) s = grad__model_score_tensor(model, ctx, ctx->input, r->model_map, &score);
   if (s == GRAD_OK) s = grad_head_resize_map(model->head, r->model_map, width, height, r->map);
-  if (s == GRAD_OK && masks) s = grad_head_mask(model->head, r->map, pixels, r->mask);
+  if (s == GRAD_OK && masks) s = mask_at_image_size(model, r);
   if (s != GRAD_OK) {
     grad_result_free(r);
     return s;

@@ -1,0 +1,317 @@
+/*
+ * The model a user touches: train a tiny model on synthetic data, then save
+ * and load it, score from several threads, evaluate, and refuse bad files.
+ */
+#include <grad/grad.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "model_internal.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+static char root[256], data[512], model_path[512];
+static char test_paths[8][700]; /* filled before the tests fork, read-only after */
+
+/* Runs once in the parent process before the forked tests: a tiny model. */
+static void train_tiny_model(void) {
+  snprintf(root, sizeof root, "%s", test_tmpdir());
+  snprintf(data, sizeof data, "%s/data", root);
+  snprintf(model_path, sizeof model_path, "%s/tiny.grad", root);
+  grad_synth_options so;
+  grad_synth_options_init(&so);
+  so.out_dir = data;
+  so.size = 64;
+  so.train_count = 12;
+  so.test_count = 8;
+  so.category = "weave";
+  ck_assert_int_eq(grad_synth_write(&so), GRAD_OK);
+
+  grad_model_options mo;
+  grad_model_options_init(&mo);
+  mo.input_size = 64;
+  mo.channels = 16;
+  mo.blocks = 1;
+  mo.random_seed = 3;
+  mo.holdout_fraction = 0.2;
+  grad_train_options to;
+  grad_train_options_init(&to);
+  to.epochs = 2;
+  to.batch = 4;
+  char category[600];
+  snprintf(category, sizeof category, "%s/weave", data);
+  const char *folders[] = {category};
+  grad_model *model = NULL;
+  ck_assert_int_eq(grad_model_train(&mo, &to, folders, 1, &model), GRAD_OK);
+  ck_assert_int_eq(grad_model_save(model, model_path), GRAD_OK);
+  grad_model_free(model);
+
+  grad__test_set set;
+  ck_assert_int_eq(grad__category_test_set(category, &set), GRAD_OK);
+  ck_assert_uint_eq(set.count, 8);
+  for (int i = 0; i < 8; i++) snprintf(test_paths[i], sizeof test_paths[i], "%s", set.items[i].image);
+  grad__test_set_free(&set);
+}
+
+/* The i-th of the 8 test images of the synthetic class. */
+static const char *test_image(int i) { return test_paths[i]; }
+
+static double score_of(const grad_model *model, const char *path, float *map_sum) {
+  grad_context *ctx = NULL;
+  grad_image *image = NULL;
+  grad_result *result = NULL;
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  ck_assert_int_eq(grad_image_load(path, &image), GRAD_OK);
+  ck_assert_int_eq(grad_model_score(model, ctx, image, &result), GRAD_OK);
+  double score = grad_result_score(result);
+  if (map_sum) {
+    double sum = 0;
+    for (int i = 0; i < grad_result_width(result) * grad_result_height(result); i++)
+      sum += grad_result_map(result)[i];
+    *map_sum = (float)sum;
+  }
+  grad_result_free(result);
+  grad_image_free(image);
+  grad_context_free(ctx);
+  return score;
+}
+
+START_TEST(saved_model_scores_like_the_trained_one) {
+  grad_model *a = NULL, *b = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &a), GRAD_OK);
+  char copy[600];
+  snprintf(copy, sizeof copy, "%s/copy.grad", root);
+  ck_assert_int_eq(grad_model_save(a, copy), GRAD_OK); /* load -> save -> load is lossless */
+  ck_assert_int_eq(grad_model_load(copy, &b), GRAD_OK);
+  ck_assert_int_eq(grad_model_input_size(a), 64);
+  ck_assert(isfinite(grad_model_image_threshold(a)));
+  for (int i = 0; i < 2; i++) {
+    float sum_a, sum_b;
+    double sa = score_of(a, test_image(i), &sum_a), sb = score_of(b, test_image(i), &sum_b);
+    ck_assert(isfinite(sa) && sa > 0);
+    ck_assert_double_eq(sa, sb);
+    ck_assert_float_eq(sum_a, sum_b);
+  }
+  grad_model_free(a);
+  grad_model_free(b);
+}
+END_TEST
+
+START_TEST(result_has_map_mask_and_decision) {
+  grad_model *model = NULL;
+  grad_context *ctx = NULL;
+  grad_image *image = NULL;
+  grad_result *result = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  ck_assert_int_eq(grad_image_load(test_image(0), &image), GRAD_OK);
+  ck_assert_int_eq(grad_model_score(model, ctx, image, &result), GRAD_OK);
+  ck_assert_int_eq(grad_result_width(result), 64);
+  ck_assert_int_eq(grad_result_height(result), 64);
+  double n = grad_result_normalized_score(result);
+  ck_assert(n >= 0 && n <= 1);
+  ck_assert_int_eq(grad_result_is_anomalous(result), grad_result_score(result) >=
+                                                         grad_model_image_threshold(model));
+  ck_assert_int_eq(n >= 0.5, grad_result_is_anomalous(result));
+  const uint8_t *mask = grad_result_mask(result);
+  ck_assert_ptr_nonnull(mask);
+  for (int i = 0; i < 64 * 64; i++) ck_assert(mask[i] == 0 || mask[i] == 255);
+  grad_image *overlay = NULL;
+  ck_assert_int_eq(grad_render_overlay(model, image, result, &overlay), GRAD_OK);
+  ck_assert_int_eq(grad_image_channels(overlay), 3);
+  grad_image_free(overlay);
+  grad_result_free(result);
+  grad_image_free(image);
+  grad_context_free(ctx);
+  grad_model_free(model);
+}
+END_TEST
+
+typedef struct worker {
+  const grad_model *model;
+  double scores[8];
+  grad_status status;
+} worker;
+
+static void *score_all(void *arg) {
+  worker *w = arg;
+  grad_context *ctx = NULL;
+  w->status = grad_context_create(w->model, &ctx);
+  for (int round = 0; round < 3 && w->status == GRAD_OK; round++) {
+    for (int i = 0; i < 8 && w->status == GRAD_OK; i++) {
+      grad_image *image = NULL;
+      grad_result *result = NULL;
+      w->status = grad_image_load(test_image(i), &image);
+      if (w->status == GRAD_OK) w->status = grad_model_score(w->model, ctx, image, &result);
+      if (w->status == GRAD_OK) w->scores[i] = grad_result_score(result);
+      grad_result_free(result);
+      grad_image_free(image);
+    }
+  }
+  grad_context_free(ctx);
+  return NULL;
+}
+
+START_TEST(threads_share_one_model) {
+  grad_model *model = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  worker single = {.model = model};
+  score_all(&single);
+  ck_assert_int_eq(single.status, GRAD_OK);
+  enum { THREADS = 4 };
+  worker workers[THREADS];
+  pthread_t threads[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    workers[t] = (worker){.model = model};
+    ck_assert_int_eq(pthread_create(&threads[t], NULL, score_all, &workers[t]), 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    pthread_join(threads[t], NULL);
+    ck_assert_int_eq(workers[t].status, GRAD_OK);
+    for (int i = 0; i < 8; i++) ck_assert_double_eq(workers[t].scores[i], single.scores[i]);
+  }
+  grad_model_free(model);
+}
+END_TEST
+
+START_TEST(evaluation_reports_metrics) {
+  grad_model *model = NULL;
+  grad_context *ctx = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  char category[600];
+  snprintf(category, sizeof category, "%s/weave", data);
+  grad_eval_summary summary = {.struct_size = sizeof summary};
+  ck_assert_int_eq(grad_model_evaluate(model, ctx, category, NULL, NULL, &summary), GRAD_OK);
+  ck_assert_int_eq(summary.images, 8);
+  ck_assert_int_eq(summary.anomalous_images, 6); /* a quarter good, rounded up */
+  double metrics[] = {summary.image_auroc, summary.pixel_auroc, summary.aupro,
+                      summary.image_f1_max, summary.pixel_f1_max};
+  for (int i = 0; i < 5; i++) ck_assert(metrics[i] >= 0 && metrics[i] <= 1);
+  grad_context_free(ctx);
+  grad_model_free(model);
+}
+END_TEST
+
+/* Copies the model file with one change: a metadata value replaced, or a
+ * tensor dropped (name NULL: none). */
+static void rewrite_model(const char *out, const char *meta_key, const char *meta_value,
+                          const char *drop_tensor) {
+  grad__st_file *f = NULL;
+  grad__st_writer *w = NULL;
+  ck_assert_int_eq(grad__st_open(model_path, &f), GRAD_OK);
+  ck_assert_int_eq(grad__st_writer_create(&w), GRAD_OK);
+  for (size_t i = 0; i < grad__st_meta_count(f); i++) {
+    const char *key, *value;
+    grad__st_meta_at(f, i, &key, &value);
+    if (meta_key && !strcmp(key, meta_key)) value = meta_value;
+    ck_assert_int_eq(grad__st_writer_meta(w, key, value), GRAD_OK);
+  }
+  for (size_t i = 0; i < grad__st_count(f); i++) {
+    const grad__st_tensor *t = grad__st_at(f, i);
+    if (drop_tensor && !strcmp(t->name, drop_tensor)) continue;
+    float *values = malloc(t->count * sizeof(float) + 1);
+    ck_assert_int_eq(grad__st_read_f32(f, t->name, 0, NULL, false, values), GRAD_OK);
+    ck_assert_int_eq(grad__st_writer_add(w, t->name, t->ndim, t->shape, values), GRAD_OK);
+    free(values);
+  }
+  ck_assert_int_eq(grad__st_writer_save(w, out), GRAD_OK);
+  grad__st_writer_free(w);
+  grad__st_close(f);
+}
+
+START_TEST(bad_model_files_are_refused) {
+  char path[600];
+  grad_model *model = (grad_model *)0x1;
+  snprintf(path, sizeof path, "%s/newer.grad", root);
+  rewrite_model(path, "format_version", "99", NULL);
+  ck_assert_int_eq(grad_model_load(path, &model), GRAD_E_VERSION);
+  ck_assert_ptr_null(model);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "99"));
+
+  snprintf(path, sizeof path, "%s/other.grad", root);
+  rewrite_model(path, "format", "something-else", NULL);
+  ck_assert_int_eq(grad_model_load(path, &model), GRAD_E_FORMAT);
+
+  snprintf(path, sizeof path, "%s/missing.grad", root);
+  rewrite_model(path, NULL, NULL, "store.local_grid");
+  ck_assert_int_eq(grad_model_load(path, &model), GRAD_E_MISSING);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "store.local_grid"));
+
+  /* A truncated file: every prefix is refused, none crashes. */
+  FILE *f = fopen(model_path, "rb");
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  rewind(f);
+  unsigned char *bytes = malloc(size);
+  ck_assert_int_eq(fread(bytes, 1, size, f), size);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/truncated.grad", root);
+  for (long cut = 0; cut < size; cut += size / 13 + 1) {
+    FILE *t = fopen(path, "wb");
+    fwrite(bytes, 1, cut, t);
+    fclose(t);
+    grad_status s = grad_model_load(path, &model);
+    ck_assert_msg(s == GRAD_E_FORMAT, "cut at %ld: %s", cut, grad_status_name(s));
+    ck_assert_ptr_null(model);
+  }
+  free(bytes);
+  ck_assert_int_eq(grad_model_load("/nonexistent/model.grad", &model), GRAD_E_IO);
+}
+END_TEST
+
+START_TEST(save_failure_leaves_nothing_behind) {
+  grad_model *model = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_model_save(model, "/nonexistent/dir/model.grad"), GRAD_E_IO);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "/nonexistent/dir/model.grad"));
+  /* Saving over an existing file replaces it whole. */
+  char path[600];
+  snprintf(path, sizeof path, "%s/over.grad", root);
+  FILE *f = fopen(path, "w");
+  fputs("old contents", f);
+  fclose(f);
+  ck_assert_int_eq(grad_model_save(model, path), GRAD_OK);
+  grad_model *again = NULL;
+  ck_assert_int_eq(grad_model_load(path, &again), GRAD_OK);
+  grad_model_free(again);
+  grad_model_free(model);
+}
+END_TEST
+
+START_TEST(training_input_errors_are_reported) {
+  grad_model *model = NULL;
+  const char *none[] = {"/nonexistent/images"};
+  ck_assert_int_eq(grad_model_train(NULL, NULL, none, 1, &model), GRAD_E_IO);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "/nonexistent/images"));
+  const char *empty[] = {test_tmpdir()};
+  ck_assert_int_eq(grad_model_train(NULL, NULL, empty, 1, &model), GRAD_E_MISSING);
+  grad_model_options mo;
+  grad_model_options_init(&mo);
+  mo.arch = "resnet7";
+  char category[600];
+  snprintf(category, sizeof category, "%s/weave", data);
+  const char *folders[] = {category};
+  ck_assert_int_ne(grad_model_train(&mo, NULL, folders, 1, &model), GRAD_OK);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "resnet7"));
+  ck_assert_ptr_null(model);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("model");
+  TCase *tc = tcase_create("model");
+  tcase_add_unchecked_fixture(tc, train_tiny_model, NULL);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, saved_model_scores_like_the_trained_one);
+  tcase_add_test(tc, result_has_map_mask_and_decision);
+  tcase_add_test(tc, threads_share_one_model);
+  tcase_add_test(tc, evaluation_reports_metrics);
+  tcase_add_test(tc, bad_model_files_are_refused);
+  tcase_add_test(tc, save_failure_leaves_nothing_behind);
+  tcase_add_test(tc, training_input_errors_are_reported);
+  suite_add_tcase(s, tc);
+  return test_run_suite(s);
+}
