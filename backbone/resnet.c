@@ -48,8 +48,8 @@ static grad_status check_options(const grad_backbone_options *opts) {
                       "grad_backbone_options.layers is 0x%x: set bits 1..4 (layer1..layer4) "
                       "and nothing else",
                       opts->layers);
-  if (opts->input_size < 32 || opts->input_size > 2048)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_options.input_size %d is outside 32..2048",
+  if (opts->input_size < 32 || opts->input_size > 4096)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_options.input_size %d is outside 32..4096",
                       opts->input_size);
   int s = opts->output_stride;
   if (s != 4 && s != 8 && s != 16 && s != 32)

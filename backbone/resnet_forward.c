@@ -8,29 +8,58 @@
 
 #include "backbone.h"
 
-/* Images per pass: bounds the workspace (about 4 x 8 x the largest
- * activation) while keeping the GEMMs wide. */
-enum { GROUP_IMAGES = 8 };
+/*
+ * Images per pass. Batching puts the columns of several images into one
+ * GEMM, which only pays while the maps are small: with large maps one
+ * image's activations already make wide GEMMs, and a batch's would no
+ * longer stay in cache between layers (measured: per-image time at batch 8
+ * was worse than at batch 1 for 224 x 224 inputs). So a pass takes as many
+ * images as keep layer1's columns within one 56 x 56 map, at most 8, which
+ * also bounds the workspace.
+ */
+enum { GROUP_MAX = 8, GROUP_COLUMNS = 56 * 56 };
+
+static int group_images(const grad_backbone *bb, int n) {
+  int per = GROUP_COLUMNS / (bb->stage_size[1] * bb->stage_size[1]);
+  if (per < 1) per = 1;
+  if (per > GROUP_MAX) per = GROUP_MAX;
+  return n < per ? n : per;
+}
 
 /* Receives each requested stage's output for the images of one group. */
 typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int channels,
                            int size);
 
-/* Max pooling 3x3, stride 2, padding 1 (padding never wins), on planes. */
-static void maxpool(const float *x, size_t planes, int h, int w, float *y, int oh, int ow) {
-  for (size_t p = 0; p < planes; p++) {
+/* Max over in[2x-1 .. 2x+1] clipped to [0, w), for every output x. */
+static void row_max3(const float *in, int w, float *out, int ow, bool first) {
+  for (int ox = 0; ox < ow; ox++) {
+    int x0 = 2 * ox - 1 < 0 ? 0 : 2 * ox - 1, x1 = 2 * ox + 1 < w ? 2 * ox + 1 : w - 1;
+    float m = in[x0];
+    for (int ix = x0 + 1; ix <= x1; ix++) m = in[ix] > m ? in[ix] : m;
+    out[ox] = first || m > out[ox] ? m : out[ox];
+  }
+}
+
+typedef struct pool_job {
+  const float *x;
+  float *y;
+  size_t planes;
+  int h, w, oh, ow;
+} pool_job;
+
+/* Max pooling 3x3, stride 2, padding 1 (padding never wins), on this
+ * part's share of the planes. */
+static void maxpool_part(void *ctx, int part, int parts) {
+  const pool_job *j = ctx;
+  const float *x = j->x;
+  float *y = j->y;
+  const int h = j->h, w = j->w, oh = j->oh, ow = j->ow;
+  for (size_t p = j->planes * part / parts; p < j->planes * (part + 1) / parts; p++) {
     const float *in = x + p * h * w;
     float *out = y + p * oh * ow;
     for (int oy = 0; oy < oh; oy++) {
-      int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 >= h ? h - 1 : 2 * oy + 1;
-      for (int ox = 0; ox < ow; ox++) {
-        int x0 = 2 * ox - 1 < 0 ? 0 : 2 * ox - 1, x1 = 2 * ox + 1 >= w ? w - 1 : 2 * ox + 1;
-        float m = in[y0 * w + x0];
-        for (int iy = y0; iy <= y1; iy++)
-          for (int ix = x0; ix <= x1; ix++)
-            if (in[iy * w + ix] > m) m = in[iy * w + ix];
-        out[oy * ow + ox] = m;
-      }
+      int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 < h ? 2 * oy + 1 : h - 1;
+      for (int iy = y0; iy <= y1; iy++) row_max3(in + (size_t)iy * w, w, out + oy * ow, ow, iy == y0);
     }
   }
 }
@@ -61,8 +90,11 @@ static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const 
                                         true, images, (size_t)s * s, (size_t)3 * s * s, n, s, s,
                                         buf[1], ws);
   int size = bb->stage_size[1];
-  if (st == GRAD_OK)
-    maxpool(buf[1], (size_t)64 * n, bb->stage_size[0], bb->stage_size[0], buf[0], size, size);
+  if (st == GRAD_OK) {
+    const int stem = bb->stage_size[0];
+    pool_job job = {buf[1], buf[0], (size_t)64 * n, stem, stem, size, size};
+    grad__parallel(grad__parallel_width(job.planes * stem * stem), maxpool_part, &job);
+  }
   float *x = buf[0];
   for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
     const grad__bb_block *blk = &bb->blocks[b];
@@ -128,8 +160,9 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
   grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
-  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_IMAGES) {
-    int count = n - first < GROUP_IMAGES ? n - first : GROUP_IMAGES;
+  const int group = group_images(bb, n);
+  for (int first = 0; st == GRAD_OK && first < n; first += group) {
+    int count = n - first < group ? n - first : group;
     stages_ctx ctx = {stages, first};
     st = run_group(bb, ws, images + first * image_floats, count, stages_sink, &ctx);
   }
@@ -143,20 +176,34 @@ typedef struct neck_ctx {
   float *out;  /* the group's first image */
 } neck_ctx;
 
+typedef struct resize_job {
+  const float *x;
+  float *out;         /* the group's first image's features */
+  int n, channels, offset, size, fs, feature_channels;
+} resize_job;
+
+/* Resizes this part's share of the (channel, image) planes into place. */
+static void resize_part(void *ctx, int part, int parts) {
+  const resize_job *j = ctx;
+  const size_t planes = (size_t)j->n * j->channels;
+  const size_t in_plane = (size_t)j->size * j->size, out_plane = (size_t)j->fs * j->fs;
+  for (size_t p = planes * part / parts; p < planes * (part + 1) / parts; p++) {
+    size_t ch = p / j->n, i = p % j->n; /* plane p of the C,N,H,W stage output */
+    grad__resize_align_corners(j->x + p * in_plane, j->size, j->size,
+                               j->out + (i * j->feature_channels + j->offset + ch) * out_plane,
+                               j->fs, j->fs);
+  }
+}
+
 static void neck_sink(void *ctx, int stage, const float *x, int n, int channels, int size) {
   const neck_ctx *c = ctx;
   const grad_backbone *bb = c->bb;
-  int offset = 0;  /* channels of the chosen stages before this one */
+  int offset = 0; /* channels of the chosen stages before this one */
   for (int k = 1; k < stage; k++)
     if (bb->layers & GRAD_BACKBONE_LAYER(k)) offset += bb->stage_channels[k];
-  const int fs = bb->feature_size;
-  const size_t in_plane = (size_t)size * size, out_plane = (size_t)fs * fs;
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < channels; ch++)
-      grad__resize_align_corners(x + ((size_t)ch * n + i) * in_plane, size, size,
-                                 c->out + ((size_t)i * bb->feature_channels + offset + ch) *
-                                              out_plane,
-                                 fs, fs);
+  resize_job job = {x, c->out, n, channels, offset, size, bb->feature_size, bb->feature_channels};
+  size_t work = (size_t)n * channels * (size_t)bb->feature_size * bb->feature_size;
+  grad__parallel(grad__parallel_width(work), resize_part, &job);
 }
 
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
@@ -165,8 +212,9 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
   const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
-  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_IMAGES) {
-    int count = n - first < GROUP_IMAGES ? n - first : GROUP_IMAGES;
+  const int group = group_images(bb, n);
+  for (int first = 0; st == GRAD_OK && first < n; first += group) {
+    int count = n - first < group ? n - first : group;
     neck_ctx ctx = {bb, out + first * feature_floats};
     st = run_group(bb, ws, images + first * image_floats, count, neck_sink, &ctx);
   }
@@ -216,7 +264,7 @@ static grad_status reserve(grad_workspace *ws, size_t bytes) {
 grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                    const float *images, int n, float *out) {
   grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
-  if (st == GRAD_OK) st = reserve(ws, group_bytes(bb, n < GROUP_IMAGES ? n : GROUP_IMAGES));
+  if (st == GRAD_OK) st = reserve(ws, group_bytes(bb, group_images(bb, n)));
   if (st != GRAD_OK) return st;
   return grad__backbone_features(bb, ws, images, n, out);
 }

@@ -10,8 +10,8 @@
  * (getrusage ru_maxrss) are per configuration. Epoch times are extrapolated
  * from the steps timed: seconds per image of the timed steps x images.
  *
- * Usage: bench_train [--images N] [--threads T] [--steps K] [--paper-steps K]
- *                    [--config NAME] [--no-torch] [--no-pca]
+ * Usage: bench_train [--images N] [--threads T] [--steps K]
+ *                    [--config NAME|C:BLOCKS] [--no-torch] [--no-pca]
  * It also times the PCA channel reduction for ResNet-18 (layer2 + layer3:
  * 384 channels) and WideResNet-50-2 (1536) features.
  */
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,20 +38,21 @@ enum { SIZE = 28, BATCH = 16 };
 typedef struct bench_config {
   const char *name;
   int channels, blocks;
-  bool paper;  /* timed with --paper-steps (one step is tens of seconds) */
+  int steps;   /* steps timed by default; 0: one epoch (the big ones take minutes a step) */
 } bench_config;
 
 /* The proposed CPU default, a middle point, and the paper-like store
  * (EfficientNet-b4's 216 channels, 7 decoder blocks). */
 static const bench_config configs[] = {
-  {"cpu-default", 64, 2, false},
-  {"mid", 128, 4, false},
-  {"paper", 216, 7, true},
+  {"cpu-default", 64, 2, 0},
+  {"mid", 128, 4, 2},
+  {"paper", 216, 7, 1},
 };
 enum { CONFIGS = sizeof configs / sizeof configs[0] };
 
 typedef struct result {
   double seconds_per_image;
+  double cpu_seconds_per_image;  /* user + system time of the process: less sensitive to load */
   long maxrss_kb;
   int status;  /* 0 ok */
 } result;
@@ -59,6 +61,13 @@ static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static double load_average(void) {
@@ -91,7 +100,7 @@ static double sgemm_peak(void) {
   }
   for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
   double best = 1e30;
-  for (int r = 0; r < 4; r++) {
+  for (int r = 0; r < 8; r++) { /* the best of several: the cores are often shared */
     double t = now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     t = now() - t;
@@ -104,7 +113,7 @@ static double sgemm_peak(void) {
 /* Ours, in this (child) process: `steps` steps over the epoch's batches in
  * order, noise on every other step, after one untimed warm-up step. */
 static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
-  result r = {0, 0, 1};
+  result r = {0, 0, 0, 1};
   grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks};
   grad_store *store = NULL;
   grad__feature_cache *cache = NULL;
@@ -131,7 +140,7 @@ static result run_ours(const bench_config *c, int images, int steps, bool warm_u
     grad__feature_cache_gather(cache, order, BATCH, t->batch);
     st = grad__trainer_step(t, t->batch, BATCH, NULL, NULL, NULL);
   }
-  double start = now();
+  double start = now(), cpu_start = cpu_now();
   long seen = 0;
   for (int s = 0; s < steps && st == GRAD_OK; s++) {
     int first = (s * BATCH) % images;
@@ -147,6 +156,7 @@ static result run_ours(const bench_config *c, int images, int steps, bool warm_u
     goto done;
   }
   r.seconds_per_image = (now() - start) / (double)seen;
+  r.cpu_seconds_per_image = (cpu_now() - cpu_start) / (double)seen;
   r.status = 0;
 done:
   {
@@ -161,7 +171,7 @@ done:
 }
 
 static result run_ours_isolated(const bench_config *c, int images, int steps, bool warm_up) {
-  result r = {0, 0, 1};
+  result r = {0, 0, 0, 1};
   int fds[2];
   if (pipe(fds) != 0) return r;
   fflush(NULL);
@@ -183,7 +193,7 @@ static result run_ours_isolated(const bench_config *c, int images, int steps, bo
 
 /* PyTorch: seconds per step (of BATCH images); status 77 = skipped. */
 static result run_torch(const bench_config *c, int steps, int threads) {
-  result r = {0, 0, 1};
+  result r = {0, 0, 0, 1};
   const char *python = getenv("GRAD_BENCH_PYTHON");
   if (!python) python = "/usr/bin/python3";
   if (access(python, X_OK) != 0) {
@@ -202,12 +212,14 @@ static result run_torch(const bench_config *c, int steps, int threads) {
   while (fgets(buf, sizeof buf, p))
     if (strstr(buf, "seconds_per_step=") || strstr(buf, "SKIP")) snprintf(line, sizeof line, "%s", buf);
   int status = pclose(p);
-  double per_step = 0;
+  double per_step = 0, cpu_per_step = 0;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
     r.status = 77;
     fprintf(stderr, "bench_train: torch %s", line);
-  } else if (sscanf(line, "seconds_per_step=%lf maxrss_kb=%ld", &per_step, &r.maxrss_kb) == 2) {
+  } else if (sscanf(line, "seconds_per_step=%lf cpu_seconds_per_step=%lf maxrss_kb=%ld",
+                    &per_step, &cpu_per_step, &r.maxrss_kb) == 3) {
     r.seconds_per_image = per_step / BATCH;
+    r.cpu_seconds_per_image = cpu_per_step / BATCH;
     r.status = 0;
   } else {
     fprintf(stderr, "bench_train: the torch bench failed: %s\n", line);
@@ -255,19 +267,19 @@ static void bench_pca(int raw, int channels, int images) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: bench_train [--images N] [--threads T] [--steps K] [--paper-steps K]\n"
-          "                   [--config NAME] [--no-torch] [--no-pca]\n"
+          "usage: bench_train [--images N] [--threads T] [--steps K]\n"
+          "                   [--config NAME|C:BLOCKS] [--no-torch] [--no-pca]\n"
           "  seconds per training epoch over N (250) random 28x28 feature maps, ours and\n"
-          "  PyTorch's; K steps timed per configuration (default: one epoch; paper: 1)\n");
+          "  PyTorch's; K steps timed per configuration (default: an epoch, 2, 1)\n");
 }
 
 int main(int argc, char **argv) {
-  int images = 250, threads = 2, steps = 0, paper_steps = 1;
+  int images = 250, threads = 2, steps = 0;
   bool torch = true, pca = true;
   const char *only = NULL;
   static const struct option longopts[] = {
     {"images", required_argument, NULL, 'n'}, {"threads", required_argument, NULL, 't'},
-    {"steps", required_argument, NULL, 's'},  {"paper-steps", required_argument, NULL, 'p'},
+    {"steps", required_argument, NULL, 's'},
     {"config", required_argument, NULL, 'c'}, {"no-torch", no_argument, NULL, 'x'},
     {"no-pca", no_argument, NULL, 'q'},       {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -277,7 +289,6 @@ int main(int argc, char **argv) {
       case 'n': images = atoi(optarg); break;
       case 't': threads = atoi(optarg); break;
       case 's': steps = atoi(optarg); break;
-      case 'p': paper_steps = atoi(optarg); break;
       case 'c': only = optarg; break;
       case 'x': torch = false; break;
       case 'q': pca = false; break;
@@ -285,45 +296,59 @@ int main(int argc, char **argv) {
       default: usage(stderr); return 2;
     }
   }
-  if (images < 1 || threads < 1 || steps < 0 || paper_steps < 1) {
+  if (images < 1 || threads < 1 || steps < 0) {
     usage(stderr);
     return 2;
   }
   int epoch_steps = (images + BATCH - 1) / BATCH;
-  if (steps == 0) steps = epoch_steps;
   grad_set_threads(threads);
   double peak = sgemm_peak();
-  printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads; "
-         "sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
-         images, SIZE, SIZE, BATCH, threads, peak * 1e-9, load_average());
-  printf("%-12s %4s %6s %6s | %12s %13s %7s | %8s %6s | %9s %9s\n", "config", "C", "blocks",
-         "steps", "ours s/epoch", "torch s/epoch", "ratio", "GFLOP/s", "%peak", "ours MB",
-         "torch MB");
-  for (int i = 0; i < CONFIGS; i++) {
-    const bench_config *c = &configs[i];
-    if (only && strcmp(only, c->name) != 0) continue;
-    int k = c->paper ? paper_steps : steps;
-    result ours = run_ours_isolated(c, images, k, !c->paper);
-    result theirs = {0, 0, 77};
+  const char *core = openblas_get_corename();
+  printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads (kernels "
+         "for %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
+         images, SIZE, SIZE, BATCH, threads, core ? core : "?", peak * 1e-9, load_average());
+  /* OpenBLAS 0.3.21 does not know recent Xeons and falls back to its SSE3
+   * (Prescott) kernels, several times slower; the variable forces a core. */
+  if (core && strcasecmp(core, "prescott") == 0 && __builtin_cpu_supports("avx2"))
+    printf("note: this CPU has AVX2 but OpenBLAS chose Prescott kernels; try "
+           "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2)\n");
+  printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
+         "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
+         "GFLOP/s", "%peak", "ours MB", "torch MB");
+  bench_config custom = {"custom", 0, 0, 0};
+  bool is_custom = only && sscanf(only, "%d:%d", &custom.channels, &custom.blocks) == 2 &&
+                   custom.channels > 0 && custom.blocks >= 0;
+  for (int i = 0; i < (is_custom ? 1 : CONFIGS); i++) {
+    const bench_config *c = is_custom ? &custom : &configs[i];
+    if (!is_custom && only && strcmp(only, c->name) != 0) continue;
+    int k = steps ? steps : c->steps ? c->steps : epoch_steps;
+    result ours = run_ours_isolated(c, images, k, k > 2);
+    result theirs = {0, 0, 0, 77};
     if (torch) theirs = run_torch(c, k, threads);
     double ours_epoch = ours.seconds_per_image * images;
     double gflops = ours.status == 0 ? train_flops_per_image(c) / ours.seconds_per_image * 1e-9 : 0;
-    char torch_epoch[32] = "skipped", ratio[32] = "-", torch_mb[32] = "-";
+    char torch_epoch[32] = "skipped", ratio[32] = "-", torch_cpu[32] = "-", cpu_ratio[32] = "-",
+         torch_mb[32] = "-";
     if (theirs.status == 0) {
-      snprintf(torch_epoch, sizeof torch_epoch, "%.2f", theirs.seconds_per_image * images);
+      snprintf(torch_epoch, sizeof torch_epoch, "%.1f", theirs.seconds_per_image * images);
       snprintf(ratio, sizeof ratio, "%.2fx", theirs.seconds_per_image / ours.seconds_per_image);
+      snprintf(torch_cpu, sizeof torch_cpu, "%.1f", theirs.cpu_seconds_per_image * images);
+      snprintf(cpu_ratio, sizeof cpu_ratio, "%.2fx",
+               theirs.cpu_seconds_per_image / ours.cpu_seconds_per_image);
       snprintf(torch_mb, sizeof torch_mb, "%.0f", theirs.maxrss_kb / 1024.0);
     }
     if (ours.status != 0) {
-      printf("%-12s %4d %6d %6d | failed\n", c->name, c->channels, c->blocks, k);
+      printf("%-12s %4d %6d %5d | failed\n", c->name, c->channels, c->blocks, k);
       continue;
     }
-    printf("%-12s %4d %6d %6d | %12.2f %13s %7s | %8.1f %5.1f%% | %9.0f %9s\n", c->name,
-           c->channels, c->blocks, k, ours_epoch, torch_epoch, ratio, gflops,
+    printf("%-12s %4d %6d %5d | %9.1f %9s %6s | %9.1f %9s %6s | %7.1f %4.0f%% | %7.0f %8s\n",
+           c->name, c->channels, c->blocks, k, ours_epoch, torch_epoch, ratio,
+           ours.cpu_seconds_per_image * images, torch_cpu, cpu_ratio, gflops,
            peak > 0 ? 100.0 * gflops * 1e9 / peak : 0.0, ours.maxrss_kb / 1024.0, torch_mb);
     fflush(stdout);
   }
-  printf("ratio = torch time / our time (above 1: we are faster)\n");
+  printf("seconds per epoch (wall, and CPU time of the process); ratio = torch / ours (above 1: "
+         "we are faster)\n");
   if (pca) {
     bench_pca(384, 64, images);
     bench_pca(1536, 64, images);

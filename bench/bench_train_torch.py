@@ -6,7 +6,7 @@ Usage (Debian's Python, which has torch 1.13; the pyenv python3 has none):
     /usr/bin/python3 bench/bench_train_torch.py --channels 64 --blocks 2 \
         [--size 28] [--batch 16] [--steps 4] [--threads 2]
 
-Prints one line "seconds_per_step=S maxrss_kb=K" (or
+Prints one line "seconds_per_step=S cpu_seconds_per_step=T maxrss_kb=K" (or
 "SKIP: reason" and exit status 77 when torch is missing). The step is the
 one bench_train.c times: training forward, fusion loss, backward, clipping
 at 0.1, AdamW with the two learning rates; coordinate noise on every other
@@ -56,12 +56,14 @@ def main():
         opt.step()
 
     step(0)  # warm-up: allocations, first-touch
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for k in range(args.steps):
         step(k + 1)
     per_step = (time.perf_counter() - start) / args.steps
+    cpu_per_step = (time.process_time() - cpu_start) / args.steps
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"seconds_per_step={per_step:.6f} maxrss_kb={rss}")
+    print(f"seconds_per_step={per_step:.6f} cpu_seconds_per_step={cpu_per_step:.6f} "
+          f"maxrss_kb={rss}")
 
 
 if __name__ == "__main__":

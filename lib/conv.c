@@ -4,6 +4,8 @@
  * 1x1 stride-1 convolutions skip im2col and hand their input to the GEMM.
  */
 #include <cblas.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 #include "conv.h"
@@ -45,37 +47,116 @@ static void copy_row(const float *in, int w, int ox, int count, int stride, int 
   memset(out + hi, 0, sizeof(float) * (size_t)(count - hi));
 }
 
-void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, size_t istride,
-                       int h, int w, size_t first, size_t count, float *columns) {
+/* Where column `first` of a batch's output lies: image, row, column. */
+typedef struct span_start {
+  size_t image;
+  int oy, ox;
+} span_start;
+
+static span_start locate(size_t first, int oh, int ow) {
+  size_t plane = (size_t)oh * ow;
+  return (span_start){first / plane, (int)(first % plane / ow), (int)(first % ow)};
+}
+
+/*
+ * Stride 1 with "same" padding, over images that lie back to back: row
+ * (c, ky, kx) of the columns is channel c shifted by dy * w + dx (dy = ky -
+ * pad, dx = kx - pad), so one copy fills it and only the pixels whose
+ * source lies in the padding (a row above or below the image, a column off
+ * its left or right edge) are zeroed afterwards.
+ */
+static void im2col_same_row(const grad__conv *conv, const float *x, size_t cstride,
+                            size_t istride, int h, int w, size_t first, size_t count, size_t row,
+                            float *out) {
+  const int k = conv->kernel, p = conv->pad;
+  const int c = (int)(row / (size_t)(k * k)), ky = (int)(row / (size_t)k % (size_t)k),
+            kx = (int)(row % (size_t)k);
+  const size_t plane = (size_t)h * w, end = first + count;
+  const span_start at = locate(first, h, w);
+  /* Sources are read inside the images the span touches, nowhere else. */
+  const ptrdiff_t local = (ptrdiff_t)(first - at.image * plane);
+  const ptrdiff_t limit = (ptrdiff_t)(((end - 1) / plane - at.image + 1) * plane);
+  const float *base = x + c * cstride + at.image * istride;
+  const int dy = ky - p, dx = kx - p;
+  const ptrdiff_t shift = (ptrdiff_t)dy * w + dx;
+  ptrdiff_t lo = -(local + shift), hi = limit - (local + shift);
+  if (lo < 0) lo = 0;
+  if (lo > (ptrdiff_t)count) lo = (ptrdiff_t)count;
+  if (hi > (ptrdiff_t)count) hi = (ptrdiff_t)count;
+  if (hi < lo) hi = lo;
+  memset(out, 0, sizeof(float) * (size_t)lo);
+  memcpy(out + lo, base + local + shift + lo, sizeof(float) * (size_t)(hi - lo));
+  memset(out + hi, 0, sizeof(float) * (count - (size_t)hi));
+  if (dy == 0 && dx == 0) return;
+  int oy = at.oy, ox = at.ox;
+  for (size_t j = first; j < end;) {
+    int seg = w - ox;
+    if ((size_t)seg > end - j) seg = (int)(end - j);
+    float *o = out + (j - first);
+    int iy = oy + dy;
+    if (iy < 0 || iy >= h) {
+      memset(o, 0, sizeof(float) * (size_t)seg);
+    } else if (dx < 0) {
+      for (int t = 0; t < -dx - ox && t < seg; t++) o[t] = 0.0f;
+    } else if (dx > 0) {
+      for (int t = w - dx - ox < 0 ? 0 : w - dx - ox; t < seg; t++) o[t] = 0.0f;
+    }
+    j += (size_t)seg;
+    ox = 0;
+    if (++oy == h) oy = 0;
+  }
+}
+
+/* Any stride and padding, one output row segment at a time. */
+static void im2col_general_row(const grad__conv *conv, const float *x, size_t cstride,
+                               size_t istride, int h, int w, size_t first, size_t count,
+                               size_t row, float *out) {
   const int k = conv->kernel, s = conv->stride, p = conv->pad;
+  const int c = (int)(row / (size_t)(k * k)), ky = (int)(row / (size_t)k % (size_t)k),
+            kx = (int)(row % (size_t)k);
   const int oh = grad__conv_out_size(conv, h), ow = grad__conv_out_size(conv, w);
-  const size_t plane = (size_t)oh * ow, end = first + count;
-  for (int c = 0; c < conv->in_channels; c++) {
-    for (int ky = 0; ky < k; ky++) {
-      for (int kx = 0; kx < k; kx++) {
-        float *out = columns + ((size_t)(c * k + ky) * k + kx) * count;
-        size_t j = first, image = first / plane;
-        int oy = (int)(first % plane / ow), ox = (int)(first % plane % ow);
-        while (j < end) {
-          int seg = ow - ox;
-          if ((size_t)seg > end - j) seg = (int)(end - j);
-          int iy = oy * s - p + ky;
-          if (iy < 0 || iy >= h)
-            memset(out, 0, sizeof(float) * (size_t)seg);
-          else
-            copy_row(x + c * cstride + image * istride + (size_t)iy * w, w, ox, seg, s, kx - p,
-                     out);
-          out += seg;
-          j += (size_t)seg;
-          ox = 0;
-          if (++oy == oh) {
-            oy = 0;
-            image++;
-          }
-        }
-      }
+  const size_t end = first + count;
+  span_start at = locate(first, oh, ow);
+  int oy = at.oy, ox = at.ox;
+  for (size_t j = first; j < end;) {
+    int seg = ow - ox;
+    if ((size_t)seg > end - j) seg = (int)(end - j);
+    int iy = oy * s - p + ky;
+    if (iy < 0 || iy >= h)
+      memset(out, 0, sizeof(float) * (size_t)seg);
+    else
+      copy_row(x + c * cstride + at.image * istride + (size_t)iy * w, w, ox, seg, s, kx - p, out);
+    out += seg;
+    j += (size_t)seg;
+    ox = 0;
+    if (++oy == oh) {
+      oy = 0;
+      at.image++;
     }
   }
+}
+
+/* Rows [r0, r1) of the columns of a span (row = (c * K + ky) * K + kx). */
+static void im2col_rows(const grad__conv *conv, const float *x, size_t cstride, size_t istride,
+                        int h, int w, size_t first, size_t count, size_t r0, size_t r1,
+                        float *columns) {
+  const int oh = grad__conv_out_size(conv, h), ow = grad__conv_out_size(conv, w);
+  const size_t plane = (size_t)oh * ow, end = first + count;
+  if (count == 0) return;
+  const bool same = conv->stride == 1 && oh == h && ow == w &&
+                    (istride == plane || first / plane == (end - 1) / plane);
+  for (size_t r = r0; r < r1; r++) {
+    if (same)
+      im2col_same_row(conv, x, cstride, istride, h, w, first, count, r, columns + r * count);
+    else
+      im2col_general_row(conv, x, cstride, istride, h, w, first, count, r, columns + r * count);
+  }
+}
+
+void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, size_t istride,
+                       int h, int w, size_t first, size_t count, float *columns) {
+  const size_t depth = (size_t)conv->in_channels * conv->kernel * conv->kernel;
+  im2col_rows(conv, x, cstride, istride, h, w, first, count, 0, depth, columns);
 }
 
 void grad__im2col(const grad__conv *conv, const float *image, int h, int w, float *columns) {
@@ -140,6 +221,31 @@ static void epilogue(float *y, size_t count, float bias, const float *residual, 
   }
 }
 
+/* One column block of a convolution, shared by the parts of the passes
+ * around its GEMM. */
+typedef struct block_job {
+  const grad__conv *conv;
+  const float *x, *bias, *residual;
+  size_t cstride, istride, first, count, total, depth;
+  int h, w;
+  bool relu;
+  float *columns, *y;
+} block_job;
+
+static void im2col_part(void *ctx, int part, int parts) {
+  const block_job *b = ctx;
+  im2col_rows(b->conv, b->x, b->cstride, b->istride, b->h, b->w, b->first, b->count,
+              b->depth * part / parts, b->depth * (part + 1) / parts, b->columns);
+}
+
+static void epilogue_part(void *ctx, int part, int parts) {
+  const block_job *b = ctx;
+  const int cout = b->conv->out_channels;
+  for (int c = cout * part / parts; c < cout * (part + 1) / parts; c++)
+    epilogue(b->y + c * b->total + b->first, b->count, b->bias ? b->bias[c] : 0.0f,
+             b->residual ? b->residual + c * b->total + b->first : NULL, b->relu);
+}
+
 grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
                                  const float *bias, const float *residual, bool relu,
                                  const float *x, size_t cstride, size_t istride, int n, int h,
@@ -163,20 +269,21 @@ grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
     columns = grad__ws_floats(ws, depth * block);
     if (!columns) return GRAD_E_NOMEM;
   }
+  block_job job = {conv, x, bias, residual, cstride, istride, 0, 0, total, depth, h, w, relu,
+                   columns, y};
   for (size_t first = 0; first < total; first += block) {
-    size_t count = total - first < block ? total - first : block;
+    job.first = first;
+    job.count = total - first < block ? total - first : block;
     const float *b = x + first;
     size_t ldb = cstride;
     if (!direct) {
-      grad__im2col_span(conv, x, cstride, istride, h, w, first, count, columns);
+      grad__parallel(grad__parallel_width(depth * job.count), im2col_part, &job);
       b = columns;
-      ldb = count;
+      ldb = job.count;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)count, (int)depth, 1.0f,
-                weight, (int)depth, b, (int)ldb, 0.0f, y + first, (int)total);
-    for (int c = 0; c < cout; c++)
-      epilogue(y + c * total + first, count, bias ? bias[c] : 0.0f,
-               residual ? residual + c * total + first : NULL, relu);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)job.count, (int)depth,
+                1.0f, weight, (int)depth, b, (int)ldb, 0.0f, y + first, (int)total);
+    grad__parallel(grad__parallel_width((size_t)cout * job.count), epilogue_part, &job);
   }
   grad__ws_release(ws, mark);
   return GRAD_OK;
@@ -195,4 +302,109 @@ grad_status grad__conv2d(const grad__conv *conv, const float *weight, const floa
     if (st != GRAD_OK) return st;
   }
   return GRAD_OK;
+}
+
+/* ---- The pool for the passes between GEMMs ----------------------------------
+ * Workers sleep on a condition variable between jobs (never spin) and are
+ * started on first use; the caller works on parts too. One job at a time:
+ * a caller that finds the pool busy runs its parts itself. */
+enum { POOL_MAX = 63, PARALLEL_MIN_FLOATS = 1 << 15 };
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake, done;
+  int workers;
+  unsigned long job;     /* incremented per job; workers wait for a new value */
+  grad__part_fn fn;
+  void *ctx;
+  int parts, next, unfinished;
+  bool busy;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* A forked child has none of the parent's workers. */
+static void pool_after_fork(void) {
+  pthread_mutex_init(&pool.lock, NULL);
+  pthread_cond_init(&pool.wake, NULL);
+  pthread_cond_init(&pool.done, NULL);
+  pool.workers = 0;
+  pool.busy = false;
+}
+
+static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+/* Claims and runs parts of the current job; called and returns with the lock held. */
+static void run_parts(void) {
+  while (pool.next < pool.parts) {
+    int part = pool.next++, parts = pool.parts;
+    grad__part_fn fn = pool.fn;
+    void *ctx = pool.ctx;
+    pthread_mutex_unlock(&pool.lock);
+    fn(ctx, part, parts);
+    pthread_mutex_lock(&pool.lock);
+    if (--pool.unfinished == 0) pthread_cond_signal(&pool.done);
+  }
+}
+
+static void *pool_worker(void *arg) {
+  unsigned long seen = (unsigned long)(uintptr_t)arg;
+  pthread_mutex_lock(&pool.lock);
+  for (;;) {
+    while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+    seen = pool.job;
+    run_parts();
+  }
+  return NULL;
+}
+
+static void start_workers(int wanted) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr)) return;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the caller's threads */
+  while (pool.workers < wanted && pool.workers < POOL_MAX) {
+    pthread_t thread;
+    if (pthread_create(&thread, &attr, pool_worker, (void *)(uintptr_t)pool.job)) break;
+    pool.workers++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+}
+
+int grad__parallel_width(size_t floats) {
+  int threads = openblas_get_num_threads();
+  size_t most = floats / PARALLEL_MIN_FLOATS;
+  if (threads < 1 || most < 2) return 1;
+  return most < (size_t)threads ? (int)most : threads;
+}
+
+void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
+  if (parts <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  pthread_once(&pool_once, pool_init);
+  pthread_mutex_lock(&pool.lock);
+  if (pool.busy) {
+    pthread_mutex_unlock(&pool.lock);
+    for (int part = 0; part < parts; part++) fn(ctx, part, parts);
+    return;
+  }
+  pool.busy = true;
+  start_workers(parts - 1);
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.parts = parts;
+  pool.next = 0;
+  pool.unfinished = parts;
+  pool.job++;
+  pthread_cond_broadcast(&pool.wake);
+  run_parts();
+  while (pool.unfinished > 0) pthread_cond_wait(&pool.done, &pool.lock);
+  pool.busy = false;
+  pthread_mutex_unlock(&pool.lock);
 }

@@ -106,7 +106,7 @@ grad_status grad_head_map(const grad_head *head, grad_workspace *ws, const float
   grad__ws_release(ws, mark);
   if (st != GRAD_OK) {
     if (st == GRAD_E_NUMERIC)
-      return grad__fail(st, "grad_head_map: R or F holds NaN or Inf (%s)", grad_last_error());
+      return grad__fail_context(st, "grad_head_map: R or F holds NaN or Inf");
     return grad__fail_context(st, "grad_head_map: ");
   }
   return GRAD_OK;

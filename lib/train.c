@@ -238,13 +238,17 @@ static grad_status run_epoch(run_state *r, int epoch) {
       r->report->last_loss = loss;
       r->report->steps++;
     }
-    st = report_step(r, epoch, s, loss, sum / seen, norm);
-    if (st != GRAD_OK) return st;
-  }
-  t->epoch = epoch + 1;
-  if (r->report) {
-    r->report->epochs_done = t->epoch;
-    r->report->last_epoch_loss = sum / seen;
+    grad_status cancel = report_step(r, epoch, s, loss, sum / seen, norm);
+    if (cancel != GRAD_OK && s + 1 < r->steps_per_epoch) return cancel;
+    if (cancel != GRAD_OK) st = cancel; /* on the epoch's last step: the epoch still counts */
+    if (s + 1 == r->steps_per_epoch) {
+      t->epoch = epoch + 1;
+      if (r->report) {
+        r->report->epochs_done = t->epoch;
+        r->report->last_epoch_loss = sum / seen;
+      }
+      return st;
+    }
   }
   return GRAD_OK;
 }
@@ -285,10 +289,13 @@ grad_status grad__train_store(grad_store *store, grad__feature_cache *cache,
                           : 0;
     for (int epoch = t->epoch; epoch < opts.epochs && st == GRAD_OK; epoch++) {
       st = run_epoch(&r, epoch);
+      bool completed = t->epoch == epoch + 1; /* also when cancelled on its last step */
       bool last = epoch + 1 == opts.epochs;
       bool due = opts.checkpoint_every > 0 && (epoch + 1) % opts.checkpoint_every == 0;
-      if (st == GRAD_OK && opts.checkpoint_path && (due || last))
-        st = grad__train_checkpoint_save(t, images, opts.checkpoint_path);
+      if (completed && opts.checkpoint_path && (due || last || st == GRAD_E_CANCELLED)) {
+        grad_status saved = grad__train_checkpoint_save(t, images, opts.checkpoint_path);
+        if (saved != GRAD_OK) st = saved;
+      }
     }
   }
   grad__trainer_free(r.trainer);

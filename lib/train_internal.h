@@ -46,9 +46,13 @@ typedef struct grad__train_report {
  * the optimiser and the rng are restored from it and training continues at
  * its epoch (nothing is done when that is already options->epochs).
  *
+ * options->resume_path is not read: the caller passes it (or another path)
+ * as resume_path. options->memory_limit_bytes is for whoever creates the
+ * cache.
+ *
  * Checkpoints: with options->checkpoint_path set, a checkpoint is saved
- * atomically after every checkpoint_every epochs (when > 0) and after the
- * last one.
+ * atomically after every checkpoint_every epochs (when > 0), after the last
+ * one, and when the run is cancelled on an epoch's last step.
  *
  * Returns GRAD_E_CANCELLED when the progress callback asks to stop; the
  * store then holds the parameters of the last completed step. A non-finite

@@ -80,18 +80,6 @@ def optim_golden():
     save_safetensors(os.path.join(OUT, "optim_golden.safetensors"), tensors, meta)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["optim", "store"])
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    os.makedirs(OUT, exist_ok=True)
-    if args.only in (None, "optim"):
-        optim_golden()
-    if args.only in (None, "store"):
-        store_golden()
-
-
 STORE = dict(channels=8, height=6, width=6, local_res=8, global_res=4, blocks=1)
 BATCHES = [[0, 1, 2, 3], [4, 5]]  # one epoch: a full batch of 4, then the partial one
 EPOCHS = 2                         # StepLR with step 1: lr x0.1 in the second epoch
@@ -147,6 +135,18 @@ def store_golden():
     path = os.path.join(OUT, "store_train_golden.safetensors")
     write_safetensors(path, tensors, meta)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["optim", "store"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+    if args.only in (None, "optim"):
+        optim_golden()
+    if args.only in (None, "store"):
+        store_golden()
 
 
 if __name__ == "__main__":

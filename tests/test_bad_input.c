@@ -7,10 +7,10 @@
  * (the ASan job, .ci/sanitize) or a partial or temporary file left behind.
  * Corrupt inputs are derived from the committed fixtures deterministically.
  */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h> /* before jpeglib.h, which needs FILE */
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -525,11 +525,40 @@ START_TEST(unwritable_outputs) {
 }
 END_TEST
 
+/* Targets that are not regular files are written in place: a symlink to
+ * /dev/full (made in a temporary folder, so /dev itself is never at risk)
+ * gives GRAD_E_IO with the link left as it was; one to /dev/null succeeds. */
+START_TEST(device_targets_are_written_in_place) {
+  const char *dir = test_tmpdir();
+  char full[512], null[512], link_target[64];
+  snprintf(full, sizeof full, "%s/full.png", dir);
+  snprintf(null, sizeof null, "%s/null.safetensors", dir);
+  ck_assert_int_eq(symlink("/dev/full", full), 0);
+  ck_assert_int_eq(symlink("/dev/null", null), 0);
+  uint8_t px[12] = {0};
+  grad__st_writer *w = writer_of(1000);
+  ck_assert_fails(grad_png_write(full, px, 2, 2, 3, 6), GRAD_E_IO, full);
+  ck_assert_fails(grad__st_writer_save(w, full), GRAD_E_IO, full);
+  ck_assert_int_eq(grad__st_writer_save(w, null), GRAD_OK);
+  ck_assert_int_eq(grad_png_write(null, px, 2, 2, 3, 6), GRAD_OK);
+  ck_assert_int_eq(folder_entries(dir), 2); /* no temporary left */
+  ssize_t n = readlink(full, link_target, sizeof link_target - 1);
+  ck_assert_int_eq(n, 9);
+  link_target[n] = 0;
+  ck_assert_str_eq(link_target, "/dev/full");
+  n = readlink(null, link_target, sizeof link_target - 1);
+  ck_assert_int_eq(n, 9);
+  grad__st_writer_free(w);
+  unlink(full), unlink(null);
+  rmdir(dir);
+}
+END_TEST
+
 /* Saving onto a 64 KB tmpfs in a private mount namespace: a save that does
  * not fit fails with GRAD_E_IO, leaves the previous file byte for byte and
  * no temporary file. Skipped where mounting is not allowed. */
 START_TEST(full_disk_keeps_the_old_file) {
-  if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+  if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
     fprintf(stderr, "SKIP %s: cannot create a mount namespace (%s)\n", __func__,
             strerror(errno));
     return;
@@ -565,6 +594,58 @@ START_TEST(full_disk_keeps_the_old_file) {
   grad__st_writer_free(small), grad__st_writer_free(large);
   umount2(dir, MNT_DETACH);
   rmdir(dir);
+}
+END_TEST
+
+/* ---- Inputs that once misbehaved (tests/fixtures/regress) ------------------ */
+
+static long peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  long kb = -1;
+  char line[256];
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb;
+}
+
+/* Each file there is a reproducer of a fixed bug: it must be refused with
+ * an error naming it, without a crash and without a large allocation (the
+ * first, png_text_2gb.png, once made libpng allocate and clear 2 GB). */
+START_TEST(regression_inputs_fail_cleanly) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", test_fixture("regress"));
+  DIR *d = opendir(dir);
+  ck_assert_msg(d != NULL, "%s: %s", dir, strerror(errno));
+  int files = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    long before = peak_rss_kb();
+    grad_status s;
+    if (strstr(e->d_name, ".safetensors")) {
+      grad__st_file *file = NULL;
+      s = grad__st_open(path, &file);
+      if (s == GRAD_OK) {
+        read_all_tensors(file, path);
+        grad__st_close(file);
+      }
+    } else {
+      grad_image *image = NULL;
+      s = grad_image_load(path, &image);
+      grad_image_free(image);
+    }
+    ck_assert_msg(s == GRAD_E_FORMAT || s == GRAD_E_UNSUPPORTED || s == GRAD_E_TOO_LARGE,
+                  "%s: %s (%s)", path, grad_status_name(s), grad_last_error());
+    ck_assert_msg(strstr(grad_last_error(), path), "'%s' does not name %s", grad_last_error(),
+                  path);
+    long grown = peak_rss_kb() - before;
+    ck_assert_msg(grown < 64 * 1024, "%s: peak memory grew by %ld MB", path, grown / 1024);
+    files++;
+  }
+  closedir(d);
+  ck_assert_int_gt(files, 0);
 }
 END_TEST
 
@@ -674,7 +755,9 @@ static Suite *bad_input_suite(void) {
   tcase_add_test(tc, missing_and_empty_inputs);
   tcase_add_test(tc, unreadable_inputs);
   tcase_add_test(tc, unwritable_outputs);
+  tcase_add_test(tc, device_targets_are_written_in_place);
   tcase_add_test(tc, full_disk_keeps_the_old_file);
+  tcase_add_test(tc, regression_inputs_fail_cleanly);
   tcase_add_test(tc, allocation_failures_in_image_loading);
   tcase_add_test(tc, allocation_failures_in_safetensors);
   suite_add_tcase(suite, tc);

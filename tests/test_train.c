@@ -330,6 +330,35 @@ START_TEST(progress_and_cancel) {
 }
 END_TEST
 
+/* Stopping on an epoch's last step leaves a checkpoint of that epoch, and
+ * resuming from it ends where the uninterrupted run ends. */
+START_TEST(cancel_at_epoch_end_resumes) {
+  grad_set_threads(1);
+  grad__feature_cache *cache = smooth_cache(10, 4, 5, 5, 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/cancel.safetensors", test_tmpdir());
+  grad_store *straight = new_store(4, 5, 1, 21), *stopped = new_store(4, 5, 1, 21);
+  grad_train_options o = small_options();
+  ck_assert_int_eq(grad__train_store(straight, cache, &o, NULL, NULL), GRAD_OK);
+  progress_log stop = {0, 6, 0, {0}, true}; /* step 6 = the end of epoch 2 of 4 */
+  o.progress = on_progress;
+  o.progress_user = &stop;
+  o.checkpoint_path = path;
+  ck_assert_int_eq(grad__train_store(stopped, cache, &o, NULL, NULL), GRAD_E_CANCELLED);
+  grad__st_file *f = NULL;
+  ck_assert_int_eq(grad__st_open(path, &f), GRAD_OK);
+  ck_assert_str_eq(grad__st_meta(f, "train.epoch"), "2");
+  grad__st_close(f);
+  o.progress = NULL;
+  o.checkpoint_path = NULL;
+  ck_assert_int_eq(grad__train_store(stopped, cache, &o, path, NULL), GRAD_OK);
+  ck_assert(stores_identical(stopped, straight));
+  unlink(path);
+  grad_store_free(straight), grad_store_free(stopped);
+  grad__feature_cache_free(cache);
+}
+END_TEST
+
 START_TEST(checkpoints_every_k_epochs) {
   grad__feature_cache *cache = smooth_cache(4, 4, 5, 5, 0);
   grad_store *store = new_store(4, 5, 1, 3);
@@ -449,6 +478,7 @@ int main(void) {
   tcase_add_test(tc, seed_decides_the_result);
   tcase_add_test(tc, spilled_cache_trains_the_same);
   tcase_add_test(tc, progress_and_cancel);
+  tcase_add_test(tc, cancel_at_epoch_end_resumes);
   tcase_add_test(tc, checkpoints_every_k_epochs);
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, loss_falls_on_synthetic_features);

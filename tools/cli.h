@@ -31,6 +31,7 @@ int cli_parse_layers(const char *text, unsigned *mask);
 
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_features(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

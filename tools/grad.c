@@ -9,6 +9,7 @@
 static const cli_command commands[] = {
   {"demo", "synthesise data, train, evaluate: the built-in default job", cmd_demo},
   {"eval", "evaluate a model on MVTec-layout categories", cmd_eval},
+  {"features", "write the backbone features of one image", cmd_features},
   {"info", "print the tensors and metadata of a weights or model file", cmd_info},
   {"score", "score images with a model", cmd_score},
   {"synth", "write a synthetic MVTec-layout data set", cmd_synth},

@@ -48,7 +48,7 @@ typedef struct grad_backbone_options {
   /* Stages returned, GRAD_BACKBONE_LAYER(1..4) or-ed; default layer2 + layer3.
    * Stages after the last one set are neither loaded nor computed. */
   unsigned layers;
-  /* Input images are input_size x input_size; 32..2048, default 224. */
+  /* Input images are input_size x input_size; 32..4096, default 224. */
   int input_size;
   /* Stride of the aligned features: 4, 8 (default), 16 or 32. */
   int output_stride;
@@ -91,9 +91,11 @@ GRAD_API const char *grad_backbone_weights_source(const grad_backbone *bb);
  * Features of n images: images is n x 3 x S x S (S = input size), already
  * normalised (grad_image_to_tensor); out receives n x C x H x W floats in
  * that order. Uses ws for all scratch: anything handed out from ws before
- * the call is invalid afterwards. After the first call of a given batch
- * size no memory is allocated. Batches larger than 8 are processed 8 images
- * at a time, so memory stays bounded.
+ * the call is invalid afterwards; after the first call with a given batch
+ * size no memory is allocated. Images go through in groups (one at a time
+ * at 224 x 224, up to 8 for small inputs), so memory stays bounded for any
+ * n. Convolutions use grad_set_threads() threads. Errors:
+ * GRAD_E_INVALID_ARG (NULL pointer, n < 1), GRAD_E_NOMEM.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_backbone_features(const grad_backbone *bb,
                                                            grad_workspace *ws,

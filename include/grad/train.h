@@ -34,7 +34,9 @@ typedef struct grad_train_progress {
  * Called after every optimiser step, on the training thread. Return 0 to
  * go on, non-zero to stop: training then returns GRAD_E_CANCELLED with the
  * model holding the parameters of the last completed step (usable, and
- * saveable; a resumable checkpoint exists only for completed epochs).
+ * saveable). Runs resume only from epoch boundaries: when the stop comes on
+ * an epoch's last step (epoch_done) and checkpoint_path is set, a
+ * checkpoint of that epoch is saved before returning.
  */
 typedef int (*grad_train_progress_fn)(const grad_train_progress *progress, void *user);
 
