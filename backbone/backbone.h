@@ -105,6 +105,10 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                     const float *images, int n, float *out);
 
+/* Max pooling 3x3, stride 2, padding 1 (torchvision's stem) of planes
+ * h x w into planes of ((h - 1) / 2 + 1) x ((w - 1) / 2 + 1). */
+void grad__maxpool_3x3s2(const float *x, size_t planes, int h, int w, float *y);
+
 /*
  * Bilinear resize with align_corners=True (PyTorch's UpsamplingBilinear2d)
  * of one ih x iw plane to oh x ow: source = dest * (in - 1) / (out - 1).

@@ -181,7 +181,8 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
   const grad__conv pool = {64, 64, 3, 2, 1};
   bb->stage_size[1] = grad__conv_out_size(&pool, bb->stage_size[0]);
   const grad__conv down = {1, 1, 3, 2, 1};
-  for (int k = 2; k <= 4; k++) bb->stage_size[k] = grad__conv_out_size(&down, bb->stage_size[k - 1]);
+  for (int k = 2; k <= 4; k++)
+    bb->stage_size[k] = grad__conv_out_size(&down, bb->stage_size[k - 1]);
   for (int k = 1; k <= 4; k++) bb->stage_channels[k] = (64 << (k - 1)) * (arch->bottleneck ? 4 : 1);
   for (int k = 1; k <= 4; k++)
     if (bb->layers & GRAD_BACKBONE_LAYER(k)) bb->feature_channels += bb->stage_channels[k];
@@ -261,7 +262,9 @@ void grad_backbone_free(grad_backbone *bb) {
   grad__free(bb);
 }
 
-int grad_backbone_feature_channels(const grad_backbone *bb) { return bb ? bb->feature_channels : 0; }
+int grad_backbone_feature_channels(const grad_backbone *bb) {
+  return bb ? bb->feature_channels : 0;
+}
 int grad_backbone_feature_height(const grad_backbone *bb) { return bb ? bb->feature_size : 0; }
 int grad_backbone_feature_width(const grad_backbone *bb) { return bb ? bb->feature_size : 0; }
 int grad_backbone_input_size(const grad_backbone *bb) { return bb ? bb->input_size : 0; }

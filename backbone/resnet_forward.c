@@ -30,13 +30,38 @@ static int group_images(const grad_backbone *bb, int n) {
 typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int channels,
                            int size);
 
-/* Max over in[2x-1 .. 2x+1] clipped to [0, w), for every output x. */
+static inline float max2(float a, float b) { return a > b ? a : b; }
+
+/* Max over in[2x-1 .. 2x+1] clipped to [0, w), for every output x, into
+ * out (first row of the window) or max-ed into it (later rows). The
+ * interior has no clipping, so the compiler vectorises it. */
 static void row_max3(const float *in, int w, float *out, int ow, bool first) {
-  for (int ox = 0; ox < ow; ox++) {
-    int x0 = 2 * ox - 1 < 0 ? 0 : 2 * ox - 1, x1 = 2 * ox + 1 < w ? 2 * ox + 1 : w - 1;
-    float m = in[x0];
-    for (int ix = x0 + 1; ix <= x1; ix++) m = in[ix] > m ? in[ix] : m;
-    out[ox] = first || m > out[ox] ? m : out[ox];
+  int interior = (w - 2) / 2 + 1; /* ox < interior has 2 * ox + 1 < w */
+  if (interior > ow) interior = ow;
+  float m0 = w > 1 ? max2(in[0], in[1]) : in[0];
+  out[0] = first ? m0 : max2(out[0], m0);
+  if (first)
+    for (int ox = 1; ox < interior; ox++)
+      out[ox] = max2(max2(in[2 * ox - 1], in[2 * ox]), in[2 * ox + 1]);
+  else
+    for (int ox = 1; ox < interior; ox++)
+      out[ox] = max2(out[ox], max2(max2(in[2 * ox - 1], in[2 * ox]), in[2 * ox + 1]));
+  for (int ox = interior > 1 ? interior : 1; ox < ow; ox++) { /* the window hits the edge */
+    float m = max2(in[2 * ox - 1], in[2 * ox < w ? 2 * ox : w - 1]);
+    out[ox] = first ? m : max2(out[ox], m);
+  }
+}
+
+void grad__maxpool_3x3s2(const float *x, size_t planes, int h, int w, float *y) {
+  const int oh = (h - 1) / 2 + 1, ow = (w - 1) / 2 + 1;
+  for (size_t p = 0; p < planes; p++) {
+    const float *in = x + p * h * w;
+    float *out = y + p * oh * ow;
+    for (int oy = 0; oy < oh; oy++) {
+      int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 < h ? 2 * oy + 1 : h - 1;
+      for (int iy = y0; iy <= y1; iy++)
+        row_max3(in + (size_t)iy * w, w, out + oy * ow, ow, iy == y0);
+    }
   }
 }
 
@@ -44,24 +69,14 @@ typedef struct pool_job {
   const float *x;
   float *y;
   size_t planes;
-  int h, w, oh, ow;
+  int h, w;
 } pool_job;
 
-/* Max pooling 3x3, stride 2, padding 1 (padding never wins), on this
- * part's share of the planes. */
 static void maxpool_part(void *ctx, int part, int parts) {
   const pool_job *j = ctx;
-  const float *x = j->x;
-  float *y = j->y;
-  const int h = j->h, w = j->w, oh = j->oh, ow = j->ow;
-  for (size_t p = j->planes * part / parts; p < j->planes * (part + 1) / parts; p++) {
-    const float *in = x + p * h * w;
-    float *out = y + p * oh * ow;
-    for (int oy = 0; oy < oh; oy++) {
-      int y0 = 2 * oy - 1 < 0 ? 0 : 2 * oy - 1, y1 = 2 * oy + 1 < h ? 2 * oy + 1 : h - 1;
-      for (int iy = y0; iy <= y1; iy++) row_max3(in + (size_t)iy * w, w, out + oy * ow, ow, iy == y0);
-    }
-  }
+  size_t p0 = j->planes * part / parts, p1 = j->planes * (part + 1) / parts;
+  size_t out_plane = (size_t)((j->h - 1) / 2 + 1) * ((j->w - 1) / 2 + 1);
+  grad__maxpool_3x3s2(j->x + p0 * j->h * j->w, p1 - p0, j->h, j->w, j->y + p0 * out_plane);
 }
 
 /* One conv on a C,N,H,W activation of n images of size x size. */
@@ -92,7 +107,7 @@ static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const 
   int size = bb->stage_size[1];
   if (st == GRAD_OK) {
     const int stem = bb->stage_size[0];
-    pool_job job = {buf[1], buf[0], (size_t)64 * n, stem, stem, size, size};
+    pool_job job = {buf[1], buf[0], (size_t)64 * n, stem, stem};
     grad__parallel(grad__parallel_width(job.planes * stem * stem), maxpool_part, &job);
   }
   float *x = buf[0];

@@ -227,8 +227,10 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
   grad__resnet_arch arch = {arch_name, false, {0}, 0};
   int flag = 0, layers[4], count = 0, size = 0, stride = 0;
   grad_status st = meta_ints(f, prefix, "bottleneck", &flag, 1, 0, 1, NULL);
-  if (st == GRAD_OK) st = meta_ints(f, prefix, "blocks", arch.blocks, 4, 1, GRAD__BB_MAX_BLOCKS, NULL);
-  if (st == GRAD_OK) st = meta_ints(f, prefix, "width_per_group", &arch.width_per_group, 1, 1, 1024, NULL);
+  if (st == GRAD_OK)
+    st = meta_ints(f, prefix, "blocks", arch.blocks, 4, 1, GRAD__BB_MAX_BLOCKS, NULL);
+  if (st == GRAD_OK)
+    st = meta_ints(f, prefix, "width_per_group", &arch.width_per_group, 1, 1, 1024, NULL);
   if (st == GRAD_OK) st = meta_ints(f, prefix, "layers", layers, 4, 1, 4, &count);
   if (st == GRAD_OK) st = meta_ints(f, prefix, "input_size", &size, 1, 32, 4096, NULL);
   if (st == GRAD_OK) st = meta_ints(f, prefix, "output_stride", &stride, 1, 4, 32, NULL);

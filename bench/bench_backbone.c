@@ -118,8 +118,9 @@ static int torch_times(run *runs, int count, int threads, int reps, int size,
     fprintf(stderr, "PyTorch column skipped: %s or %s not found\n", python, script);
     return 0;
   }
-  int len = snprintf(cmd, sizeof cmd, "%s %s --threads %d --reps %d --size %d --last-stage 3 --input %s",
-                     python, script, threads, reps, size, input_path);
+  int len = snprintf(cmd, sizeof cmd,
+                     "%s %s --threads %d --reps %d --size %d --last-stage 3 --input %s", python,
+                     script, threads, reps, size, input_path);
   for (int i = 0; i < count; i++)
     len += snprintf(cmd + len, sizeof cmd - (size_t)len, " %s:%d", runs[i].arch, runs[i].batch);
   FILE *p = popen(cmd, "r");

@@ -40,6 +40,8 @@ static void copy_row(const float *in, int w, int ox, int count, int stride, int 
     const float *src = in + (ptrdiff_t)(ox + lo) * stride + offset;
     if (stride == 1) {
       memcpy(out + lo, src, sizeof(float) * (size_t)(hi - lo));
+    } else if (stride == 2) { /* a constant stride the compiler vectorises */
+      for (int t = lo; t < hi; t++) out[t] = src[(ptrdiff_t)(t - lo) * 2];
     } else {
       for (int t = lo; t < hi; t++) out[t] = src[(ptrdiff_t)(t - lo) * stride];
     }

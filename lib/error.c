@@ -44,10 +44,13 @@ const char *grad_status_describe(grad_status status) {
 const char *grad_last_error(void) { return last_message; }
 
 grad_status grad__fail(grad_status status, const char *fmt, ...) {
+  /* Formatted aside first: an argument may be grad_last_error() itself. */
+  char message[MESSAGE_CAPACITY];
   va_list args;
   va_start(args, fmt);
-  vsnprintf(last_message, sizeof last_message, fmt, args);
+  vsnprintf(message, sizeof message, fmt, args);
   va_end(args);
+  memcpy(last_message, message, sizeof message);
   return status;
 }
 

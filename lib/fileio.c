@@ -47,13 +47,49 @@ grad_status grad__read_file(const char *path, size_t max_bytes, unsigned char **
 struct grad__atomic_file {
   FILE *stream;
   char *target;
-  char *temp;
+  char *temp; /* NULL when writing in place to a target that is not a regular file */
   bool failed;
 };
+
+/*
+ * A target that exists but is not a regular file (/dev/null, /dev/full, a
+ * FIFO, or a symlink to one) is written in place: there is nothing to
+ * replace atomically, and renaming a temporary file over it would replace
+ * the device node or the link instead of writing to it.
+ */
+static grad_status open_in_place(const char *path, grad__atomic_file **out) {
+  grad__atomic_file *file = grad__calloc(1, sizeof *file);
+  char *target = grad__strdup(path);
+  if (!file || !target) {
+    grad__free(file), grad__free(target);
+    return grad__fail(GRAD_E_NOMEM, "%s: out of memory", path);
+  }
+  file->stream = fopen(path, "wb");
+  if (!file->stream) {
+    grad_status s = grad__fail(GRAD_E_IO, "%s: cannot open for writing: %s", path,
+                               strerror(errno));
+    grad__free(file), grad__free(target);
+    return s;
+  }
+  file->target = target;
+  *out = file;
+  return GRAD_OK;
+}
 
 grad_status grad__atomic_open(const char *path, grad__atomic_file **out) {
   *out = NULL;
   if (!path || !*path) return grad__fail(GRAD_E_INVALID_ARG, "empty output path");
+  struct stat st; /* a folder is left to fail at the rename */
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return open_in_place(path, out);
+  /* A symlink to a regular file: replace the file it points to, keep the link. */
+  char *resolved = NULL;
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) resolved = realpath(path, NULL);
+  if (resolved) {
+    grad_status s = grad__atomic_open(resolved, out);
+    free(resolved);
+    return s;
+  }
   grad__atomic_file *file = grad__calloc(1, sizeof *file);
   char *dir_copy = grad__strdup(path), *base_copy = grad__strdup(path);
   size_t temp_len = strlen(path) + 16;
@@ -106,7 +142,7 @@ static void atomic_free(grad__atomic_file *file) {
 void grad__atomic_abort(grad__atomic_file *file) {
   if (!file) return;
   if (file->stream) fclose(file->stream);
-  unlink(file->temp);
+  if (file->temp) unlink(file->temp);
   atomic_free(file);
 }
 
@@ -125,17 +161,18 @@ grad_status grad__atomic_commit(grad__atomic_file *file) {
   int err = 0;
   if (file->failed || ferror(file->stream)) err = EIO;
   if (!err && fflush(file->stream) != 0) err = errno;
-  if (!err && fsync(fileno(file->stream)) != 0) err = errno;
+  /* Devices and pipes need not support fsync; written in place, they are done. */
+  if (!err && file->temp && fsync(fileno(file->stream)) != 0) err = errno;
   if (fclose(file->stream) != 0 && !err) err = errno;
   file->stream = NULL;
-  if (!err && rename(file->temp, file->target) != 0) err = errno;
+  if (!err && file->temp && rename(file->temp, file->target) != 0) err = errno;
   if (err) {
     grad_status s = grad__fail(GRAD_E_IO, "%s: cannot save: %s", file->target, strerror(err));
-    unlink(file->temp);
+    if (file->temp) unlink(file->temp);
     atomic_free(file);
     return s;
   }
-  sync_folder_of(file->target);
+  if (file->temp) sync_folder_of(file->target);
   atomic_free(file);
   return GRAD_OK;
 }

@@ -299,8 +299,8 @@ END_TEST
 
 START_TEST(nan_and_inf_weights_are_named) {
   const char *dir = test_tmpdir();
-  const char *path = write_fixture_weights(dir, "nan.safetensors", L(1), NULL, "layer1.0.conv2.weight",
-                                           TAMPER_NAN);
+  const char *path = write_fixture_weights(dir, "nan.safetensors", L(1), NULL,
+                                           "layer1.0.conv2.weight", TAMPER_NAN);
   const char *needles[] = {"layer1.0.conv2.weight", NULL};
   expect_error(create_r18(path, L(1)), GRAD_E_NUMERIC, needles);
   path = write_fixture_weights(dir, "inf.safetensors", L(1), NULL, "bn1.running_mean", TAMPER_INF);
@@ -392,9 +392,40 @@ START_TEST(align_corners_resize_hand_cases) {
   for (int oy = 0; oy < 4; oy++)
     for (int ox = 0; ox < 5; ox++)
       ck_assert_float_eq_tol(out[oy * 5 + ox], 3.0f * oy / 3.0f + ox / 2.0f, 1e-5);
+  /* Wider than the tables (1024): the pixel-by-pixel path, same result. */
+  float *wide = malloc(2 * 1100 * sizeof(float));
+  grad__resize_align_corners(c, 2, 3, wide, 2, 1100);
+  for (int oy = 0; oy < 2; oy++)
+    for (int ox = 0; ox < 1100; ox++)
+      ck_assert_float_eq_tol(wide[oy * 1100 + ox], 3.0f * oy + 2.0f * ox / 1099.0f, 1e-5);
+  free(wide);
   /* One output pixel takes the top-left input. */
   grad__resize_align_corners(b, 3, 3, out, 1, 1);
   ck_assert_float_eq(out[0], 1);
+}
+END_TEST
+
+/* The stem's max pooling against its definition, odd and even sizes. */
+START_TEST(maxpool_matches_definition) {
+  static const int sizes[][2] = {{1, 1}, {2, 3}, {3, 2}, {7, 8}, {9, 9}, {12, 5}};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    int h = sizes[s][0], w = sizes[s][1], oh = (h - 1) / 2 + 1, ow = (w - 1) / 2 + 1;
+    float x[2 * 12 * 9], y[2 * 6 * 5];
+    grad__rng rng;
+    grad__rng_seed(&rng, (uint64_t)s);
+    grad__rng_fill_normal(&rng, x, (size_t)2 * h * w, 0.0, 1.0);
+    grad__maxpool_3x3s2(x, 2, h, w, y);
+    for (int p = 0; p < 2; p++)
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+          float m = -INFINITY;
+          for (int iy = 2 * oy - 1; iy <= 2 * oy + 1; iy++)
+            for (int ix = 2 * ox - 1; ix <= 2 * ox + 1; ix++)
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[(p * h + iy) * w + ix] > m)
+                m = x[(p * h + iy) * w + ix];
+          ck_assert_float_eq(y[(p * oh + oy) * ow + ox], m);
+        }
+  }
 }
 END_TEST
 
@@ -482,7 +513,10 @@ START_TEST(random_init_follows_torchvision) {
   ck_assert_str_eq(conv->bn, "layer2.0.bn2");
   size_t n = 128 * 128 * 9;
   double sum = 0, sq = 0;
-  for (size_t i = 0; i < n; i++) sum += conv->weight[i], sq += (double)conv->weight[i] * conv->weight[i];
+  for (size_t i = 0; i < n; i++) {
+    sum += conv->weight[i];
+    sq += (double)conv->weight[i] * conv->weight[i];
+  }
   double mean = sum / n, std = sqrt(sq / n - mean * mean);
   double want = sqrt(2.0 / (128 * 9)) / sqrt(1.0 + 1e-5);
   ck_assert_double_le(fabs(mean), 3 * want / sqrt((double)n) + 1e-12);
@@ -650,6 +684,7 @@ int main(void) {
   TCase *rest = tcase_create("behaviour");
   tcase_set_timeout(rest, 60);
   tcase_add_test(rest, align_corners_resize_hand_cases);
+  tcase_add_test(rest, maxpool_matches_definition);
   tcase_add_test(rest, every_architecture_builds_with_the_right_shapes);
   tcase_add_test(rest, later_stages_are_not_built);
   tcase_add_test(rest, random_init_follows_torchvision);

@@ -97,6 +97,9 @@ static int folder_entries(const char *dir) {
                   "message '%s' does not name '%s'", grad_last_error(), (culprit));           \
   } while (0)
 
+/* Keeps the pixel reads below from being optimised away. */
+static volatile unsigned pixel_sink;
+
 /* The contract of a decode of damaged bytes; returns the image or NULL. */
 static grad_image *decode_checked(const unsigned char *data, size_t size, const char *what) {
   grad_image *image = (grad_image *)&image;
@@ -114,7 +117,7 @@ static grad_image *decode_checked(const unsigned char *data, size_t size, const 
   const uint8_t *p = grad_image_pixels(image);
   unsigned sum = 0;
   for (size_t i = 0; i < (size_t)w * h * c; i++) sum += p[i]; /* ASan checks the size */
-  (void)sum;
+  pixel_sink = sum;
   return image;
 }
 
@@ -536,11 +539,13 @@ START_TEST(device_targets_are_written_in_place) {
   ck_assert_int_eq(symlink("/dev/full", full), 0);
   ck_assert_int_eq(symlink("/dev/null", null), 0);
   uint8_t px[12] = {0};
-  grad__st_writer *w = writer_of(1000);
   ck_assert_fails(grad_png_write(full, px, 2, 2, 3, 6), GRAD_E_IO, full);
-  ck_assert_fails(grad__st_writer_save(w, full), GRAD_E_IO, full);
-  ck_assert_int_eq(grad__st_writer_save(w, null), GRAD_OK);
   ck_assert_int_eq(grad_png_write(null, px, 2, 2, 3, 6), GRAD_OK);
+  grad__st_writer *w = writer_of(1000);
+  grad_status to_full = grad__st_writer_save(w, full), to_null = grad__st_writer_save(w, null);
+  grad__st_writer_free(w); /* before any assertion can end the test */
+  ck_assert_int_eq(to_full, GRAD_E_IO);
+  ck_assert_int_eq(to_null, GRAD_OK);
   ck_assert_int_eq(folder_entries(dir), 2); /* no temporary left */
   ssize_t n = readlink(full, link_target, sizeof link_target - 1);
   ck_assert_int_eq(n, 9);
@@ -548,7 +553,6 @@ START_TEST(device_targets_are_written_in_place) {
   ck_assert_str_eq(link_target, "/dev/full");
   n = readlink(null, link_target, sizeof link_target - 1);
   ck_assert_int_eq(n, 9);
-  grad__st_writer_free(w);
   unlink(full), unlink(null);
   rmdir(dir);
 }

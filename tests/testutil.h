@@ -72,10 +72,11 @@ static inline double test_max_abs_diff(const float *a, const float *b, size_t n,
                   diff_, (double)(rel), ref_);                                   \
   } while (0)
 
-/* Runs one suite in fork mode and returns the process exit code. */
+/* Runs one suite in fork mode (unless the environment says CK_FORK=no, as
+ * the valgrind and TSan jobs do) and returns the process exit code. */
 static inline int test_run_suite(Suite *suite) {
   SRunner *runner = srunner_create(suite);
-  srunner_set_fork_status(runner, CK_FORK);
+  srunner_set_fork_status(runner, CK_FORK_GETENV);
   srunner_run_all(runner, CK_NORMAL);
   int failed = srunner_ntests_failed(runner);
   srunner_free(runner);

@@ -82,6 +82,13 @@ int cmd_demo(int argc, char **argv) {
   }
   if (optind != argc) return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
   mo.random_seed = (uint64_t)seed;
+  /* The synthetic images are 128 pixels wide: scoring them at 128 rather
+   * than upscaling to 224 keeps the demo to a few minutes on 2 cores. */
+  mo.input_size = 128;
+  /* Random convolutions make their most useful features early: measured on
+   * ../shared/data/real, layers 1+2 gave image/pixel AUROC 69/74 against
+   * 57/67 for the 2+3 that suits ImageNet weights (docs/results.md). */
+  if (!mo.weights_path) mo.layers = (1u << 1) | (1u << 2);
   to.seed = (uint64_t)seed;
 
   struct timespec start;
@@ -92,7 +99,7 @@ int cmd_demo(int argc, char **argv) {
   snprintf(maps, sizeof maps, "%s/maps", out);
 
   printf("libgrad %s demo\n", grad_version_string());
-  printf("backbone: %s with %s\n", mo.arch,
+  printf("backbone: %s, layers %s, with %s\n", mo.arch, mo.weights_path ? "2+3" : "1+2",
          mo.weights_path ? mo.weights_path
                          : "SEEDED RANDOM weights (not ImageNet). Real inspection needs "
                            "ImageNet weights converted with tools/convert_torchvision.py");
