@@ -65,6 +65,9 @@ void grad__ws_reset(grad_workspace *ws);
 /* NULL on allocation failure (message set). */
 void *grad__ws_alloc(grad_workspace *ws, size_t bytes);
 float *grad__ws_floats(grad_workspace *ws, size_t count);
+/* Makes the arena one block of at least `bytes`, so later calls that need
+ * no more allocate nothing. GRAD_E_NOMEM (message set) on failure. */
+grad_status grad__ws_reserve(grad_workspace *ws, size_t bytes);
 /* A mark to roll the arena back to, for scratch used inside one step. */
 size_t grad__ws_mark(const grad_workspace *ws);
 void grad__ws_release(grad_workspace *ws, size_t mark);

@@ -154,10 +154,67 @@ grad_status grad_model_load(const char *path, grad_model **out) {
     if (!strstr(grad_last_error(), path)) grad__fail_context(s, "%s", path);
   }
   grad__st_close(f);
-  if (s == GRAD_OK && (s = check_consistent(*out, path)) != GRAD_OK) {
+  if (s == GRAD_OK && (s = check_consistent(*out, path)) == GRAD_OK) s = grad__model_measure(*out);
+  if (s != GRAD_OK && *out) {
     grad_model_free(*out);
     *out = NULL;
   }
+  return s;
+}
+
+/* ---- Memory -------------------------------------------------------------- */
+
+static size_t context_buffer_floats(const grad_model *model) {
+  size_t s = (size_t)grad_model_input_size(model);
+  size_t hw = (size_t)grad_store_height(model->store) * grad_store_width(model->store);
+  return 3 * s * s + ((size_t)model->reduce->raw_channels + 2 * (size_t)model->reduce->channels) * hw;
+}
+
+grad_status grad__model_measure(grad_model *model) {
+  grad_context *ctx = NULL;
+  size_t size = (size_t)grad_model_input_size(model);
+  float *map = grad__malloc_array(size * size, sizeof(float));
+  grad_status s = map ? grad_context_create(model, &ctx)
+                      : grad__fail(GRAD_E_NOMEM, "out of memory measuring a model");
+  float score;
+  if (s == GRAD_OK) {
+    memset(ctx->input, 0, 3 * size * size * sizeof(float));
+    s = grad__model_score_tensor(model, ctx, ctx->input, map, &score);
+  }
+  if (s == GRAD_OK) {
+    grad__ws_reset(ctx->ws); /* merges what the pass used into one block of its peak */
+    model->workspace_bytes = grad_workspace_bytes(ctx->ws);
+  }
+  grad_context_free(ctx);
+  grad__free(map);
+  return s;
+}
+
+size_t grad_model_bytes(const grad_model *model) {
+  if (!model) return 0;
+  size_t floats = model->backbone->storage_floats;
+  floats += (size_t)model->reduce->raw_channels * (1 + (size_t)model->reduce->channels);
+  grad_store *store = model->store;
+  for (size_t i = 0; i < grad__store_param_count(store); i++)
+    floats += grad__store_param(store, i)->count;
+  for (size_t i = 0; i < grad__store_buffer_count(store); i++)
+    floats += grad__store_buffer(store, i)->count;
+  return floats * sizeof(float);
+}
+
+size_t grad_context_bytes(const grad_model *model) {
+  return model ? context_buffer_floats(model) * sizeof(float) + model->workspace_bytes : 0;
+}
+
+grad_status grad_model_file_bytes(const char *path, size_t *bytes) {
+  if (!path || !bytes) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_file_bytes: NULL argument");
+  *bytes = 0;
+  grad__st_file *f = NULL;
+  grad_status s = grad__st_open(path, &f);
+  if (s == GRAD_OK) s = check_format(f, path);
+  for (size_t i = 0; s == GRAD_OK && i < grad__st_count(f); i++)
+    *bytes += grad__st_at(f, i)->count * sizeof(float);
+  grad__st_close(f);
   return s;
 }
 
@@ -177,6 +234,7 @@ grad_status grad_context_create(const grad_model *model, grad_context **out) {
   ctx->features = grad__malloc_array((size_t)model->reduce->channels * hw, sizeof(float));
   ctx->recon = grad__malloc_array((size_t)model->reduce->channels * hw, sizeof(float));
   grad_status st = grad_workspace_create(&ctx->ws);
+  if (st == GRAD_OK && model->workspace_bytes) st = grad__ws_reserve(ctx->ws, model->workspace_bytes);
   if (st != GRAD_OK || !ctx->input || !ctx->raw || !ctx->features || !ctx->recon) {
     grad_context_free(ctx);
     return grad__fail(GRAD_E_NOMEM, "out of memory creating a scoring context");

@@ -19,6 +19,7 @@ struct grad_model {
   grad_store *store;
   grad_head *head;
   char *description;  /* what it was trained on, for people (metadata "model.trained_on") */
+  size_t workspace_bytes;  /* peak workspace of one scoring pass, measured once */
 };
 
 struct grad_context {
@@ -45,6 +46,10 @@ struct grad_result {
  * the S x S map into map (may be NULL) and the image score. */
 grad_status grad__model_score_tensor(const grad_model *model, grad_context *ctx,
                                      const float *input, float *map, float *score);
+
+/* Runs one scoring pass on a blank input to measure the workspace a
+ * context needs (model->workspace_bytes); called once a model is complete. */
+grad_status grad__model_measure(grad_model *model);
 
 /* Takes ownership of the parts; on failure frees them all. */
 grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,

@@ -229,6 +229,7 @@ grad_status grad_model_train(const grad_model_options *options,
     s = grad__model_assemble(bb, pca, store, head, description, &model);
     bb = NULL, pca = NULL, store = NULL, head = NULL; /* owned by the model now (or freed) */
   }
+  if (s == GRAD_OK) s = grad__model_measure(model);
   if (s == GRAD_OK) s = calibrate(model, &holdout, &train);
   if (s == GRAD_OK) {
     *out = model;

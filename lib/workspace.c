@@ -66,6 +66,19 @@ void grad__ws_reset(grad_workspace *ws) {
   ws->capacity = ws->raw ? ws->peak : 0;
 }
 
+grad_status grad__ws_reserve(grad_workspace *ws, size_t bytes) {
+  if (bytes > ws->peak) ws->peak = round_up(bytes);
+  if (!ws->overflow && ws->capacity >= ws->peak) return GRAD_OK;
+  free_overflow(ws, 0);
+  grad__free(ws->raw);
+  ws->used = 0;
+  ws->raw = grad__malloc(ws->peak + WS_ALIGN);
+  ws->base = ws->raw ? align_pointer(ws->raw) : NULL;
+  ws->capacity = ws->raw ? ws->peak : 0;
+  if (!ws->raw) return grad__fail(GRAD_E_NOMEM, "out of memory reserving %zu bytes of workspace", bytes);
+  return GRAD_OK;
+}
+
 size_t grad__ws_mark(const grad_workspace *ws) { return ws->used + ws->overflow_bytes; }
 
 void grad__ws_release(grad_workspace *ws, size_t mark) {

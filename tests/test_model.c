@@ -99,6 +99,30 @@ START_TEST(saved_model_scores_like_the_trained_one) {
 }
 END_TEST
 
+START_TEST(memory_is_known_before_it_is_allocated) {
+  size_t file_bytes = 0;
+  ck_assert_int_eq(grad_model_file_bytes(model_path, &file_bytes), GRAD_OK);
+  grad_model *model = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_uint_eq(grad_model_bytes(model), file_bytes);
+  size_t context_bytes = grad_context_bytes(model);
+  /* At least the input, backbone, reduced and reconstructed maps. */
+  ck_assert_uint_gt(context_bytes, (3 * 64 * 64 + 3 * 16 * 8 * 8) * sizeof(float));
+  grad_context *ctx = NULL;
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  size_t reserved = grad_workspace_bytes(ctx->ws);
+  ck_assert_uint_le(reserved, context_bytes);
+  float map[64 * 64], score;
+  for (int round = 0; round < 2; round++) {
+    ck_assert_int_eq(grad__model_score_tensor(model, ctx, ctx->input, map, &score), GRAD_OK);
+    ck_assert_uint_eq(grad_workspace_bytes(ctx->ws), reserved); /* nothing grew */
+  }
+  grad_context_free(ctx);
+  grad_model_free(model);
+  ck_assert_int_eq(grad_model_file_bytes("/nonexistent.grad", &file_bytes), GRAD_E_IO);
+}
+END_TEST
+
 START_TEST(result_has_map_mask_and_decision) {
   grad_model *model = NULL;
   grad_context *ctx = NULL;
@@ -307,6 +331,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, saved_model_scores_like_the_trained_one);
   tcase_add_test(tc, result_has_map_mask_and_decision);
+  tcase_add_test(tc, memory_is_known_before_it_is_allocated);
   tcase_add_test(tc, threads_share_one_model);
   tcase_add_test(tc, evaluation_reports_metrics);
   tcase_add_test(tc, bad_model_files_are_refused);

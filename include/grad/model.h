@@ -69,6 +69,19 @@ GRAD_API int grad_model_input_size(const grad_model *model);
 /* The calibrated image-score threshold (raw score units). */
 GRAD_API double grad_model_image_threshold(const grad_model *model);
 
+/* ---- Memory, known before it is allocated ----
+ * A model file's tensors, as the model will hold them in memory (float32):
+ * read from the file's header without loading it. */
+GRAD_API GRAD_NODISCARD grad_status grad_model_file_bytes(const char *path, size_t *bytes);
+/* What a loaded model holds: weights, reduction, grids and statistics. */
+GRAD_API size_t grad_model_bytes(const grad_model *model);
+/* What one grad_context of this model allocates: its buffers and the
+ * workspace of a scoring pass, measured once when the model was loaded or
+ * trained. A context reserves all of it when created, so its workspace
+ * does not grow while scoring (results and image resizing allocate their
+ * own, image-sized buffers). */
+GRAD_API size_t grad_context_bytes(const grad_model *model);
+
 GRAD_API GRAD_NODISCARD grad_status grad_context_create(const grad_model *model,
                                                         grad_context **out);
 /* Frees the context; NULL is a no-op. */
