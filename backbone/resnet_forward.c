@@ -260,26 +260,14 @@ static size_t group_bytes(const grad_backbone *bb, int n) {
   return 4 * act + ((scratch * sizeof(float) + 63) & ~(size_t)63);
 }
 
-/*
- * Makes ws one block that holds a whole call, so that no call allocates
- * after the first: the arena merges its overflow into one block at a reset,
- * but only while the overflow is still held, and the forward pass releases
- * its scratch as it goes.
- */
-static grad_status reserve(grad_workspace *ws, size_t bytes) {
-  grad__ws_reset(ws);
-  if (grad_workspace_bytes(ws) >= bytes) return GRAD_OK;
-  if (!grad__ws_alloc(ws, bytes)) return GRAD_E_NOMEM;
-  grad__ws_reset(ws);
-  if (grad_workspace_bytes(ws) < bytes)
-    return grad__fail(GRAD_E_NOMEM, "out of memory reserving %zu MiB of workspace", bytes >> 20);
-  return GRAD_OK;
-}
-
 grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                    const float *images, int n, float *out) {
   grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
-  if (st == GRAD_OK) st = reserve(ws, group_bytes(bb, group_images(bb, n)));
+  if (st != GRAD_OK) return st;
+  /* One block for the whole call: the passes release their scratch as they
+   * go, so without this the arena would not settle into one block. */
+  grad__ws_reset(ws);
+  st = grad__ws_reserve(ws, group_bytes(bb, group_images(bb, n)));
   if (st != GRAD_OK) return st;
   return grad__backbone_features(bb, ws, images, n, out);
 }

@@ -310,7 +310,7 @@ grad_status grad__conv2d(const grad__conv *conv, const float *weight, const floa
  * Workers sleep on a condition variable between jobs (never spin) and are
  * started on first use; the caller works on parts too. One job at a time:
  * a caller that finds the pool busy runs its parts itself. */
-enum { POOL_MAX = 63, PARALLEL_MIN_FLOATS = 1 << 15 };
+enum { POOL_MAX = 63, PARALLEL_MIN_FLOATS = 1 << 15, PARTS_PER_THREAD = 4 };
 
 static struct {
   pthread_mutex_t lock;
@@ -377,11 +377,13 @@ static void start_workers(int wanted) {
   pthread_attr_destroy(&attr);
 }
 
+/* Parts are claimed one by one, so with several parts per thread a thread
+ * that another process delays holds up less of the pass. */
 int grad__parallel_width(size_t floats) {
   int threads = openblas_get_num_threads();
   size_t most = floats / PARALLEL_MIN_FLOATS;
-  if (threads < 1 || most < 2) return 1;
-  return most < (size_t)threads ? (int)most : threads;
+  if (threads < 2 || most < 2) return 1;
+  return most < (size_t)PARTS_PER_THREAD * threads ? (int)most : PARTS_PER_THREAD * threads;
 }
 
 void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
@@ -397,7 +399,8 @@ void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
     return;
   }
   pool.busy = true;
-  start_workers(parts - 1);
+  int threads = openblas_get_num_threads();
+  start_workers((parts < threads ? parts : threads) - 1);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.parts = parts;

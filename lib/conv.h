@@ -78,7 +78,8 @@ void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, s
 
 /*
  * Runs fn(ctx, part, parts) for part = 0 .. parts-1 on a small pool of
- * threads plus the caller, and returns when all are done. It serves the
+ * threads plus the caller (grad_set_threads() threads in all; parts may be
+ * more), and returns when all are done. It serves the
  * memory-bound passes between GEMMs (im2col, bias/residual/ReLU, pooling,
  * resizing): it never runs while a GEMM does, so it and OpenBLAS's threads
  * are not stacked. Workers sleep on a condition variable (no spinning).
@@ -87,9 +88,9 @@ void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, s
  */
 typedef void (*grad__part_fn)(void *ctx, int part, int parts);
 void grad__parallel(int parts, grad__part_fn fn, void *ctx);
-/* Parts worth using for a pass over `floats` values: the kernel thread
- * count (grad_set_threads), or fewer (1) when the pass is too small to pay
- * for waking a thread. */
+/* Parts worth using for a pass over `floats` values: a few per kernel
+ * thread (grad_set_threads), fewer when the pass is small, 1 when it is
+ * too small to pay for waking a thread or there is one thread. */
 int grad__parallel_width(size_t floats);
 
 #endif /* GRAD_CONV_H */
