@@ -114,7 +114,11 @@ grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *fil
   if (!ctx.bn) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", path);
   grad_status st = grad__backbone_each_conv(bb, load_conv, &ctx);
   grad__free(ctx.bn);
-  if (st != GRAD_OK) return grad__fail_context(st, "backbone weights %s", path);
+  if (st != GRAD_OK) {
+    /* The reader's messages already name the file. */
+    if (strstr(grad_last_error(), path)) return grad__fail_context(st, "backbone weights");
+    return grad__fail_context(st, "backbone weights %s", path);
+  }
   return GRAD_OK;
 }
 
