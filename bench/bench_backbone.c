@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "backbone.h"
+#include "blas_kernels.h"
 #include "rng.h"
 
 #ifndef BENCH_SOURCE_DIR
@@ -47,24 +48,6 @@ static double load_average(void) {
     fclose(f);
   }
   return load;
-}
-
-static void pick_openblas_kernels(char **argv) {
-  if (getenv("OPENBLAS_CORETYPE")) return;
-  const char *core = openblas_get_corename();
-  if (strcasecmp(core, "prescott") && strcasecmp(core, "core2") && strcasecmp(core, "nehalem"))
-    return;
-  __builtin_cpu_init();
-  const char *better = __builtin_cpu_supports("avx512f") ? "SkylakeX"
-                       : __builtin_cpu_supports("avx2")  ? "Haswell"
-                                                          : NULL;
-  if (!better) return;
-  fprintf(stderr,
-          "note: OpenBLAS chose its %s kernels on this CPU; running again with "
-          "OPENBLAS_CORETYPE=%s\n",
-          core, better);
-  setenv("OPENBLAS_CORETYPE", better, 1);
-  execv("/proc/self/exe", argv);
 }
 
 /* Best of 3 square sgemms of side n, in FLOP/s. */
@@ -157,7 +140,7 @@ int main(int argc, char **argv) {
     }
   }
   if (threads < 1 || reps < 1 || size < 32) return 2;
-  pick_openblas_kernels(argv);
+  cli_choose_blas_kernels(argv, 1);
   grad_set_threads(threads);
 
   run runs[] = {{"resnet18", 1, -1}, {"resnet18", 8, -1},

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas_kernels.h"
 #include "pca.h"
 #include "train_internal.h"
 
@@ -274,6 +275,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  cli_choose_blas_kernels(argv, 1);
   int images = 250, threads = 2, steps = 0;
   bool torch = true, pca = true;
   const char *only = NULL;
@@ -307,11 +309,6 @@ int main(int argc, char **argv) {
   printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads (kernels "
          "for %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
          images, SIZE, SIZE, BATCH, threads, core ? core : "?", peak * 1e-9, load_average());
-  /* OpenBLAS 0.3.21 does not know recent Xeons and falls back to its SSE3
-   * (Prescott) kernels, several times slower; the variable forces a core. */
-  if (core && strcasecmp(core, "prescott") == 0 && __builtin_cpu_supports("avx2"))
-    printf("note: this CPU has AVX2 but OpenBLAS chose Prescott kernels; try "
-           "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2)\n");
   printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
          "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
          "GFLOP/s", "%peak", "ours MB", "torch MB");

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_kernels.h"
 #include "cli.h"
 
 static const cli_command commands[] = {
@@ -26,29 +27,8 @@ static void usage(FILE *to) {
   fputs("\nRun 'grad COMMAND --help' for the options of one command.\n", to);
 }
 
-/*
- * OpenBLAS 0.3.21 does not recognise some recent CPUs and falls back to its
- * generic "Prescott" kernels, 4x slower here. When it did, and the CPU has
- * AVX-512 or AVX2, run again once with OPENBLAS_CORETYPE naming the kernel
- * set that fits (OpenBLAS reads it only at start-up). A user's own
- * OPENBLAS_CORETYPE is always kept.
- */
-static void choose_blas_kernels(char **argv) {
-  if (getenv("OPENBLAS_CORETYPE") || strcmp(grad_blas_core(), "Prescott") != 0) return;
-  __builtin_cpu_init();
-  const char *core = NULL;
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    core = "SkylakeX";
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    core = "Haswell";
-  if (!core) return;
-  setenv("OPENBLAS_CORETYPE", core, 1);
-  execv("/proc/self/exe", argv); /* returns only on failure: go on as we are */
-}
-
 int main(int argc, char **argv) {
-  choose_blas_kernels(argv);
+  cli_choose_blas_kernels(argv, 0);
   if (argc < 2) {
     usage(stderr);
     return CLI_USAGE;
