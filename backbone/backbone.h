@@ -110,12 +110,6 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
 void grad__maxpool_3x3s2(const float *x, size_t planes, int h, int w, float *y);
 
 /*
- * Bilinear resize with align_corners=True (PyTorch's UpsamplingBilinear2d)
- * of one ih x iw plane to oh x ow: source = dest * (in - 1) / (out - 1).
- */
-void grad__resize_align_corners(const float *in, int ih, int iw, float *out, int oh, int ow);
-
-/*
  * Stores what rebuilds the backbone into a model file: per convolution
  * prefix + name + ".weight" / ".bias" (folded), and metadata prefix +
  * "arch", "bottleneck", "blocks", "width_per_group", "layers", "input_size",

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backbone.h"
+#include "upsample.h"
 
 /*
  * Images per pass. Batching puts the columns of several images into one
@@ -204,9 +205,9 @@ static void resize_part(void *ctx, int part, int parts) {
   const size_t in_plane = (size_t)j->size * j->size, out_plane = (size_t)j->fs * j->fs;
   for (size_t p = planes * part / parts; p < planes * (part + 1) / parts; p++) {
     size_t ch = p / j->n, i = p % j->n; /* plane p of the C,N,H,W stage output */
-    grad__resize_align_corners(j->x + p * in_plane, j->size, j->size,
-                               j->out + (i * j->feature_channels + j->offset + ch) * out_plane,
-                               j->fs, j->fs);
+    grad__resize_bilinear_ac(j->x + p * in_plane, 1, j->size, j->size,
+                             j->out + (i * j->feature_channels + j->offset + ch) * out_plane,
+                             j->fs, j->fs);
   }
 }
 

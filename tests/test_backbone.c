@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "backbone.h"
+#include "upsample.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -376,11 +377,11 @@ START_TEST(align_corners_resize_hand_cases) {
   const float a[4] = {0, 1, 2, 3};
   const float a3[9] = {0, 0.5f, 1, 1, 1.5f, 2, 2, 2.5f, 3};
   float out[20];
-  grad__resize_align_corners(a, 2, 2, out, 3, 3);
+  grad__resize_bilinear_ac(a, 1, 2, 2, out, 3, 3);
   for (int i = 0; i < 9; i++) ck_assert_float_eq_tol(out[i], a3[i], 1e-6);
   /* 3x3 -> 2x2 keeps exactly the corners. */
   const float b[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-  grad__resize_align_corners(b, 3, 3, out, 2, 2);
+  grad__resize_bilinear_ac(b, 1, 3, 3, out, 2, 2);
   ck_assert_float_eq(out[0], 1);
   ck_assert_float_eq(out[1], 3);
   ck_assert_float_eq(out[2], 7);
@@ -388,19 +389,19 @@ START_TEST(align_corners_resize_hand_cases) {
   /* A plane linear in y and x is reproduced exactly: f = 3y + x on 2x3,
    * resized to 4x5, samples y = oy / 3, x = ox / 2. */
   const float c[6] = {0, 1, 2, 3, 4, 5};
-  grad__resize_align_corners(c, 2, 3, out, 4, 5);
+  grad__resize_bilinear_ac(c, 1, 2, 3, out, 4, 5);
   for (int oy = 0; oy < 4; oy++)
     for (int ox = 0; ox < 5; ox++)
       ck_assert_float_eq_tol(out[oy * 5 + ox], 3.0f * oy / 3.0f + ox / 2.0f, 1e-5);
-  /* Wider than the tables (1024): the pixel-by-pixel path, same result. */
+  /* A wide output: every column on the line. */
   float *wide = malloc(2 * 1100 * sizeof(float));
-  grad__resize_align_corners(c, 2, 3, wide, 2, 1100);
+  grad__resize_bilinear_ac(c, 1, 2, 3, wide, 2, 1100);
   for (int oy = 0; oy < 2; oy++)
     for (int ox = 0; ox < 1100; ox++)
       ck_assert_float_eq_tol(wide[oy * 1100 + ox], 3.0f * oy + 2.0f * ox / 1099.0f, 1e-5);
   free(wide);
   /* One output pixel takes the top-left input. */
-  grad__resize_align_corners(b, 3, 3, out, 1, 1);
+  grad__resize_bilinear_ac(b, 1, 3, 3, out, 1, 1);
   ck_assert_float_eq(out[0], 1);
 }
 END_TEST
