@@ -282,6 +282,14 @@ static grad_status jpeg_run(jpeg_job *job, const unsigned char *data, size_t siz
   jpeg_read_header(cinfo, TRUE);
   grad_status s = grad__image_check_size(job->name, cinfo->image_width, cinfo->image_height);
   if (s != GRAD_OK) return s;
+  /* libjpeg fills scans cut short with gray, so a few hundred bytes could
+   * make it decode hundreds of megapixels. Even a flat image costs about a
+   * bit per 8 x 8 block (~500 pixels a byte); 16384 a byte is far beyond
+   * any real file. */
+  if ((double)cinfo->image_width * cinfo->image_height > 16384.0 * (double)size + 65536.0)
+    return grad__fail(GRAD_E_FORMAT,
+                      "%s: corrupt JPEG: declares %u x %u pixels in only %zu bytes", job->name,
+                      cinfo->image_width, cinfo->image_height, size);
 
   int channels;
   bool cmyk = false;

@@ -34,16 +34,6 @@ seed bf16_scalar '{"s":{"dtype":"BF16","shape":[],"data_offsets":[0,2]}}' '\x80\
 seed nan '{"n":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]}}' '\x00\x00\xc0\x7f'
 seed mixed '{"__metadata__":{"format":"pt","k":"v"},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},"i":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"h":{"dtype":"F16","shape":[1],"data_offsets":[8,10]}}' '\x01\x00\x00\x00\x00\x00\x00\x00\x00\x7c'
 
-# Committed findings that are not failures (see docs/reliability.md).
-for f in "$root"/tests/fuzz/corpus/*; do
-  [ -f "$f" ] || continue
-  case "${f,,}" in
-    *.png) cp "$f" "$out/png/" ;;
-    *.jpg | *.jpeg) cp "$f" "$out/jpeg/" ;;
-    *.safetensors) cp "$f" "$out/safetensors/" ;;
-  esac
-done
-
 # Inputs that once crashed a target are seeds too, so fuzzing starts from them.
 if [ -d "$fixtures/regress" ]; then
   for f in "$fixtures"/regress/*; do
