@@ -69,8 +69,9 @@ GRAD_API const char *grad_version_string(void);
 GRAD_API int grad_version_number(void);
 
 /*
- * Threads used by the numerical kernels (OpenBLAS's pool); 0 restores the
- * default (all cores, or OPENBLAS_NUM_THREADS). Process-wide.
+ * Threads used by the numerical kernels (OpenBLAS's pool); 0 means all
+ * cores. Process-wide. The start-up default is OPENBLAS_NUM_THREADS, else
+ * all cores.
  */
 GRAD_API void grad_set_threads(int threads);
 GRAD_API int grad_get_threads(void);
