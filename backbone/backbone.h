@@ -65,7 +65,6 @@ struct grad_backbone {
   int stage_size[5];          /* [k]: side of stage k's map; [0]: the stem's */
   int feature_channels;
   int feature_size;           /* H = W of the aligned features */
-  size_t max_activation;      /* floats of the largest activation of one image */
   float *storage;             /* all weights and biases */
   size_t storage_floats;
 };

@@ -84,16 +84,9 @@ static size_t conv_floats(const grad__bb_conv *c) {
   return (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel + s->out_channels;
 }
 
-/* Tracks the largest activation (one image) a conv writes. */
-static void note_output(grad_backbone *bb, const grad__bb_conv *c, int in_size) {
-  int out = grad__conv_out_size(&c->shape, in_size);
-  size_t floats = (size_t)c->shape.out_channels * out * out;
-  if (floats > bb->max_activation) bb->max_activation = floats;
-}
-
 static void build_blocks(grad_backbone *bb) {
   const grad__resnet_arch *a = &bb->arch;
-  int inplanes = 64, size = bb->stage_size[1], index = 0;
+  int inplanes = 64, index = 0;
   char name[GRAD__BB_NAME], bn[GRAD__BB_NAME];
   for (int k = 1; k <= bb->last_stage; k++) {
     int planes = 64 << (k - 1);
@@ -110,22 +103,17 @@ static void build_blocks(grad_backbone *bb) {
       const int cout[3] = {width, a->bottleneck ? width : out, out};
       const int kern[3] = {a->bottleneck ? 1 : 3, 3, 1};
       const int str[3] = {a->bottleneck ? 1 : stride, a->bottleneck ? stride : 1, 1};
-      int in_size = size;
       for (int i = 0; i < blk->convs; i++) {
         snprintf(name, sizeof name, "layer%d.%d.conv%d", k, b, i + 1);
         snprintf(bn, sizeof bn, "layer%d.%d.bn%d", k, b, i + 1);
         set_conv(&blk->conv[i], cin[i], cout[i], kern[i], str[i], name, bn);
-        note_output(bb, &blk->conv[i], in_size);
-        in_size = grad__conv_out_size(&blk->conv[i].shape, in_size);
       }
       blk->downsample = b == 0 && (stride != 1 || inplanes != out);
       if (blk->downsample) {
         snprintf(name, sizeof name, "layer%d.%d.downsample.0", k, b);
         snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", k, b);
         set_conv(&blk->down, inplanes, out, 1, stride, name, bn);
-        note_output(bb, &blk->down, size);
       }
-      size = in_size;
       inplanes = out;
     }
   }
@@ -177,7 +165,6 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
 
   set_conv(&bb->stem, 3, 64, 7, 2, "conv1", "bn1");
   bb->stage_size[0] = grad__conv_out_size(&bb->stem.shape, bb->input_size);
-  note_output(bb, &bb->stem, bb->input_size);
   const grad__conv pool = {64, 64, 3, 2, 1};
   bb->stage_size[1] = grad__conv_out_size(&pool, bb->stage_size[0]);
   const grad__conv down = {1, 1, 3, 2, 1};

@@ -1,34 +1,74 @@
 /*
  * The forward pass. Activations live in the workspace in C,N,H,W order
- * (each channel row holds the whole batch), so every convolution is one
- * GEMM per column block over all images; four buffers of the largest
- * activation rotate through each block.
+ * (each channel row holds the whole batch), so a convolution over several
+ * images is one GEMM per column block; four buffers rotate through each
+ * block.
+ *
+ * Images go in groups of up to 8, and a group is split by map size: the
+ * stem and the blocks whose output maps are large (more than 24 x 24) run
+ * one image at a time, the later blocks on the whole group. Large maps
+ * already make wide GEMMs, and a group's activations there would no longer
+ * stay in cache between layers (measured: at 224 x 224, running everything
+ * on 8 images at once was slower per image than one at a time); small maps
+ * make thin GEMMs that OpenBLAS spreads badly over threads (14 x 14:
+ * 196 columns, about 170 GFLOP/s on 2 threads against 280 for 8 images).
  */
 #include <string.h>
 
 #include "backbone.h"
 #include "upsample.h"
 
-/*
- * Images per pass. Batching puts the columns of several images into one
- * GEMM, which only pays while the maps are small: with large maps one
- * image's activations already make wide GEMMs, and a batch's would no
- * longer stay in cache between layers (measured: per-image time at batch 8
- * was worse than at batch 1 for 224 x 224 inputs). So a pass takes as many
- * images as keep layer1's columns within one 56 x 56 map, at most 8, which
- * also bounds the workspace.
- */
-enum { GROUP_MAX = 8, GROUP_COLUMNS = 56 * 56 };
+enum { GROUP_MAX = 8, SMALL_MAP = 24 * 24 };
 
-static int group_images(const grad_backbone *bb, int n) {
-  int per = GROUP_COLUMNS / (bb->stage_size[1] * bb->stage_size[1]);
-  if (per < 1) per = 1;
-  if (per > GROUP_MAX) per = GROUP_MAX;
-  return n < per ? n : per;
+/* How a group of n images goes through the network. */
+typedef struct plan {
+  int n;
+  int split;       /* blocks [0, split) run per image, [split, count) per group */
+  size_t single;   /* floats of the largest one-image activation before split */
+  size_t batched;  /* floats per image of the largest activation from split on
+                      (the input of block split included) */
+  size_t scratch;  /* floats of the largest convolution scratch */
+} plan;
+
+static void note(size_t *max, size_t value) {
+  if (value > *max) *max = value;
 }
 
-/* Receives each requested stage's output for the images of one group. */
-typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int channels,
+static plan make_plan(const grad_backbone *bb, int n) {
+  plan p = {n, bb->block_count, 0, 0, 0};
+  const int s = bb->input_size;
+  note(&p.single, (size_t)64 * bb->stage_size[0] * bb->stage_size[0]);
+  note(&p.scratch, grad__conv_scratch_floats(&bb->stem.shape, 1, s, s));
+  int size = bb->stage_size[1];
+  for (int b = 0; b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    int out = size;
+    for (int i = 0; i < blk->convs; i++) out = grad__conv_out_size(&blk->conv[i].shape, out);
+    bool batched = n > 1 && (size_t)out * out <= SMALL_MAP;
+    if (batched && p.split == bb->block_count) {
+      p.split = b;
+      note(&p.batched, (size_t)blk->conv[0].shape.in_channels * size * size);
+    }
+    size_t *act = batched ? &p.batched : &p.single;
+    int images = batched ? n : 1;
+    int in = size;
+    for (int i = 0; i < blk->convs; i++) {
+      const grad__conv *c = &blk->conv[i].shape;
+      int o = grad__conv_out_size(c, in);
+      note(act, (size_t)c->out_channels * o * o);
+      note(&p.scratch, grad__conv_scratch_floats(c, images, in, in));
+      in = o;
+    }
+    if (blk->downsample)
+      note(&p.scratch, grad__conv_scratch_floats(&blk->down.shape, images, size, size));
+    size = out;
+  }
+  return p;
+}
+
+/* Receives a requested stage's output: n images of the group, the first
+ * being image `first` of the group, in C,N,H,W order. */
+typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int first, int channels,
                            int size);
 
 static inline float max2(float a, float b) { return a > b ? a : b; }
@@ -88,31 +128,18 @@ static grad_status conv(const grad__bb_conv *c, const float *residual, bool relu
                               plane, n, size, size, y, ws);
 }
 
-static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const float *images,
-                             int n, stage_sink sink, void *ctx) {
-  const size_t act = (size_t)n * bb->max_activation;
-  const int s = bb->input_size;
-  size_t mark = grad__ws_mark(ws);
-  float *buf[4];
-  for (int i = 0; i < 4; i++) {
-    buf[i] = grad__ws_floats(ws, act);
-    if (!buf[i]) {
-      grad__ws_release(ws, mark);
-      return GRAD_E_NOMEM;
-    }
-  }
-  /* The stem reads the caller's N,C,H,W images directly. */
-  grad_status st = grad__conv2d_strided(&bb->stem.shape, bb->stem.weight, bb->stem.bias, NULL,
-                                        true, images, (size_t)s * s, (size_t)3 * s * s, n, s, s,
-                                        buf[1], ws);
-  int size = bb->stage_size[1];
-  if (st == GRAD_OK) {
-    const int stem = bb->stage_size[0];
-    pool_job job = {buf[1], buf[0], (size_t)64 * n, stem, stem};
-    grad__parallel(grad__parallel_width(job.planes * stem * stem), maxpool_part, &job);
-  }
-  float *x = buf[0];
-  for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
+/*
+ * Blocks [b0, b1) on *x: n images of side *size in C,N,H,W order (images
+ * first .. first + n - 1 of the group), rotating through buf (which holds
+ * *x); the result replaces *x and *size.
+ */
+static grad_status run_blocks(const grad_backbone *bb, grad_workspace *ws, float *const buf[4],
+                              int b0, int b1, int n, int first, float **xp, int *sizep,
+                              stage_sink sink, void *ctx) {
+  float *x = *xp;
+  int size = *sizep;
+  grad_status st = GRAD_OK;
+  for (int b = b0; st == GRAD_OK && b < b1; b++) {
     const grad__bb_block *blk = &bb->blocks[b];
     float *spare[3];
     for (int i = 0, j = 0; i < 4; i++)
@@ -139,7 +166,53 @@ static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const 
     size = grad__conv_out_size(&blk->conv[blk->convs - 1].shape, tsize);
     bool stage_end = b + 1 == bb->block_count || bb->blocks[b + 1].stage != blk->stage;
     if (st == GRAD_OK && stage_end && (bb->layers & GRAD_BACKBONE_LAYER(blk->stage)))
-      sink(ctx, blk->stage, x, n, bb->stage_channels[blk->stage], size);
+      sink(ctx, blk->stage, x, n, first, bb->stage_channels[blk->stage], size);
+  }
+  *xp = x;
+  *sizep = size;
+  return st;
+}
+
+static grad_status take_buffers(grad_workspace *ws, size_t floats, float *buf[4]) {
+  for (int i = 0; i < 4; i++)
+    if (!(buf[i] = grad__ws_floats(ws, floats))) return GRAD_E_NOMEM;
+  return GRAD_OK;
+}
+
+/* n (<= GROUP_MAX) images through the network, per the plan. */
+static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                             int n, stage_sink sink, void *ctx) {
+  const plan p = make_plan(bb, n);
+  const bool batched = p.split < bb->block_count;
+  const int s = bb->input_size;
+  size_t mark = grad__ws_mark(ws);
+  float *one[4], *group[4];
+  grad_status st = take_buffers(ws, p.single, one);
+  if (st == GRAD_OK && batched) st = take_buffers(ws, (size_t)n * p.batched, group);
+  int size = 0;
+  float *x = NULL;
+  for (int i = 0; st == GRAD_OK && i < n; i++) {
+    /* The stem reads the caller's N,C,H,W image directly. */
+    st = grad__conv2d_strided(&bb->stem.shape, bb->stem.weight, bb->stem.bias, NULL, true,
+                              images + (size_t)i * 3 * s * s, (size_t)s * s, 0, 1, s, s, one[1],
+                              ws);
+    if (st != GRAD_OK) break;
+    const int stem = bb->stage_size[0];
+    pool_job job = {one[1], one[0], 64, stem, stem};
+    grad__parallel(grad__parallel_width(job.planes * stem * stem), maxpool_part, &job);
+    x = one[0];
+    size = bb->stage_size[1];
+    st = run_blocks(bb, ws, one, 0, p.split, 1, i, &x, &size, sink, ctx);
+    if (st == GRAD_OK && batched) { /* image i's channels into plane (c, i) of the group */
+      const int channels = bb->blocks[p.split].conv[0].shape.in_channels;
+      const size_t plane = (size_t)size * size;
+      for (int c = 0; c < channels; c++)
+        memcpy(group[0] + ((size_t)c * n + i) * plane, x + c * plane, sizeof(float) * plane);
+    }
+  }
+  if (st == GRAD_OK && batched) {
+    x = group[0];
+    st = run_blocks(bb, ws, group, p.split, bb->block_count, n, 0, &x, &size, sink, ctx);
   }
   grad__ws_release(ws, mark);
   return st;
@@ -160,14 +233,15 @@ typedef struct stages_ctx {
   int first;  /* index of the group's first image */
 } stages_ctx;
 
-static void stages_sink(void *ctx, int stage, const float *x, int n, int channels, int size) {
+static void stages_sink(void *ctx, int stage, const float *x, int n, int first, int channels,
+                        int size) {
   const stages_ctx *c = ctx;
   float *dst = c->stages[stage];
   if (!dst) return;
   size_t plane = (size_t)size * size;
   for (int i = 0; i < n; i++)
     for (int ch = 0; ch < channels; ch++)
-      memcpy(dst + ((size_t)(c->first + i) * channels + ch) * plane,
+      memcpy(dst + ((size_t)(c->first + first + i) * channels + ch) * plane,
              x + ((size_t)ch * n + i) * plane, sizeof(float) * plane);
 }
 
@@ -176,9 +250,8 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
   grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
-  const int group = group_images(bb, n);
-  for (int first = 0; st == GRAD_OK && first < n; first += group) {
-    int count = n - first < group ? n - first : group;
+  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_MAX) {
+    int count = n - first < GROUP_MAX ? n - first : GROUP_MAX;
     stages_ctx ctx = {stages, first};
     st = run_group(bb, ws, images + first * image_floats, count, stages_sink, &ctx);
   }
@@ -194,7 +267,7 @@ typedef struct neck_ctx {
 
 typedef struct resize_job {
   const float *x;
-  float *out;         /* the group's first image's features */
+  float *out;  /* the features of the stage output's first image */
   int n, channels, offset, size, fs, feature_channels;
 } resize_job;
 
@@ -205,19 +278,25 @@ static void resize_part(void *ctx, int part, int parts) {
   const size_t in_plane = (size_t)j->size * j->size, out_plane = (size_t)j->fs * j->fs;
   for (size_t p = planes * part / parts; p < planes * (part + 1) / parts; p++) {
     size_t ch = p / j->n, i = p % j->n; /* plane p of the C,N,H,W stage output */
-    grad__resize_bilinear_ac(j->x + p * in_plane, 1, j->size, j->size,
-                             j->out + (i * j->feature_channels + j->offset + ch) * out_plane,
-                             j->fs, j->fs);
+    float *dst = j->out + (i * j->feature_channels + j->offset + ch) * out_plane;
+    if (j->size == j->fs) /* align_corners at the same size is the identity */
+      memcpy(dst, j->x + p * in_plane, sizeof(float) * in_plane);
+    else
+      grad__resize_bilinear_ac(j->x + p * in_plane, 1, j->size, j->size, dst, j->fs, j->fs);
   }
 }
 
-static void neck_sink(void *ctx, int stage, const float *x, int n, int channels, int size) {
+static void neck_sink(void *ctx, int stage, const float *x, int n, int first, int channels,
+                      int size) {
   const neck_ctx *c = ctx;
   const grad_backbone *bb = c->bb;
   int offset = 0; /* channels of the chosen stages before this one */
   for (int k = 1; k < stage; k++)
     if (bb->layers & GRAD_BACKBONE_LAYER(k)) offset += bb->stage_channels[k];
-  resize_job job = {x, c->out, n, channels, offset, size, bb->feature_size, bb->feature_channels};
+  const size_t feature_floats =
+      (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
+  resize_job job = {x,      c->out + first * feature_floats, n, channels, offset, size,
+                    bb->feature_size, bb->feature_channels};
   size_t work = (size_t)n * channels * (size_t)bb->feature_size * bb->feature_size;
   grad__parallel(grad__parallel_width(work), resize_part, &job);
 }
@@ -228,37 +307,22 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
   const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
-  const int group = group_images(bb, n);
-  for (int first = 0; st == GRAD_OK && first < n; first += group) {
-    int count = n - first < group ? n - first : group;
+  for (int first = 0; st == GRAD_OK && first < n; first += GROUP_MAX) {
+    int count = n - first < GROUP_MAX ? n - first : GROUP_MAX;
     neck_ctx ctx = {bb, out + first * feature_floats};
     st = run_group(bb, ws, images + first * image_floats, count, neck_sink, &ctx);
   }
   return st;
 }
 
-/* Workspace bytes run_group takes for n images: the four activation
- * buffers and the largest convolution scratch, each rounded as the arena
- * rounds (64 bytes). */
+static size_t arena_bytes(size_t floats) { return (floats * sizeof(float) + 63) & ~(size_t)63; }
+
+/* Workspace bytes run_group takes for n images, rounded as the arena rounds. */
 static size_t group_bytes(const grad_backbone *bb, int n) {
-  size_t scratch = grad__conv_scratch_floats(&bb->stem.shape, n, bb->input_size, bb->input_size);
-  int size = bb->stage_size[1];
-  for (int b = 0; b < bb->block_count; b++) {
-    const grad__bb_block *blk = &bb->blocks[b];
-    int in = size;
-    for (int i = 0; i < blk->convs; i++) {
-      size_t s = grad__conv_scratch_floats(&blk->conv[i].shape, n, in, in);
-      if (s > scratch) scratch = s;
-      in = grad__conv_out_size(&blk->conv[i].shape, in);
-    }
-    if (blk->downsample) {
-      size_t s = grad__conv_scratch_floats(&blk->down.shape, n, size, size);
-      if (s > scratch) scratch = s;
-    }
-    size = in;
-  }
-  const size_t act = ((size_t)n * bb->max_activation * sizeof(float) + 63) & ~(size_t)63;
-  return 4 * act + ((scratch * sizeof(float) + 63) & ~(size_t)63);
+  const plan p = make_plan(bb, n);
+  size_t bytes = 4 * arena_bytes(p.single) + arena_bytes(p.scratch);
+  if (p.split < bb->block_count) bytes += 4 * arena_bytes((size_t)n * p.batched);
+  return bytes;
 }
 
 grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
@@ -268,7 +332,12 @@ grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
   /* One block for the whole call: the passes release their scratch as they
    * go, so without this the arena would not settle into one block. */
   grad__ws_reset(ws);
-  st = grad__ws_reserve(ws, group_bytes(bb, group_images(bb, n)));
+  size_t bytes = group_bytes(bb, n < GROUP_MAX ? n : GROUP_MAX);
+  if (n > GROUP_MAX && n % GROUP_MAX) { /* the last, smaller group may be planned otherwise */
+    size_t last = group_bytes(bb, n % GROUP_MAX);
+    if (last > bytes) bytes = last;
+  }
+  st = grad__ws_reserve(ws, bytes);
   if (st != GRAD_OK) return st;
   return grad__backbone_features(bb, ws, images, n, out);
 }

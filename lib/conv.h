@@ -42,12 +42,12 @@ grad_status grad__conv2d(const grad__conv *conv, const float *weight, const floa
  * Cin x h x w); y is written in C,N,H,W order (Cout rows of n*oh*ow).
  * y = conv(x) + bias (bias may be NULL) + residual (C,N,H,W like y, may be
  * NULL), then max(y, 0) when relu is set. y must not alias x; residual may
- * not alias y. The GEMM runs over column blocks of at most
- * GRAD__CONV_BLOCK_FLOATS unfolded values, so scratch stays bounded and the
- * epilogue finds its block still in cache. Scratch comes from ws (released
- * before return).
+ * not alias y. The GEMM runs over column blocks of about
+ * GRAD__CONV_BLOCK_FLOATS unfolded values but at least GRAD__CONV_MIN_COLUMNS
+ * columns, so scratch stays bounded and the epilogue finds its block still
+ * in cache. Scratch comes from ws (released before return).
  */
-enum { GRAD__CONV_BLOCK_FLOATS = 1 << 20 };
+enum { GRAD__CONV_BLOCK_FLOATS = 1 << 20, GRAD__CONV_MIN_COLUMNS = 2048 };
 grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
                                  const float *bias, const float *residual, bool relu,
                                  const float *x, size_t cstride, size_t istride, int n, int h,

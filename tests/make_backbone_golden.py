@@ -3,8 +3,8 @@
 
 Usage: /usr/bin/python3 tests/make_backbone_golden.py [--data DIR] [--out DIR]
 (Debian's python3 with python3-torch and python3-torchvision; run by hand,
-never in CI; takes about two minutes, most of it drawing random weights in
-pure Python). --data defaults to ../shared/data/real, --out to
+never in CI; takes about three minutes, most of it drawing random weights
+in pure Python). --data defaults to ../shared/data/real, --out to
 tests/fixtures/backbone.
 
 Each golden holds `input` (the exact network input, 2 real images: a

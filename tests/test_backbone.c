@@ -529,15 +529,19 @@ START_TEST(random_init_follows_torchvision) {
 }
 END_TEST
 
+/* Batches go in groups of 8, each run one image at a time while maps are
+ * large and as a group afterwards: at 112 x 112, layer1 (28 x 28) per image,
+ * layer2 and layer3 (14 x 14, 7 x 7) per group. Same results as one by one. */
 START_TEST(batch_matches_single_images) {
   grad_backbone_options o;
-  options(&o, "resnet18", L(1) | L(3), 64, 4);
+  options(&o, "resnet18", L(1) | L(3), 112, 4);
   o.random_seed = 5;
   grad_backbone *bb = NULL;
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
   enum { N = 11 }; /* more than one group of 8 */
-  const size_t in = 3 * 64 * 64;
-  const size_t feat = (size_t)grad_backbone_feature_channels(bb) * 16 * 16;
+  const size_t in = 3 * 112 * 112;
+  ck_assert_int_eq(grad_backbone_feature_height(bb), 28);
+  const size_t feat = (size_t)grad_backbone_feature_channels(bb) * 28 * 28;
   float *x = malloc(N * in * sizeof(float)), *batch = malloc(N * feat * sizeof(float));
   float *one = malloc(feat * sizeof(float));
   grad__rng rng;

@@ -155,16 +155,20 @@ START_TEST(im2col_span_matches_definition) {
 END_TEST
 
 /* The C,N,H,W convolution with bias, residual and ReLU, against the
- * reference per image. The deep cases take two column blocks (256 columns
- * each: GRAD__CONV_BLOCK_FLOATS / depth is below the 256 minimum). */
+ * reference per image. The deep cases take two column blocks (2352
+ * columns; GRAD__CONV_BLOCK_FLOATS / depth is below the 2048 minimum). */
 START_TEST(strided_conv_with_residual_matches_reference) {
   static const struct {
     grad__conv conv;
     int n, h, w;
   } batch_cases[] = {
     {{5, 6, 3, 1, 1}, 3, 9, 8}, {{4, 7, 1, 1, 0}, 3, 9, 8}, {{3, 5, 3, 2, 1}, 3, 9, 8},
-    {{6, 4, 1, 2, 0}, 3, 9, 8}, {{512, 3, 3, 1, 1}, 2, 16, 16}, {{4096, 3, 1, 1, 0}, 2, 16, 16},
+    {{6, 4, 1, 2, 0}, 3, 9, 8}, {{600, 3, 3, 1, 1}, 3, 28, 28}, {{1024, 3, 1, 1, 0}, 3, 28, 28},
   };
+  /* The deep cases really take two blocks of GRAD__CONV_MIN_COLUMNS. */
+  ck_assert(GRAD__CONV_BLOCK_FLOATS / (600 * 9) < GRAD__CONV_MIN_COLUMNS);
+  ck_assert(GRAD__CONV_BLOCK_FLOATS / 1024 < GRAD__CONV_MIN_COLUMNS);
+  ck_assert(3 * 28 * 28 > GRAD__CONV_MIN_COLUMNS && 3 * 28 * 28 < 2 * GRAD__CONV_MIN_COLUMNS);
   for (size_t ci = 0; ci < sizeof batch_cases / sizeof batch_cases[0]; ci++) {
     const grad__conv *c = &batch_cases[ci].conv;
     const int n = batch_cases[ci].n, h = batch_cases[ci].h, w = batch_cases[ci].w;

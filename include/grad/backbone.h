@@ -92,9 +92,9 @@ GRAD_API const char *grad_backbone_weights_source(const grad_backbone *bb);
  * normalised (grad_image_to_tensor); out receives n x C x H x W floats in
  * that order. Uses ws for all scratch: anything handed out from ws before
  * the call is invalid afterwards; after the first call with a given batch
- * size no memory is allocated. Images go through in groups (one at a time
- * at 224 x 224, up to 8 for small inputs), so memory stays bounded for any
- * n. Convolutions use grad_set_threads() threads. Errors:
+ * size no memory is allocated. Images go through in groups of up to 8, so
+ * memory stays bounded for any n. Convolutions use grad_set_threads()
+ * threads. Errors:
  * GRAD_E_INVALID_ARG (NULL pointer, n < 1), GRAD_E_NOMEM.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_backbone_features(const grad_backbone *bb,
