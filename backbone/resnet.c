@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 
 static const grad__resnet_arch arch_table[] = {
   {"resnet18", false, {2, 2, 2, 2}, 64},

@@ -15,7 +15,7 @@
  */
 #include <string.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "upsample.h"
 
 enum { GROUP_MAX = 8, SMALL_MAP = 24 * 24 };

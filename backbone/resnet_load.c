@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "rng.h"
 
 /* torchvision's BatchNorm2d default. */

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "blas_kernels.h"
 #include "rng.h"
 

@@ -17,7 +17,7 @@ computed in float64 from the float32 weights, then stored as float32.
 
 1. resnet18_s64.safetensors: torchvision resnet18, input 64, all four
    stages. Weights: "fixture weights" (below) from seed 1234, which the C
-   test draws again with lib/rng.c, writes to a torchvision-named
+   test draws again with lib/common/rng.c, writes to a torchvision-named
    safetensors file and loads through the file loader, so BatchNorm folding
    with non-trivial statistics is covered without a 45 MB fixture.
 2. bottleneck_tiny_*.safetensors: a NON-STANDARD torchvision
@@ -31,7 +31,7 @@ computed in float64 from the float32 weights, then stored as float32.
    libgrad's own seeded initialisation (grad_backbone_options.random_seed
    = 7), replicated here bit for bit, input 32, layer1..layer3.
 
-Random streams (lib/rng.c, replicated by Rng below): xoshiro256** seeded
+Random streams (lib/common/rng.c, replicated by Rng below): xoshiro256** seeded
 by splitmix64; uniform = (u64 >> 11) * 2^-53; normal = Box-Muller without
 caching, sqrt(-2 ln(1 - u1)) * cos(2 pi u2). Convolutions in state-dict
 order get float32(0.0 + std * normal), std = sqrt(2 / (Cout * K * K))
@@ -63,7 +63,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 class Rng:
-    """lib/rng.c: xoshiro256** seeded through splitmix64."""
+    """lib/common/rng.c: xoshiro256** seeded through splitmix64."""
 
     def __init__(self, seed):
         self.s = []

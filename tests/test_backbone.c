@@ -8,7 +8,7 @@
  */
 #include <math.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "upsample.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -94,7 +94,7 @@ static void check_neck(const grad_backbone *bb, const grad__st_file *f, const ch
   free(out);
 }
 
-/* ---- Fixture weights: torchvision-named files drawn from lib/rng.c ---------
+/* ---- Fixture weights: torchvision-named files drawn from lib/common/rng.c ---------
  * The same stream as make_backbone_golden.py's seeded_weights(fixture_bn=True).
  * A tamper entry changes one tensor on the way, for the error tests. */
 typedef enum { TAMPER_NONE, TAMPER_DROP, TAMPER_SHAPE, TAMPER_NAN, TAMPER_INF } tamper_kind;

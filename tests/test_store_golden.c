@@ -9,7 +9,7 @@
 #include <grad/store.h>
 
 #include "safetensors.h"
-#include "store.h"
+#include "store_internal.h"
 #include "testutil.h"
 
 static const char *golden_path(void) { return test_fixture("store/golden.safetensors"); }

@@ -10,7 +10,7 @@
 #include "conv_backward.h"
 #include "fusion.h"
 #include "rng.h"
-#include "store.h"
+#include "store_internal.h"
 #include "testutil.h"
 
 /* ||a - b|| / ||b|| over n values (b the finite differences). */
@@ -421,7 +421,7 @@ static void ref_from_store(ref_model *m, grad_store *s, double **by_index) {
       snprintf(name, sizeof name, "store.decoder.%d.%s", b, parts[k]);
       slots[k][b] = ref_param(s, name);
     }
-  /* The store lists its parameters in this order (lib/store.h's contract
+  /* The store lists its parameters in this order (lib/store/store_internal.h's contract
    * with the optimiser): grids, local net, global net, blocks, output. */
   double *fixed[10] = {m->local_grid, m->global_grid, m->lw1, m->lb1, m->lw2,
                        m->lb2, m->gw1, m->gb1, m->gw2, m->gb2};

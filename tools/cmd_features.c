@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "cli.h"
 #include "safetensors.h"
 

@@ -11,7 +11,7 @@
 #include <math.h>
 
 #include "fusion.h"
-#include "store.h"
+#include "store_internal.h"
 
 double grad__fusion_loss(const float *R, const float *F, int n, int channels, size_t positions,
                          float *dR) {

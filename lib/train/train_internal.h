@@ -24,7 +24,7 @@
 #include "feature_cache.h"
 #include "optim.h"
 #include "rng.h"
-#include "store.h"
+#include "store_internal.h"
 
 /* What a training call did. */
 typedef struct grad__train_report {
@@ -102,7 +102,7 @@ grad_status grad__trainer_step(grad__trainer *trainer, const float *F, int n,
                                const float *coord_noise, double *loss, double *grad_norm);
 
 /*
- * Checkpoints (lib/train_checkpoint.c): the store's tensors and metadata
+ * Checkpoints (lib/train/train_checkpoint.c): the store's tensors and metadata
  * (grad__store_write), the optimiser state under "train.adamw.", and
  * metadata "train.format", "train.epoch", "train.rng", "train.images",
  * "train.batch", "train.store" (the configuration) and "train.options"

@@ -4,10 +4,10 @@
 
 #include <grad/grad.h>
 
-#include "backbone.h"
+#include "backbone_internal.h"
 #include "core.h"
 #include "pca.h"
-#include "store.h"
+#include "store_internal.h"
 
 /* The model-file format this library writes; it reads this and older. */
 #define GRAD__MODEL_FORMAT "libgrad-model"

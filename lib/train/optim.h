@@ -8,7 +8,7 @@
 #define GRAD_OPTIM_H
 
 #include "safetensors.h"
-#include "store.h"
+#include "store_internal.h"
 
 typedef struct grad__adamw_config {
   double lr[2];         /* indexed by grad__param_group: 0.1 grids, 1e-3 the rest */

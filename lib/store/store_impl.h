@@ -1,12 +1,12 @@
 /*
  * The grid feature store's private layout, shared by store.c (parameters,
  * files), store_forward.c and store_backward.c. Nothing outside those files
- * includes it: the trainer sees only lib/store.h.
+ * includes it: the trainer sees only lib/store/store_internal.h.
  */
 #ifndef GRAD_STORE_IMPL_H
 #define GRAD_STORE_IMPL_H
 
-#include "store.h"
+#include "store_internal.h"
 
 /* Parameter indices, in the order of grad__store_param(). The decoder's
  * blocks follow, STORE_PER_BLOCK tensors each, then the output conv. */
