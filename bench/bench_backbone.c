@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
   }
   if (threads < 1 || reps < 1 || rounds < 1 || size < 32) return 2;
   cli_choose_blas_kernels(argv, 1);
-  grad_set_threads(threads);
+  grad_threads_set(threads);
 
   const char *archs[2] = {"resnet18", "wide_resnet50_2"};
   run runs[] = {{"resnet18", 1, 1e30, -1}, {"resnet18", 8, 1e30, -1},

@@ -303,7 +303,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   int epoch_steps = (images + BATCH - 1) / BATCH;
-  grad_set_threads(threads);
+  grad_threads_set(threads);
   double peak = sgemm_peak();
   const char *core = openblas_get_corename();
   printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads (kernels "

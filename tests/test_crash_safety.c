@@ -251,7 +251,7 @@ static void child_train(grad__feature_cache *cache, const char *path, child_arm 
 /* ---- the test ------------------------------------------------------------ */
 
 START_TEST(killed_training_resumes_from_intact_checkpoint) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *cache = random_cache();
   char dir[256], path[512];
   snprintf(dir, sizeof dir, "%s", test_tmpdir());

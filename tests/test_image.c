@@ -435,16 +435,16 @@ START_TEST(resize_plane_matches_pil_float) {
     snprintf(name, sizeof name, "golden_plane_%dx%d.f32", w, h);
     float *want = slurp_floats(name, (size_t)w * h);
     float *got = malloc((size_t)w * h * sizeof *got);
-    ck_assert_int_eq(grad_resize_plane(in, 28, 28, got, w, h), GRAD_OK);
+    ck_assert_int_eq(grad_plane_resize(in, 28, 28, got, w, h), GRAD_OK);
     double d = max_diff_f32(got, want, (size_t)w * h);
     ck_assert_msg(d == 0.0, "%s: max difference %g", name, d); /* same operations as PIL */
     free(got);
     free(want);
   }
   float out[4];
-  ck_assert_int_eq(grad_resize_plane(in, 0, 28, out, 2, 2), GRAD_E_INVALID_ARG);
-  ck_assert_int_eq(grad_resize_plane(in, 28, 28, out, 2, -1), GRAD_E_INVALID_ARG);
-  ck_assert_int_eq(grad_resize_plane(NULL, 28, 28, out, 2, 2), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_plane_resize(in, 0, 28, out, 2, 2), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_plane_resize(in, 28, 28, out, 2, -1), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_plane_resize(NULL, 28, 28, out, 2, 2), GRAD_E_INVALID_ARG);
   free(in);
 }
 END_TEST

@@ -143,7 +143,7 @@ START_TEST(result_has_map_mask_and_decision) {
   ck_assert_ptr_nonnull(mask);
   for (int i = 0; i < 64 * 64; i++) ck_assert(mask[i] == 0 || mask[i] == 255);
   grad_image *overlay = NULL;
-  ck_assert_int_eq(grad_render_overlay(model, image, result, &overlay), GRAD_OK);
+  ck_assert_int_eq(grad_overlay_render(model, image, result, &overlay), GRAD_OK);
   ck_assert_int_eq(grad_image_channels(overlay), 3);
   grad_image_free(overlay);
   grad_result_free(result);

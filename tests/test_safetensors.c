@@ -153,10 +153,10 @@ START_TEST(public_api_reads_the_same) {
                   "48 elements but the buffer holds 47");
   ck_assert_error(grad_tensorfile_read_f32(tf, "nope", out, 48), GRAD_E_MISSING,
                   "no tensor named 'nope'");
-  grad_tensorfile_close(tf);
+  grad_tensorfile_free(tf);
 
   /* NULL handles are harmless. */
-  grad_tensorfile_close(NULL);
+  grad_tensorfile_free(NULL);
   ck_assert_uint_eq(grad_tensorfile_count(NULL), 0);
   ck_assert_ptr_null(grad_tensorfile_name(NULL, 0));
   ck_assert_ptr_null(grad_tensorfile_meta_get(NULL, "x"));
@@ -408,7 +408,7 @@ START_TEST(allocation_failure_is_clean) {
     ck_assert(s == GRAD_OK || f == NULL);
     ck_assert(t == GRAD_OK || tf == NULL);
     grad__st_close(f);
-    grad_tensorfile_close(tf);
+    grad_tensorfile_free(tf);
     if (s == GRAD_OK && t == GRAD_OK) break;
     failures++;
     ck_assert_int_lt(n, 1000);

@@ -145,7 +145,7 @@ END_TEST
 /* With one batch per epoch and no noise, the loop is the plain sequence of
  * steps (the shuffle only reorders images inside the batch). */
 START_TEST(loop_is_the_sequence_of_steps) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *cache = smooth_cache(6, 4, 5, 3, 0);
   grad_store *looped = new_store(4, 5, 1, 11), *stepped = new_store(4, 5, 1, 11);
   grad_train_options o = small_options();
@@ -183,7 +183,7 @@ END_TEST
  * for 2 more: bitwise, with one thread. Batches of 4 over 10 images (a
  * partial batch), default noise probability, StepLR change at epoch 2. */
 START_TEST(resume_is_bitwise_identical) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *cache = smooth_cache(10, 4, 5, 5, 0);
   char path[512];
   snprintf(path, sizeof path, "%s/ckpt.safetensors", test_tmpdir());
@@ -236,7 +236,7 @@ START_TEST(resume_is_bitwise_identical) {
 END_TEST
 
 START_TEST(seed_decides_the_result) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *cache = smooth_cache(6, 4, 5, 5, 0);
   grad_store *a = new_store(4, 5, 1, 3), *b = new_store(4, 5, 1, 3), *c = new_store(4, 5, 1, 3);
   grad_train_options o = small_options();
@@ -254,7 +254,7 @@ END_TEST
 
 /* The spilled cache trains to the same model as the in-memory one. */
 START_TEST(spilled_cache_trains_the_same) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *mem = smooth_cache(6, 4, 5, 5, 0), *disk = smooth_cache(6, 4, 5, 5, 64);
   ck_assert(grad__feature_cache_spilled(disk) && !grad__feature_cache_spilled(mem));
   grad_store *a = new_store(4, 5, 1, 3), *b = new_store(4, 5, 1, 3);
@@ -333,7 +333,7 @@ END_TEST
 /* Stopping on an epoch's last step leaves a checkpoint of that epoch, and
  * resuming from it ends where the uninterrupted run ends. */
 START_TEST(cancel_at_epoch_end_resumes) {
-  grad_set_threads(1);
+  grad_threads_set(1);
   grad__feature_cache *cache = smooth_cache(10, 4, 5, 5, 0);
   char path[512];
   snprintf(path, sizeof path, "%s/cancel.safetensors", test_tmpdir());

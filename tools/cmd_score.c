@@ -49,7 +49,7 @@ int cmd_score(int argc, char **argv) {
     case 'j':
       if (!cli_parse_int(optarg, 1, 1024, &value))
         return cli_usage_error("score", "--threads must be in 1..1024");
-      grad_set_threads((int)value);
+      grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
     default: return cli_usage_error("score", "unknown option");

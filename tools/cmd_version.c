@@ -22,6 +22,6 @@ int cmd_version(int argc, char **argv) {
   }
   if (optind != argc) return cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
   printf("libgrad %s (OpenBLAS kernels: %s, %d threads)\n", grad_version_string(), grad_blas_core(),
-         grad_get_threads());
+         grad_threads_get());
   return CLI_OK;
 }

@@ -34,7 +34,7 @@ grad_status cli_write_maps(const grad_model *model, const grad_image *image,
                            const grad_result *result, const char *dir, const char *stem) {
   char path[4096];
   grad_image *overlay = NULL;
-  grad_status s = grad_render_overlay(model, image, result, &overlay);
+  grad_status s = grad_overlay_render(model, image, result, &overlay);
   if (s == GRAD_OK) {
     snprintf(path, sizeof path, "%s/%s.png", dir, stem);
     s = grad_image_save_png(overlay, path);

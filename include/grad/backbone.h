@@ -93,7 +93,7 @@ GRAD_API const char *grad_backbone_weights_source(const grad_backbone *bb);
  * that order. Uses ws for all scratch: anything handed out from ws before
  * the call is invalid afterwards; after the first call with a given batch
  * size no memory is allocated. Images go through in groups of up to 8, so
- * memory stays bounded for any n. Convolutions use grad_set_threads()
+ * memory stays bounded for any n. Convolutions use grad_threads_set()
  * threads. Errors:
  * GRAD_E_INVALID_ARG (NULL pointer, n < 1), GRAD_E_NOMEM.
  */

@@ -73,8 +73,8 @@ GRAD_API int grad_version_number(void);
  * cores. Process-wide. The start-up default is OPENBLAS_NUM_THREADS, else
  * all cores.
  */
-GRAD_API void grad_set_threads(int threads);
-GRAD_API int grad_get_threads(void);
+GRAD_API void grad_threads_set(int threads);
+GRAD_API int grad_threads_get(void);
 
 /*
  * The name of the OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...).

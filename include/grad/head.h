@@ -52,7 +52,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_head_map(const grad_head *head, grad_wo
 
 /*
  * The size x size map resized to width x height (the original image) with
- * grad_resize_plane's antialiased bilinear filter, into out (width * height
+ * grad_plane_resize's antialiased bilinear filter, into out (width * height
  * floats).
  */
 GRAD_API GRAD_NODISCARD grad_status grad_head_resize_map(const grad_head *head,

@@ -99,7 +99,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_image_resize(const grad_image *image, i
  * mode "F" image: no rounding); used for anomaly maps. in and out must not
  * overlap.
  */
-GRAD_API GRAD_NODISCARD grad_status grad_resize_plane(const float *in, int in_w, int in_h,
+GRAD_API GRAD_NODISCARD grad_status grad_plane_resize(const float *in, int in_w, int in_h,
                                                       float *out, int out_w, int out_h);
 
 #ifdef __cplusplus

@@ -149,7 +149,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
  * contour of the predicted defect mask drawn in white. A new RGB image of
  * the scored image's size.
  */
-GRAD_API GRAD_NODISCARD grad_status grad_render_overlay(const grad_model *model,
+GRAD_API GRAD_NODISCARD grad_status grad_overlay_render(const grad_model *model,
                                                         const grad_image *image,
                                                         const grad_result *result,
                                                         grad_image **out);

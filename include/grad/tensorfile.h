@@ -14,13 +14,13 @@
  *     for (size_t i = 0; i < grad_tensorfile_count(tf); i++)
  *       printf("%s %s\n", grad_tensorfile_name(tf, i), grad_tensorfile_dtype_name(tf, i));
  *   }
- *   grad_tensorfile_close(tf);
+ *   grad_tensorfile_free(tf);
  *
  * Opening validates the whole header (offsets, sizes, dtypes, JSON) and
  * fails with GRAD_E_FORMAT, naming the byte offset, tensor or field at
  * fault, on any inconsistency. An open file is read-only: any number of
  * threads may query and read it at once. Strings returned are owned by the
- * handle and stay valid until grad_tensorfile_close.
+ * handle and stay valid until grad_tensorfile_free.
  */
 #ifndef GRAD_TENSORFILE_H
 #define GRAD_TENSORFILE_H
@@ -53,7 +53,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_open_memory(const void *data
                                                                 grad_tensorfile **out);
 
 /* Unmaps and frees; NULL is a no-op. */
-GRAD_API void grad_tensorfile_close(grad_tensorfile *tf);
+GRAD_API void grad_tensorfile_free(grad_tensorfile *tf);
 
 /* Number of tensors; they are indexed 0..count-1 in the order of their data
  * in the file. 0 for NULL. */

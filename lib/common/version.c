@@ -13,11 +13,11 @@ const char *grad_version_string(void) {
 
 int grad_version_number(void) { return GRAD_VERSION_NUMBER; }
 
-void grad_set_threads(int threads) {
+void grad_threads_set(int threads) {
   if (threads <= 0) threads = openblas_get_num_procs();
   openblas_set_num_threads(threads);
 }
 
-int grad_get_threads(void) { return openblas_get_num_threads(); }
+int grad_threads_get(void) { return openblas_get_num_threads(); }
 
 const char *grad_blas_core(void) { return openblas_get_corename(); }

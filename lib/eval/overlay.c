@@ -21,15 +21,15 @@ static bool on_contour(const uint8_t *mask, int w, int h, int x, int y) {
          (y == 0 || !mask[(size_t)(y - 1) * w + x]) || (y == h - 1 || !mask[(size_t)(y + 1) * w + x]);
 }
 
-grad_status grad_render_overlay(const grad_model *model, const grad_image *image,
+grad_status grad_overlay_render(const grad_model *model, const grad_image *image,
                                 const grad_result *result, grad_image **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_render_overlay: out is NULL");
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_overlay_render: out is NULL");
   *out = NULL;
   if (!model || !image || !result)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_render_overlay: NULL argument");
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_overlay_render: NULL argument");
   int w = result->width, h = result->height;
   if (grad_image_width(image) != w || grad_image_height(image) != h)
-    return grad__fail(GRAD_E_SHAPE, "grad_render_overlay: image is %dx%d, result %dx%d",
+    return grad__fail(GRAD_E_SHAPE, "grad_overlay_render: image is %dx%d, result %dx%d",
                       grad_image_width(image), grad_image_height(image), w, h);
   size_t pixels = (size_t)w * h;
   float *level = grad__malloc_array(pixels, sizeof(float));

@@ -117,7 +117,7 @@ grad_status grad_head_resize_map(const grad_head *head, const float *map, int wi
   if (!head || !map || !out)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_head_resize_map: %s is NULL",
                       !head ? "head" : (!map ? "map" : "out"));
-  grad_status st = grad_resize_plane(map, head->size, head->size, out, width, height);
+  grad_status st = grad_plane_resize(map, head->size, head->size, out, width, height);
   return st == GRAD_OK ? st : grad__fail_context(st, "grad_head_resize_map: ");
 }
 

@@ -333,15 +333,15 @@ grad_status grad_image_resize(const grad_image *image, int width, int height,
   return GRAD_OK;
 }
 
-grad_status grad_resize_plane(const float *in, int in_w, int in_h, float *out, int out_w,
+grad_status grad_plane_resize(const float *in, int in_w, int in_h, float *out, int out_w,
                               int out_h) {
-  if (!in || !out) return grad__fail(GRAD_E_INVALID_ARG, "grad_resize_plane: NULL plane");
+  if (!in || !out) return grad__fail(GRAD_E_INVALID_ARG, "grad_plane_resize: NULL plane");
   if (in_w <= 0 || in_h <= 0)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_resize_plane: input size %d x %d is not positive",
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_plane_resize: input size %d x %d is not positive",
                       in_w, in_h);
-  grad_status s = grad__image_check_size("grad_resize_plane", (uint64_t)in_w, (uint64_t)in_h);
+  grad_status s = grad__image_check_size("grad_plane_resize", (uint64_t)in_w, (uint64_t)in_h);
   if (s != GRAD_OK) return s;
-  s = check_target("grad_resize_plane", out_w, out_h);
+  s = check_target("grad_plane_resize", out_w, out_h);
   if (s != GRAD_OK) return s;
   return resample_f32(in, in_w, in_h, out, out_w, out_h);
 }

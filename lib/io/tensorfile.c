@@ -40,7 +40,7 @@ grad_status grad_tensorfile_open_memory(const void *data, size_t size, const cha
   return wrap(s, file, out);
 }
 
-void grad_tensorfile_close(grad_tensorfile *tf) {
+void grad_tensorfile_free(grad_tensorfile *tf) {
   if (!tf) return;
   grad__st_close(tf->file);
   grad__free(tf);

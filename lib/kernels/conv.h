@@ -78,7 +78,7 @@ void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, s
 
 /*
  * Runs fn(ctx, part, parts) for part = 0 .. parts-1 on a small pool of
- * threads plus the caller (grad_set_threads() threads in all; parts may be
+ * threads plus the caller (grad_threads_set() threads in all; parts may be
  * more), and returns when all are done. It serves the
  * memory-bound passes between GEMMs (im2col, bias/residual/ReLU, pooling,
  * resizing): it never runs while a GEMM does, so it and OpenBLAS's threads
@@ -89,7 +89,7 @@ void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, s
 typedef void (*grad__part_fn)(void *ctx, int part, int parts);
 void grad__parallel(int parts, grad__part_fn fn, void *ctx);
 /* Parts worth using for a pass over `floats` values: a few per kernel
- * thread (grad_set_threads), fewer when the pass is small, 1 when it is
+ * thread (grad_threads_set), fewer when the pass is small, 1 when it is
  * too small to pay for waking a thread or there is one thread. */
 int grad__parallel_width(size_t floats);
 

@@ -4,7 +4,7 @@
  * corner samples of input and output coincide, so output pixel x reads the
  * input at x * (in_w - 1) / (out_w - 1) (0 when out_w == 1). No antialiasing:
  * this is the upsampling of feature and anomaly maps, not image resizing
- * (grad_resize_plane in <grad/image.h> is PIL's filter, for images).
+ * (grad_plane_resize in <grad/image.h> is PIL's filter, for images).
  */
 #ifndef GRAD_UPSAMPLE_H
 #define GRAD_UPSAMPLE_H
