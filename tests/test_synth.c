@@ -5,10 +5,10 @@
  * to the internal rendering.
  */
 #include <dirent.h>
-#include <grad/eval.h>
+#include <grad/synth.h>
 #include <grad/image.h>
 
-#include "synth.h"
+#include "synth_internal.h"
 #include "testutil.h"
 
 static int count_files(const char *dir) {

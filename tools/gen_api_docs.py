@@ -13,7 +13,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADERS = ["common.h", "image.h", "tensorfile.h", "backbone.h", "store.h", "head.h",
-           "train.h", "model.h", "eval.h"]
+           "model.h", "train.h", "eval.h", "synth.h"]
 
 
 def clean_comment(text):

@@ -1,8 +1,11 @@
-/* libgrad: Evaluation metrics: AUROC, AUPRO, F1-max (method.md section 8). */
+/* libgrad: Evaluation: metrics (AUROC, AUPRO, F1-max; method.md section 8),
+ * a model evaluated on an MVTec-layout category, and heatmap overlays. */
 #ifndef GRAD_EVAL_H
 #define GRAD_EVAL_H
 
 #include <grad/common.h>
+#include <grad/image.h>
+#include <grad/model.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,37 +91,47 @@ GRAD_API GRAD_NODISCARD grad_status grad_pixel_metrics_f1_max(grad_pixel_metrics
 GRAD_API GRAD_NODISCARD grad_status grad_pixel_metrics_aupro(grad_pixel_metrics *pm,
                                                              double fpr_limit, double *aupro);
 
-/* ---- Synthetic data set --------------------------------------------------
- * A small procedurally generated data set in the MVTec AD layout, for
- * demos, tests and CI without downloads:
- *   DIR/CLASS/train/good/NNN.png, DIR/CLASS/test/good/NNN.png,
- *   DIR/CLASS/test/DEFECT/NNN.png, DIR/CLASS/ground_truth/DEFECT/NNN_mask.png
- * Masks are 0/255 gray PNGs marking exactly the pixels the defect changed.
- * The same options give byte-identical files on every platform.
+/* ---- Evaluation on an MVTec-layout category (method.md section 8) ---- */
+
+typedef struct grad_eval_summary {
+  size_t struct_size;    /* sizeof(grad_eval_summary): set by the caller */
+  double image_auroc;    /* never flipped: below 0.5 is reported as it is */
+  double pixel_auroc;    /* over every test pixel at S x S */
+  double aupro;          /* integrated to FPR 0.3, normalised */
+  double image_f1_max;
+  double pixel_f1_max;
+  int images;            /* test images scored */
+  int anomalous_images;  /* of which defective */
+  double seconds;        /* wall time of the scoring (decode + model) */
+} grad_eval_summary;
+
+/* Called after each test image is scored; non-zero stops the evaluation
+ * with GRAD_E_CANCELLED. defect is "good" for normal images. */
+typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const grad_image *image,
+                                  const grad_result *result, int index, int total, void *user);
+
+/*
+ * Scores every image of CATEGORY/test and computes the metrics against
+ * CATEGORY/ground_truth masks, resized to S x S with nearest neighbour as
+ * the maps are compared at S x S. on_image may be NULL. summary->struct_size
+ * must be set.
  */
-typedef struct grad_synth_options {
-  size_t struct_size;     /* sizeof(grad_synth_options), set by _init */
-  const char *out_dir;    /* created when missing (with its parents) */
-  uint64_t seed;          /* default 1 */
-  int size;               /* square image side in pixels, 32..4096; default 128 */
-  int train_count;        /* train/good images per class; default 40 */
-  int test_count;         /* test images per class; default 20: a quarter
-                             (rounded up) good, the rest spread over the
-                             class's defect types in turn */
-  const char *category;   /* one class by name, or NULL for all (default) */
-} grad_synth_options;
+GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
+                                                        grad_context *ctx,
+                                                        const char *category,
+                                                        grad_eval_image_fn on_image, void *user,
+                                                        grad_eval_summary *summary);
 
-GRAD_API void grad_synth_options_init(grad_synth_options *opts);
-
-/* Writes the data set (each file atomically). */
-GRAD_API GRAD_NODISCARD grad_status grad_synth_write(const grad_synth_options *opts);
-
-/* The class names, index 0.. ; NULL past the last. */
-GRAD_API const char *grad_synth_category_name(int index);
-
-/* The defect types of a class, index 0.. ; NULL past the last or for an
- * unknown class. */
-GRAD_API const char *grad_synth_defect_name(const char *category, int index);
+/*
+ * A heatmap overlay for people: the anomaly map in a blue-to-red colour map
+ * (the pixel threshold at the middle) blended over the image, with the
+ * contour of the predicted defect mask drawn in white. A new RGB image of
+ * the scored image's size.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_overlay_render(const grad_model *model,
+                                                        const grad_image *image,
+                                                        const grad_result *result,
+                                                        grad_image **out);
 
 #ifdef __cplusplus
 }

@@ -40,5 +40,6 @@
 #include <grad/model.h>
 #include <grad/eval.h>
 #include <grad/train.h>
+#include <grad/synth.h>
 
 #endif /* GRAD_GRAD_H */

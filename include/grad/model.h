@@ -4,7 +4,6 @@
 
 #include <grad/common.h>
 #include <grad/image.h>
-#include <grad/train.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -18,42 +17,13 @@ extern "C" {
  */
 typedef struct grad_model grad_model;
 
-/* Training options (struct tag defined in <grad/train.h>). */
-struct grad_train_options;
-
 /* Per-thread scratch for scoring: workspaces sized on first use. */
 typedef struct grad_context grad_context;
 
 /* What scoring one image produced; owns its anomaly map and mask. */
 typedef struct grad_result grad_result;
 
-/* The configuration of a model to train; fill with grad_model_options_init. */
-typedef struct grad_model_options {
-  size_t struct_size;        /* sizeof(grad_model_options), set by _init */
-  const char *arch;          /* backbone: "resnet18" (default), "wide_resnet50_2", ... */
-  const char *weights_path;  /* converted torchvision weights; NULL: seeded random weights */
-  uint64_t random_seed;      /* seed of the random backbone weights and of the store */
-  unsigned layers;           /* backbone stages, bit k = layerk; default (1<<2)|(1<<3) */
-  int input_size;            /* S, default 224 */
-  int output_stride;         /* feature stride, default 8 */
-  int channels;              /* C after the PCA reduction */
-  int blocks;                /* decoder BasicBlocks */
-  int local_res;             /* Rl, default 8 */
-  int global_res;            /* Rg, default 4 */
-  double holdout_fraction;   /* normal images kept out of training to calibrate, default 0.1 */
-} grad_model_options;
 
-GRAD_API void grad_model_options_init(grad_model_options *options);
-
-/*
- * Trains a unified model on the normal images of every folder. A folder is
- * an MVTec-layout category (its train/good is used) or a plain folder of
- * PNG/JPEG images. progress (in train_options) may cancel.
- */
-GRAD_API GRAD_NODISCARD grad_status grad_model_train(const grad_model_options *options,
-                                                     const struct grad_train_options *train_options,
-                                                     const char *const *folders,
-                                                     int folder_count, grad_model **out);
 
 /* Loads a model file, validating every tensor and the format version. */
 GRAD_API GRAD_NODISCARD grad_status grad_model_load(const char *path, grad_model **out);
@@ -112,47 +82,6 @@ GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 /* What the model was trained on (folders), for people; never NULL. */
 GRAD_API const char *grad_model_description(const grad_model *model);
 
-/* ---- Evaluation on an MVTec-layout category (method.md section 8) ---- */
-
-typedef struct grad_eval_summary {
-  size_t struct_size;    /* sizeof(grad_eval_summary): set by the caller */
-  double image_auroc;    /* never flipped: below 0.5 is reported as it is */
-  double pixel_auroc;    /* over every test pixel at S x S */
-  double aupro;          /* integrated to FPR 0.3, normalised */
-  double image_f1_max;
-  double pixel_f1_max;
-  int images;            /* test images scored */
-  int anomalous_images;  /* of which defective */
-  double seconds;        /* wall time of the scoring (decode + model) */
-} grad_eval_summary;
-
-/* Called after each test image is scored; non-zero stops the evaluation
- * with GRAD_E_CANCELLED. defect is "good" for normal images. */
-typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const grad_image *image,
-                                  const grad_result *result, int index, int total, void *user);
-
-/*
- * Scores every image of CATEGORY/test and computes the metrics against
- * CATEGORY/ground_truth masks, resized to S x S with nearest neighbour as
- * the maps are compared at S x S. on_image may be NULL. summary->struct_size
- * must be set.
- */
-GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
-                                                        grad_context *ctx,
-                                                        const char *category,
-                                                        grad_eval_image_fn on_image, void *user,
-                                                        grad_eval_summary *summary);
-
-/*
- * A heatmap overlay for people: the anomaly map in a blue-to-red colour map
- * (the pixel threshold at the middle) blended over the image, with the
- * contour of the predicted defect mask drawn in white. A new RGB image of
- * the scored image's size.
- */
-GRAD_API GRAD_NODISCARD grad_status grad_overlay_render(const grad_model *model,
-                                                        const grad_image *image,
-                                                        const grad_result *result,
-                                                        grad_image **out);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,37 @@ typedef struct grad_train_options {
 /* Sets struct_size and the defaults of method.md section 6. NULL is a no-op. */
 GRAD_API void grad_train_options_init(grad_train_options *options);
 
+/* The model that training makes (declared with its calls in <grad/model.h>). */
+typedef struct grad_model grad_model;
+
+/* The configuration of a model to train; fill with grad_model_options_init. */
+typedef struct grad_model_options {
+  size_t struct_size;        /* sizeof(grad_model_options), set by _init */
+  const char *arch;          /* backbone: "resnet18" (default), "wide_resnet50_2", ... */
+  const char *weights_path;  /* converted torchvision weights; NULL: seeded random weights */
+  uint64_t random_seed;      /* seed of the random backbone weights and of the store */
+  unsigned layers;           /* backbone stages, bit k = layerk; default (1<<2)|(1<<3) */
+  int input_size;            /* S, default 224 */
+  int output_stride;         /* feature stride, default 8 */
+  int channels;              /* C after the PCA reduction */
+  int blocks;                /* decoder BasicBlocks */
+  int local_res;             /* Rl, default 8 */
+  int global_res;            /* Rg, default 4 */
+  double holdout_fraction;   /* normal images kept out of training to calibrate, default 0.1 */
+} grad_model_options;
+
+GRAD_API void grad_model_options_init(grad_model_options *options);
+
+/*
+ * Trains a unified model on the normal images of every folder. A folder is
+ * an MVTec-layout category (its train/good is used) or a plain folder of
+ * PNG/JPEG images. progress (in train_options) may cancel.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_train(const grad_model_options *options,
+                                                     const grad_train_options *train_options,
+                                                     const char *const *folders,
+                                                     int folder_count, grad_model **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,10 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <grad/eval.h>
+#include <grad/synth.h>
 #include <grad/image.h>
 
-#include "synth.h"
+#include "synth_internal.h"
 
 typedef enum { WEAVE, MARBLE, WASHER } category_id;
 typedef enum { SCRATCH, SPOT, CRACK, COLOR, MISSING, EXTRA } defect_id;

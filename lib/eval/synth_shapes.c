@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "synth.h"
+#include "synth_internal.h"
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 

@@ -6,8 +6,8 @@
  * everywhere) and no libm transcendental functions, so the pixels depend on
  * the seed alone, not on the platform's libm.
  */
-#ifndef GRAD_SYNTH_H
-#define GRAD_SYNTH_H
+#ifndef GRAD_SYNTH_INTERNAL_H
+#define GRAD_SYNTH_INTERNAL_H
 
 #include <stdint.h>
 
