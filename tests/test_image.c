@@ -281,6 +281,28 @@ START_TEST(from_pixels_honours_stride) {
 }
 END_TEST
 
+/* Strides whose rows would reach past the end of memory are refused before
+ * any pixel is read (a stride of SIZE_MAX read out of bounds once). */
+START_TEST(strides_beyond_memory_are_refused) {
+  uint8_t buf[16] = {0};
+  grad_image *image = (grad_image *)1;
+  const size_t strides[] = {SIZE_MAX, SIZE_MAX / 2, (size_t)PTRDIFF_MAX - 1};
+  char path[] = "/tmp/grad-never-written.png";
+  for (size_t i = 0; i < sizeof strides / sizeof *strides; i++) {
+    ck_assert_int_eq(grad_image_from_pixels(buf, 2, 2, 1, strides[i], &image),
+                     GRAD_E_INVALID_ARG);
+    ck_assert_ptr_null(image);
+    ck_assert_ptr_nonnull(strstr(grad_last_error(), "stride"));
+    ck_assert_int_eq(grad_png_write(path, buf, 2, 2, 1, strides[i]), GRAD_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(grad_last_error(), path));
+  }
+  ck_assert_int_ne(access(path, F_OK), 0);
+  /* A large stride over one row reads one row only: allowed. */
+  ck_assert_int_eq(grad_image_from_pixels(buf, 2, 1, 1, (size_t)1 << 40, &image), GRAD_OK);
+  grad_image_free(image);
+}
+END_TEST
+
 static int count_entries(const char *dir) {
   DIR *d = opendir(dir);
   int n = 0;
@@ -586,6 +608,7 @@ int main(void) {
   tcase_add_test(tc, missing_file_and_bad_arguments);
   tcase_add_test(tc, allocation_failures_give_nomem);
   tcase_add_test(tc, from_pixels_honours_stride);
+  tcase_add_test(tc, strides_beyond_memory_are_refused);
   tcase_add_test(tc, png_round_trip);
   tcase_add_test(tc, png_write_failures_leave_no_file);
   tcase_add_test(tc, resize_matches_pil_exactly);

@@ -11,6 +11,14 @@
 
 #include "core.h"
 
+/*
+ * Opens path for reading, never blocking: a FIFO, device, socket or folder
+ * is refused with GRAD_E_IO naming it and saying what it is. On success *fd
+ * (blocking again, close it) and *size (its length in bytes). Every read of
+ * a file the caller names goes through here.
+ */
+grad_status grad__open_regular(const char *path, int *fd, size_t *size);
+
 /* Reads a whole file into a new buffer (grad__free it). Files larger than
  * max_bytes give GRAD_E_TOO_LARGE; a missing or unreadable file GRAD_E_IO. */
 grad_status grad__read_file(const char *path, size_t max_bytes, unsigned char **data,

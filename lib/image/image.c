@@ -26,6 +26,22 @@ grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t he
   return GRAD_OK;
 }
 
+grad_status grad__pixels_check_layout(const char *caller, const uint8_t *pixels, int width,
+                                      int height, int channels, size_t stride) {
+  size_t row = (size_t)width * (size_t)channels, span;
+  if (stride < row)
+    return grad__fail(GRAD_E_INVALID_ARG, "%s: stride %zu is less than width * channels = %zu",
+                      caller, stride, row);
+  /* The rows span (height - 1) * stride + row bytes from pixels: that must
+   * be a size some object can have (at most PTRDIFF_MAX), without wrapping. */
+  if (!grad__mul_size((size_t)height - 1, stride, &span) || span > PTRDIFF_MAX - row ||
+      (uintptr_t)pixels > UINTPTR_MAX - (span + row))
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "%s: stride %zu with %d rows of %zu bytes spans more memory than exists",
+                      caller, stride, height, row);
+  return GRAD_OK;
+}
+
 grad_status grad__image_new(const char *name, int width, int height, int channels,
                             grad_image **out) {
   *out = NULL;
@@ -57,11 +73,10 @@ grad_status grad_image_from_pixels(const uint8_t *pixels, int width, int height,
   grad_status s = grad__image_check_size("grad_image_from_pixels", (uint64_t)width,
                                          (uint64_t)height);
   if (s != GRAD_OK) return s;
+  s = grad__pixels_check_layout("grad_image_from_pixels", pixels, width, height, channels,
+                                stride);
+  if (s != GRAD_OK) return s;
   size_t row = (size_t)width * (size_t)channels;
-  if (stride < row)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_image_from_pixels: stride %zu is less than width * channels = %zu",
-                      stride, row);
   grad_image *image;
   s = grad__image_new("grad_image_from_pixels", width, height, channels, &image);
   if (s != GRAD_OK) return s;

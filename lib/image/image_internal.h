@@ -25,6 +25,11 @@ struct grad_image {
  */
 grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t height);
 
+/* GRAD_E_INVALID_ARG (naming caller) unless height rows of width * channels
+ * bytes, stride bytes apart from pixels, are a layout memory can hold. */
+grad_status grad__pixels_check_layout(const char *caller, const uint8_t *pixels, int width,
+                                      int height, int channels, size_t stride);
+
 /* A new uninitialised image; the size must have passed the check above. */
 grad_status grad__image_new(const char *name, int width, int height, int channels,
                             grad_image **out);

@@ -104,10 +104,8 @@ grad_status grad_png_write(const char *path, const uint8_t *pixels, int width, i
                       width, height);
   grad_status s = grad__image_check_size(path, (uint64_t)width, (uint64_t)height);
   if (s != GRAD_OK) return s;
-  if (stride < (size_t)width * (size_t)channels)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_png_write: %s: stride %zu is less than width * channels = %zu", path,
-                      stride, (size_t)width * (size_t)channels);
+  s = grad__pixels_check_layout(path, pixels, width, height, channels, stride);
+  if (s != GRAD_OK) return grad__fail_context(s, "grad_png_write");
 
   png_sink sink;
   memset(&sink, 0, sizeof sink);

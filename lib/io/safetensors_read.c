@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "half.h"
 #include "safetensors.h"
 
@@ -378,27 +379,12 @@ grad_status grad__st_open(const char *path, grad__st_file **out) {
   grad__st_file *file = NULL;
   grad_status s = new_file(path, &file);
   if (s != GRAD_OK) return s;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    s = fail_in(file, GRAD_E_IO, "cannot open: %s", strerror(errno));
+  int fd;
+  s = grad__open_regular(path, &fd, &file->size);
+  if (s != GRAD_OK) {
     grad__st_close(file);
     return s;
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    s = fail_in(file, GRAD_E_IO, "not a regular file");
-    grad__st_close(file);
-    return s;
-  }
-  if ((uint64_t)st.st_size > SIZE_MAX) {
-    close(fd);
-    s = fail_in(file, GRAD_E_TOO_LARGE, "%lld bytes do not fit in memory",
-                (long long)st.st_size);
-    grad__st_close(file);
-    return s;
-  }
-  file->size = (size_t)st.st_size;
   if (file->size > 0) { /* an empty file cannot be mapped; parse_file rejects it */
     void *map = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
