@@ -23,6 +23,43 @@ const grad__resnet_arch *grad__resnet_arch_find(const char *name) {
   return NULL;
 }
 
+enum { ARCH_COUNT = sizeof arch_table / sizeof arch_table[0] };
+
+const char *grad_backbone_arch_name(int index) {
+  return index >= 0 && index < ARCH_COUNT ? arch_table[index].name : NULL;
+}
+
+/* Output channels of stage k (1..4): torchvision's planes, times the
+ * bottleneck expansion of 4 (the wide variants widen only the inside). */
+static int stage_channels(const grad__resnet_arch *arch, int k) {
+  return (64 << (k - 1)) * (arch->bottleneck ? 4 : 1);
+}
+
+static grad_status unknown_arch(const char *name) {
+  char known[256] = "";
+  for (int i = 0; i < ARCH_COUNT; i++) {
+    if (i) strcat(known, ", ");
+    strcat(known, arch_table[i].name);
+  }
+  return grad__fail(GRAD_E_INVALID_ARG, "unknown backbone architecture '%s' (known: %s)",
+                    name ? name : "(null)", known);
+}
+
+grad_status grad_backbone_arch_channels(const char *arch, unsigned layers, int *channels) {
+  if (!channels) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_arch_channels: channels is NULL");
+  *channels = 0;
+  const grad__resnet_arch *a = grad__resnet_arch_find(arch);
+  if (!a) return unknown_arch(arch);
+  unsigned all = 0;
+  for (int k = 1; k <= 4; k++) all |= GRAD_BACKBONE_LAYER(k);
+  if (layers == 0 || (layers & ~all))
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_arch_channels: layers 0x%x: set bits "
+                      "1..4 (layer1..layer4)", layers);
+  for (int k = 1; k <= 4; k++)
+    if (layers & GRAD_BACKBONE_LAYER(k)) *channels += stage_channels(a, k);
+  return GRAD_OK;
+}
+
 void grad_backbone_options_init(grad_backbone_options *opts) {
   if (!opts) return;
   memset(opts, 0, sizeof *opts);
@@ -170,7 +207,7 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
   const grad__conv down = {1, 1, 3, 2, 1};
   for (int k = 2; k <= 4; k++)
     bb->stage_size[k] = grad__conv_out_size(&down, bb->stage_size[k - 1]);
-  for (int k = 1; k <= 4; k++) bb->stage_channels[k] = (64 << (k - 1)) * (arch->bottleneck ? 4 : 1);
+  for (int k = 1; k <= 4; k++) bb->stage_channels[k] = stage_channels(arch, k);
   for (int k = 1; k <= 4; k++)
     if (bb->layers & GRAD_BACKBONE_LAYER(k)) bb->feature_channels += bb->stage_channels[k];
   int stride_stage = opts->output_stride == 4 ? 1 : opts->output_stride == 8 ? 2
@@ -234,11 +271,7 @@ grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbon
   *out = NULL;
   if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
   const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);
-  if (!arch)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "unknown backbone architecture '%s' (known: resnet18, resnet34, resnet50, "
-                      "resnet101, wide_resnet50_2, wide_resnet101_2)",
-                      opts->arch ? opts->arch : "(null)");
+  if (!arch) return unknown_arch(opts->arch);
   return grad__backbone_create_arch(arch, opts, out);
 }
 

@@ -23,6 +23,18 @@ int cli_fail(const char *command, grad_status status, const char *what);
 int cli_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The usage error of a getopt_long failure (opt '?' or ':'): names the
+ * option once, unknown or missing its value. Use with opterr = 0. */
+int cli_bad_option(const char *command, int opt, char **argv);
+
+/* CLI_OK with the feature channels of arch + layers, or a usage error that
+ * lists the valid architectures. */
+int cli_check_arch(const char *command, const char *arch, unsigned layers, int *raw_channels);
+
+/* Flushes stdout; a write error (full disk, closed pipe) is reported and
+ * turns code into CLI_FAILURE. Called once, after every command. */
+int cli_close_stdout(const char *command, int code);
+
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 int cli_parse_int(const char *text, long min, long max, long *out);
 

@@ -3,12 +3,18 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <getopt.h>
 
 #include "cli.h"
 
 int cli_fail(const char *command, grad_status status, const char *what) {
-  fprintf(stderr, "grad %s: %s: %s (%s)\n", command, what, grad_last_error(),
-          grad_status_name(status));
+  /* The library's message usually names the file already: say it once. */
+  const char *message = grad_last_error();
+  if (what && strstr(message, what))
+    fprintf(stderr, "grad %s: %s (%s)\n", command, message, grad_status_name(status));
+  else
+    fprintf(stderr, "grad %s: %s: %s (%s)\n", command, what, message, grad_status_name(status));
   return CLI_FAILURE;
 }
 
@@ -44,4 +50,38 @@ int cli_parse_layers(const char *text, unsigned *mask) {
   if (!bits) return 0;
   *mask = bits;
   return 1;
+}
+
+int cli_bad_option(const char *command, int opt, char **argv) {
+  /* A long option is the argument just read; a short one is optopt. */
+  char name[64];
+  const char *last = argv[optind - 1];
+  if (!strncmp(last, "--", 2) || optopt <= 0 || optopt >= 128)
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(last, "="), last);
+  else
+    snprintf(name, sizeof name, "-%c", optopt);
+  if (opt == ':') return cli_usage_error(command, "option '%s' needs a value", name);
+  return cli_usage_error(command, "unknown option '%s'", name);
+}
+
+int cli_check_arch(const char *command, const char *arch, unsigned layers, int *raw_channels) {
+  if (grad_backbone_arch_channels(arch, layers, raw_channels) == GRAD_OK) return CLI_OK;
+  char names[256] = "";
+  for (int i = 0; grad_backbone_arch_name(i); i++) {
+    if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
+    strncat(names, grad_backbone_arch_name(i), sizeof names - strlen(names) - 1);
+  }
+  return cli_usage_error(command, "unknown --arch '%s' (valid: %s)", arch, names);
+}
+
+int cli_close_stdout(const char *command, int code) {
+  /* Buffered results reach the file only now: a full disk or a closed
+   * pipe must not pass for success. */
+  errno = 0;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "grad %s: cannot write the results to standard output: %s\n", command,
+            errno ? strerror(errno) : "write error");
+    return code == CLI_OK ? CLI_FAILURE : code;
+  }
+  return code;
 }

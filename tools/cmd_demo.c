@@ -57,7 +57,7 @@ int cmd_demo(int argc, char **argv) {
   to.epochs = 40;
   long seed = 1, value;
   int opt;
-  while ((opt = getopt_long(argc, argv, "o:j:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":o:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'o': out = optarg; break;
     case 'W': mo.weights_path = optarg; break;
@@ -77,7 +77,7 @@ int cmd_demo(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
-    default: return cli_usage_error("demo", "unknown option");
+    default: return cli_bad_option("demo", opt, argv);
     }
   }
   if (optind != argc) return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
@@ -89,6 +89,8 @@ int cmd_demo(int argc, char **argv) {
    * ../shared/data/real, layers 1+2 gave image/pixel AUROC 69/74 against
    * 57/67 for the 2+3 that suits ImageNet weights (docs/results.md). */
   if (!mo.weights_path) mo.layers = (1u << 1) | (1u << 2);
+  int raw_channels = 0;
+  if (cli_check_arch("demo", mo.arch, mo.layers, &raw_channels) != CLI_OK) return CLI_USAGE;
   to.seed = (uint64_t)seed;
 
   struct timespec start;

@@ -28,7 +28,7 @@ int cmd_eval(int argc, char **argv) {
   const char *model_path = NULL, *root = NULL, *json = NULL, *maps = NULL;
   int opt;
   long value;
-  while ((opt = getopt_long(argc, argv, "m:d:j:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":m:d:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'm': model_path = optarg; break;
     case 'd': root = optarg; break;
@@ -40,7 +40,7 @@ int cmd_eval(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
-    default: return cli_usage_error("eval", "unknown option");
+    default: return cli_bad_option("eval", opt, argv);
     }
   }
   if (optind != argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);

@@ -74,7 +74,7 @@ int cmd_features(int argc, char **argv) {
   int random_given = 0;
   long value;
   int opt;
-  while ((opt = getopt_long(argc, argv, "a:o:j:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":a:o:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'a': bo.arch = optarg; break;
     case OPT_WEIGHTS: bo.weights_path = optarg; break;
@@ -105,7 +105,7 @@ int cmd_features(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
-    default: return cli_usage_error("features", "unknown option");
+    default: return cli_bad_option("features", opt, argv);
     }
   }
   if (optind + 1 != argc)
@@ -116,6 +116,8 @@ int cmd_features(int argc, char **argv) {
     return cli_usage_error("features", "--weights and --random-weights exclude each other");
   if (!bo.weights_path && !random_given)
     return cli_usage_error("features", "give --weights FILE or --random-weights SEED");
+  int raw_channels = 0;
+  if (cli_check_arch("features", bo.arch, bo.layers, &raw_channels) != CLI_OK) return CLI_USAGE;
   const char *image_path = argv[optind];
 
   grad_image *image = NULL;

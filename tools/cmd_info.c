@@ -82,12 +82,12 @@ int cmd_info(int argc, char **argv) {
   static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0}};
   int opt;
   optind = 1;
-  while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
     if (opt == 'h') {
       usage(stdout);
       return CLI_OK;
     }
-    return cli_usage_error("info", "unknown option");
+    return cli_bad_option("info", opt, argv);
   }
   if (optind == argc) return cli_usage_error("info", "missing FILE");
   if (argc - optind > 1) return cli_usage_error("info", "unexpected argument '%s'", argv[optind + 1]);

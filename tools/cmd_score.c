@@ -41,7 +41,7 @@ int cmd_score(int argc, char **argv) {
   const char *model_path = NULL, *maps = NULL;
   int json = 0, opt;
   long value;
-  while ((opt = getopt_long(argc, argv, "m:j:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":m:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'm': model_path = optarg; break;
     case 'M': maps = optarg; break;
@@ -52,7 +52,7 @@ int cmd_score(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
-    default: return cli_usage_error("score", "unknown option");
+    default: return cli_bad_option("score", opt, argv);
     }
   }
   if (!model_path) return cli_usage_error("score", "-m MODEL is required");

@@ -37,7 +37,7 @@ int cmd_synth(int argc, char **argv) {
   grad_synth_options_init(&opts);
   long value;
   int opt;
-  while ((opt = getopt_long(argc, argv, "o:s:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":o:s:h", options, NULL)) != -1) {
     switch (opt) {
       case 'h': usage(stdout); return CLI_OK;
       case 'o': opts.out_dir = optarg; break;
@@ -66,7 +66,7 @@ int cmd_synth(int argc, char **argv) {
         opts.category = optarg;
         break;
       }
-      default: return cli_usage_error("synth", "unknown option");
+      default: return cli_bad_option("synth", opt, argv);
     }
   }
   if (optind != argc) return cli_usage_error("synth", "unexpected argument '%s'", argv[optind]);

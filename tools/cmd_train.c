@@ -75,12 +75,12 @@ int cmd_train(int argc, char **argv) {
   grad_model_options_init(&mo);
   grad_train_options to;
   grad_train_options_init(&to);
-  const char *output = NULL;
+  const char *output = NULL, *layers_text = "2,3";
   const char *folders[64];
   int folder_count = 0, random_given = 0;
   long value;
   int opt;
-  while ((opt = getopt_long(argc, argv, "o:d:j:h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":o:d:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'o': output = optarg; break;
     case 'd':
@@ -98,6 +98,7 @@ int cmd_train(int argc, char **argv) {
     case OPT_LAYERS:
       if (!cli_parse_layers(optarg, &mo.layers))
         return cli_usage_error("train", "--layers takes stages 1..4 such as 2,3");
+      layers_text = optarg;
       break;
     case OPT_SIZE:
       if (!cli_parse_int(optarg, 32, 4096, &value))
@@ -132,8 +133,9 @@ int cmd_train(int argc, char **argv) {
     case OPT_HOLDOUT: {
       char *end = NULL;
       mo.holdout_fraction = strtod(optarg, &end);
-      if (*end || !(mo.holdout_fraction >= 0 && mo.holdout_fraction < 1))
-        return cli_usage_error("train", "--holdout must be a fraction in [0, 1)");
+      if (end == optarg || *end || !(mo.holdout_fraction >= 0 && mo.holdout_fraction < 1))
+        return cli_usage_error("train", "--holdout '%s': give a fraction in [0, 1), such as 0.1",
+                               optarg);
       break;
     }
     case OPT_CHECKPOINT: to.checkpoint_path = optarg; break;
@@ -149,7 +151,7 @@ int cmd_train(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case 'h': usage(stdout); return CLI_OK;
-    default: return cli_usage_error("train", "unknown option");
+    default: return cli_bad_option("train", opt, argv);
     }
   }
   if (optind != argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
@@ -158,6 +160,11 @@ int cmd_train(int argc, char **argv) {
   if (mo.weights_path && random_given)
     return cli_usage_error("train", "--weights and --random-weights exclude each other");
   if (to.checkpoint_path && !to.checkpoint_every) to.checkpoint_every = 10;
+  int raw_channels = 0;
+  if (cli_check_arch("train", mo.arch, mo.layers, &raw_channels) != CLI_OK) return CLI_USAGE;
+  if (mo.channels > raw_channels)
+    return cli_usage_error("train", "--channels %d: %s with layers %s has %d channels (valid: "
+                           "1..%d)", mo.channels, mo.arch, layers_text, raw_channels, raw_channels);
 
   fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
           mo.weights_path ? mo.weights_path : "seeded random weights (not ImageNet: demo quality)");

@@ -13,12 +13,12 @@ static void usage(FILE *to) {
 int cmd_version(int argc, char **argv) {
   static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0}};
   int opt;
-  while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
     if (opt == 'h') {
       usage(stdout);
       return CLI_OK;
     }
-    return cli_usage_error("version", "unknown option");
+    return cli_bad_option("version", opt, argv);
   }
   if (optind != argc) return cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
   printf("libgrad %s (OpenBLAS kernels: %s, %d threads)\n", grad_version_string(), grad_blas_core(),

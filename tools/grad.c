@@ -1,4 +1,5 @@
 /* `grad`: train, score and inspect GRAD anomaly-detection models. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +30,19 @@ static void usage(FILE *to) {
 
 int main(int argc, char **argv) {
   cli_choose_blas_kernels(argv, 0);
+  opterr = 0; /* the commands report bad options themselves, once */
   if (argc < 2) {
     usage(stderr);
     return CLI_USAGE;
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
     usage(stdout);
-    return CLI_OK;
+    return cli_close_stdout("--help", CLI_OK);
   }
-  if (!strcmp(argv[1], "--version")) return cmd_version(1, argv + 1);
+  if (!strcmp(argv[1], "--version")) return cli_close_stdout("version", cmd_version(1, argv + 1));
   for (int i = 0; i < COMMAND_COUNT; i++)
-    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], commands[i].name))
+      return cli_close_stdout(commands[i].name, commands[i].run(argc - 1, argv + 1));
   fprintf(stderr, "grad: unknown command '%s'\nTry 'grad --help'.\n", argv[1]);
   return CLI_USAGE;
 }

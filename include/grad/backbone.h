@@ -57,6 +57,19 @@ typedef struct grad_backbone_options {
 /* Fills opts with the defaults above. */
 GRAD_API void grad_backbone_options_init(grad_backbone_options *opts);
 
+/* The known architectures by index from 0, in a fixed order (for option
+ * lists and error messages); NULL past the last one. */
+GRAD_API const char *grad_backbone_arch_name(int index);
+
+/*
+ * The channels of the features arch would return for layers (bits as in
+ * grad_backbone_options.layers), without building the network: the upper
+ * bound of a model's reduced channels. GRAD_E_INVALID_ARG for an unknown
+ * arch (the message lists the known ones) or layers outside 1..4.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_backbone_arch_channels(const char *arch, unsigned layers,
+                                                                int *channels);
+
 /*
  * Builds the network and loads (or draws) its weights. Errors:
  * GRAD_E_INVALID_ARG (an unknown arch, a bad option), GRAD_E_IO/FORMAT (the
