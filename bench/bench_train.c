@@ -115,7 +115,7 @@ static double sgemm_peak(void) {
  * order, noise on every other step, after one untimed warm-up step. */
 static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
   result r = {0, 0, 0, 1};
-  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks};
+  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks, 0, 0};
   grad_store *store = NULL;
   grad__feature_cache *cache = NULL;
   grad__trainer *t = NULL;

@@ -73,7 +73,7 @@ static double now(void) {
 }
 
 static grad_store *new_store(uint64_t seed) {
-  grad__store_config config = {CHANNELS, HW, HW, 8, 4, BLOCKS};
+  grad__store_config config = {CHANNELS, HW, HW, 8, 4, BLOCKS, 0, 0};
   grad_store *store = NULL;
   ck_assert_int_eq(grad__store_create(&config, seed, &store), GRAD_OK);
   return store;
@@ -235,7 +235,7 @@ static void child_train(grad__feature_cache *cache, const char *path, child_arm 
   sa.sa_handler = on_file_size_limit;
   sigemptyset(&sa.sa_mask);
   if (sigaction(SIGXFSZ, &sa, NULL) != 0) _exit(5);
-  grad__store_config config = {CHANNELS, HW, HW, 8, 4, BLOCKS};
+  grad__store_config config = {CHANNELS, HW, HW, 8, 4, BLOCKS, 0, 0};
   grad_store *store = NULL;
   if (grad__store_create(&config, STORE_SEED, &store) != GRAD_OK) _exit(6);
   grad_train_options o = options();

@@ -230,7 +230,7 @@ static void moments(const float *v, size_t n, double *mean, double *std) {
 }
 
 START_TEST(initialisation_follows_the_method) {
-  const grad__store_config config = {8, 6, 6, 8, 4, 2};
+  const grad__store_config config = {8, 6, 6, 8, 4, 2, 0, 0};
   grad_store *s = NULL, *same = NULL, *other = NULL;
   ck_assert_int_eq(grad__store_create(&config, 42, &s), GRAD_OK);
   ck_assert_int_eq(grad__store_param_count(s), 10 + 6 * 2 + 1);
@@ -284,16 +284,16 @@ END_TEST
 
 START_TEST(bad_configurations_and_arguments) {
   grad_store *s = NULL;
-  grad__store_config bad = {0, 6, 6, 8, 4, 2};
+  grad__store_config bad = {0, 6, 6, 8, 4, 2, 0, 0};
   ck_assert_int_eq(grad__store_create(&bad, 1, &s), GRAD_E_INVALID_ARG);
   ck_assert_ptr_null(s);
-  bad = (grad__store_config){8, 6, 6, 8, 4, -1};
+  bad = (grad__store_config){8, 6, 6, 8, 4, -1, 0, 0};
   ck_assert_int_eq(grad__store_create(&bad, 1, &s), GRAD_E_INVALID_ARG);
-  bad = (grad__store_config){4096, 1024, 1024, 8, 4, 1};
+  bad = (grad__store_config){4096, 1024, 1024, 8, 4, 1, 0, 0};
   ck_assert_int_eq(grad__store_create(&bad, 1, &s), GRAD_E_TOO_LARGE);
   ck_assert_int_eq(grad__store_create(NULL, 1, &s), GRAD_E_INVALID_ARG);
 
-  const grad__store_config one = {2, 1, 1, 2, 2, 1}, small = {2, 2, 2, 2, 2, 0};
+  const grad__store_config one = {2, 1, 1, 2, 2, 1, 0, 0}, small = {2, 2, 2, 2, 2, 0, 0, 0};
   grad_store *a = NULL, *b = NULL;
   ck_assert_int_eq(grad__store_create(&one, 1, &a), GRAD_OK);
   ck_assert_int_eq(grad__store_create(&small, 1, &b), GRAD_OK);
@@ -317,7 +317,7 @@ START_TEST(bad_configurations_and_arguments) {
 END_TEST
 
 START_TEST(allocation_failures_are_reported) {
-  const grad__store_config config = {4, 3, 3, 3, 2, 1};
+  const grad__store_config config = {4, 3, 3, 3, 2, 1, 0, 0};
   grad_status st = GRAD_E_NOMEM;
   for (long k = 0; st == GRAD_E_NOMEM && k < 50; k++) {
     grad_store *s = NULL;
@@ -393,7 +393,7 @@ static grad_status read_mutated(grad_store *s, const mutation *m, grad_store **o
 }
 
 START_TEST(write_then_read_is_exact) {
-  const grad__store_config config = {4, 3, 5, 3, 2, 2};
+  const grad__store_config config = {4, 3, 5, 3, 2, 2, 0, 0};
   grad_store *s = NULL, *back = NULL;
   ck_assert_int_eq(grad__store_create(&config, 5, &s), GRAD_OK);
   grad__store_buffer(s, 3)->value[2] = 0.25f; /* a buffer off its default */
@@ -436,14 +436,14 @@ static const struct {
   {{.meta_key = "store.channels", .meta_value = "4x"}, GRAD_E_FORMAT, "store.channels"},
   {{.meta_key = "store.channels", .meta_value = "-4"}, GRAD_E_FORMAT, "store.channels"},
   {{.meta_key = "store.height", .meta_value = "0"}, GRAD_E_FORMAT, "height"},
-  {{.meta_key = "store.format", .meta_value = "2"}, GRAD_E_VERSION, "store.format"},
+  {{.meta_key = "store.format", .meta_value = "3"}, GRAD_E_VERSION, "store.format"},
   {{.meta_key = "store.format"}, GRAD_E_MISSING, "store.format"},
   /* A file that claims another configuration than its tensors have. */
   {{.meta_key = "store.global_res", .meta_value = "3"}, GRAD_E_SHAPE, "store.global_grid"},
 };
 
 START_TEST(corrupt_store_files_are_refused) {
-  const grad__store_config config = {4, 3, 3, 3, 2, 2};
+  const grad__store_config config = {4, 3, 3, 3, 2, 2, 0, 0};
   grad_store *s = NULL, *back = (grad_store *)&config;
   ck_assert_int_eq(grad__store_create(&config, 5, &s), GRAD_OK);
   grad_status st = read_mutated(s, &corrupt_cases[_i].m, &back);

@@ -1,8 +1,8 @@
 /*
  * Backward passes against central finite differences: convolution,
  * BatchNorm in training mode, the fusion loss with its cosine term, and the
- * whole store (grids, coordinate nets, grid sampling, decoder) on a tiny
- * configuration. Losses are summed in double and every difference quotient
+ * whole store (grids, coordinate nets, grid sampling, decoder: BasicBlock
+ * and CRAD's bottleneck) on a tiny configuration. Losses are summed in double and every difference quotient
  * divides by the step actually taken in float, so the only noise left is the
  * float32 forward pass itself.
  */
@@ -251,12 +251,18 @@ END_TEST
  * noise, so what remains is the float32 error of the analytic backward.
  */
 enum { T_C = 4, T_H = 5, T_W = 5, T_P = T_H * T_W, T_RL = 3, T_RG = 2, T_BLOCKS = 2,
-       T_BATCH = 2, T_C2 = 2 * T_C };
+       T_BATCH = 2, T_C2 = 2 * T_C, T_E = 12, T_R = T_E / 4 };
+
+/* A CRAD bottleneck's tensors, in the store's order. */
+enum { CR_EXPAND, CR_BN1W, CR_BN1B, CR_DW, CR_BN2W, CR_BN2B, CR_SE1, CR_SE2, CR_PROJECT,
+       CR_BN3W, CR_BN3B, CR_TENSORS };
 
 typedef struct ref_model {
   double *local_grid, *global_grid, *lw1, *lb1, *lw2, *lb2, *gw1, *gb1, *gw2, *gb2, *out;
   double *conv1[T_BLOCKS], *bn1w[T_BLOCKS], *bn1b[T_BLOCKS];
   double *conv2[T_BLOCKS], *bn2w[T_BLOCKS], *bn2b[T_BLOCKS];
+  bool crad;                           /* the decoder: CRAD bottlenecks, else BasicBlocks */
+  double *bottleneck[T_BLOCKS][CR_TENSORS];
 } ref_model;
 
 /* Bilinear, zero padding, align_corners=False, written as tent weights. */
@@ -311,6 +317,87 @@ static void ref_batchnorm(double v[T_BATCH][T_C2][T_P], const double *gamma,
   }
 }
 
+/* BatchNorm with batch statistics on v (T_BATCH x channels x T_P). */
+static void ref_batchnorm_flat(double *v, int channels, const double *gamma, const double *beta) {
+  for (int c = 0; c < channels; c++) {
+    double mean = 0.0, var = 0.0;
+    for (int i = 0; i < T_BATCH; i++)
+      for (int p = 0; p < T_P; p++) mean += v[(i * channels + c) * T_P + p];
+    mean /= T_BATCH * T_P;
+    for (int i = 0; i < T_BATCH; i++)
+      for (int p = 0; p < T_P; p++) {
+        double d = v[(i * channels + c) * T_P + p] - mean;
+        var += d * d;
+      }
+    var /= T_BATCH * T_P;
+    for (int i = 0; i < T_BATCH; i++)
+      for (int p = 0; p < T_P; p++) {
+        double *x = &v[(i * channels + c) * T_P + p];
+        *x = gamma[c] * (*x - mean) / sqrt(var + 1e-5) + beta[c];
+      }
+  }
+}
+
+static double ref_hard_swish(double x) { return x * fmin(fmax(x + 3.0, 0.0), 6.0) / 6.0; }
+
+/* One MobileNetV3 bottleneck (docs/store.md), in place on q. */
+static void ref_bottleneck(double *const *w, double q[T_BATCH][T_C2][T_P]) {
+  static double e1[T_BATCH * T_E * T_P], e2[T_BATCH * T_E * T_P], t[T_BATCH * T_C2 * T_P];
+  for (int i = 0; i < T_BATCH; i++)
+    for (int e = 0; e < T_E; e++)
+      for (int p = 0; p < T_P; p++) {
+        double acc = 0.0;
+        for (int k = 0; k < T_C2; k++) acc += w[CR_EXPAND][e * T_C2 + k] * q[i][k][p];
+        e1[(i * T_E + e) * T_P + p] = acc;
+      }
+  ref_batchnorm_flat(e1, T_E, w[CR_BN1W], w[CR_BN1B]);
+  for (int j = 0; j < T_BATCH * T_E * T_P; j++) e1[j] = ref_hard_swish(e1[j]);
+  for (int i = 0; i < T_BATCH; i++)
+    for (int e = 0; e < T_E; e++)
+      for (int y = 0; y < T_H; y++)
+        for (int x = 0; x < T_W; x++) {
+          double acc = 0.0;
+          for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+              int sy = y + ky - 1, sx = x + kx - 1;
+              if (sy >= 0 && sy < T_H && sx >= 0 && sx < T_W)
+                acc += w[CR_DW][e * 9 + ky * 3 + kx] * e1[(i * T_E + e) * T_P + sy * T_W + sx];
+            }
+          e2[(i * T_E + e) * T_P + y * T_W + x] = acc;
+        }
+  ref_batchnorm_flat(e2, T_E, w[CR_BN2W], w[CR_BN2B]);
+  for (int i = 0; i < T_BATCH; i++) { /* squeeze-and-excitation */
+    double pooled[T_E], z[T_R];
+    for (int e = 0; e < T_E; e++) {
+      pooled[e] = 0.0;
+      for (int p = 0; p < T_P; p++) pooled[e] += e2[(i * T_E + e) * T_P + p] / T_P;
+    }
+    for (int r = 0; r < T_R; r++) {
+      double acc = 0.0;
+      for (int e = 0; e < T_E; e++) acc += w[CR_SE1][r * T_E + e] * pooled[e];
+      z[r] = fmax(acc, 0.0);
+    }
+    for (int e = 0; e < T_E; e++) {
+      double acc = 0.0;
+      for (int r = 0; r < T_R; r++) acc += w[CR_SE2][e * T_R + r] * z[r];
+      double gate = fmin(fmax(acc + 3.0, 0.0), 6.0) / 6.0;
+      for (int p = 0; p < T_P; p++) e2[(i * T_E + e) * T_P + p] *= gate;
+    }
+  }
+  for (int j = 0; j < T_BATCH * T_E * T_P; j++) e2[j] = ref_hard_swish(e2[j]);
+  for (int i = 0; i < T_BATCH; i++)
+    for (int c = 0; c < T_C2; c++)
+      for (int p = 0; p < T_P; p++) {
+        double acc = 0.0;
+        for (int e = 0; e < T_E; e++) acc += w[CR_PROJECT][c * T_E + e] * e2[(i * T_E + e) * T_P + p];
+        t[(i * T_C2 + c) * T_P + p] = acc;
+      }
+  ref_batchnorm_flat(t, T_C2, w[CR_BN3W], w[CR_BN3B]);
+  for (int i = 0; i < T_BATCH; i++)
+    for (int c = 0; c < T_C2; c++)
+      for (int p = 0; p < T_P; p++) q[i][c][p] += t[(i * T_C2 + c) * T_P + p];
+}
+
 /* The training forward (batch statistics, noisy local coordinates) and
  * the fusion loss, all in double. R (optional) receives the reconstruction. */
 static int ref_outside, ref_zero_m; /* coverage of the last ref_loss with R */
@@ -353,7 +440,8 @@ static double ref_loss(const ref_model *m, const float *F, const float *noise, d
     for (int p = 0; p < T_P; p++)
       ref_sample(m->local_grid, T_C, T_RL, u[0][p], u[1][p], &q[i][T_C][p], T_P);
   }
-  for (int b = 0; b < T_BLOCKS; b++) {
+  for (int b = 0; b < T_BLOCKS && m->crad; b++) ref_bottleneck(m->bottleneck[b], q);
+  for (int b = 0; b < T_BLOCKS && !m->crad; b++) {
     ref_conv3x3(m->conv1[b], (const double(*)[T_C2][T_P])q, t1);
     ref_batchnorm(t1, m->bn1w[b], m->bn1b[b], true);
     ref_conv3x3(m->conv2[b], (const double(*)[T_C2][T_P])t1, t2);
@@ -413,6 +501,26 @@ static void ref_from_store(ref_model *m, grad_store *s, double **by_index) {
   m->gw2 = ref_param(s, "store.global_net.1.weight");
   m->gb2 = ref_param(s, "store.global_net.1.bias");
   m->out = ref_param(s, "store.out.weight");
+  /* The store lists its parameters in this order (lib/store/store_internal.h's contract
+   * with the optimiser): grids, local net, global net, blocks, output. */
+  double *fixed[10] = {m->local_grid, m->global_grid, m->lw1, m->lb1, m->lw2,
+                       m->lb2, m->gw1, m->gb1, m->gw2, m->gb2};
+  for (int i = 0; i < 10; i++) by_index[i] = fixed[i];
+  m->crad = grad__store_config_of(s)->decoder == GRAD__DECODER_CRAD;
+  if (m->crad) {
+    const char *names[CR_TENSORS] = {"expand.weight",    "bn1.weight",       "bn1.bias",
+                                     "depthwise.weight", "bn2.weight",       "bn2.bias",
+                                     "se.reduce.weight", "se.expand.weight", "project.weight",
+                                     "bn3.weight",       "bn3.bias"};
+    ck_assert_int_eq(grad__store_param_count(s), 11 + CR_TENSORS * T_BLOCKS);
+    for (int b = 0; b < T_BLOCKS; b++)
+      for (int k = 0; k < CR_TENSORS; k++) {
+        snprintf(name, sizeof name, "store.decoder.%d.%s", b, names[k]);
+        by_index[10 + CR_TENSORS * b + k] = m->bottleneck[b][k] = ref_param(s, name);
+      }
+    by_index[10 + CR_TENSORS * T_BLOCKS] = m->out;
+    return;
+  }
   double **slots[6] = {m->conv1, m->bn1w, m->bn1b, m->conv2, m->bn2w, m->bn2b};
   const char *parts[6] = {"conv1.weight", "bn1.weight", "bn1.bias",
                           "conv2.weight", "bn2.weight", "bn2.bias"};
@@ -421,12 +529,7 @@ static void ref_from_store(ref_model *m, grad_store *s, double **by_index) {
       snprintf(name, sizeof name, "store.decoder.%d.%s", b, parts[k]);
       slots[k][b] = ref_param(s, name);
     }
-  /* The store lists its parameters in this order (lib/store/store_internal.h's contract
-   * with the optimiser): grids, local net, global net, blocks, output. */
-  double *fixed[10] = {m->local_grid, m->global_grid, m->lw1, m->lb1, m->lw2,
-                       m->lb2, m->gw1, m->gb1, m->gw2, m->gb2};
   ck_assert_int_eq(grad__store_param_count(s), 11 + 6 * T_BLOCKS);
-  for (int i = 0; i < 10; i++) by_index[i] = fixed[i];
   for (int b = 0; b < T_BLOCKS; b++)
     for (int k = 0; k < 6; k++) by_index[10 + 6 * b + k] = slots[k][b];
   by_index[10 + 6 * T_BLOCKS] = m->out;
@@ -437,7 +540,6 @@ static void ref_from_store(ref_model *m, grad_store *s, double **by_index) {
 static void randomise(grad_store *s, uint64_t seed) {
   grad__rng rng;
   grad__rng_seed(&rng, seed);
-  int c2 = 2 * grad__store_config_of(s)->channels;
   for (size_t i = 0; i < grad__store_param_count(s); i++) {
     grad__param *p = grad__store_param(s, i);
     bool bn = strstr(p->name, ".bn") != NULL, bias = strstr(p->name, ".bias") != NULL;
@@ -447,8 +549,9 @@ static void randomise(grad_store *s, uint64_t seed) {
       for (size_t j = 0; j < p->count; j++) p->value[j] = (float)(0.5 + grad__rng_uniform(&rng));
     } else if (bn) {
       grad__rng_fill_normal(&rng, p->value, p->count, 0, 0.1);
-    } else if (strstr(p->name, "decoder")) {
-      grad__rng_fill_normal(&rng, p->value, p->count, 0, sqrt(2.0 / (9.0 * c2)));
+    } else if (strstr(p->name, "decoder")) { /* He-like: std sqrt(2 / fan-in) */
+      grad__rng_fill_normal(&rng, p->value, p->count, 0,
+                            sqrt(2.0 * (double)p->shape[0] / (double)p->count));
     } else if (strstr(p->name, "_net")) {
       grad__rng_fill_normal(&rng, p->value, p->count, 0, bias ? 0.2 : 0.6);
     } else {
@@ -457,11 +560,14 @@ static void randomise(grad_store *s, uint64_t seed) {
   }
 }
 
+/* _i = 0: BasicBlock decoder; 1: CRAD bottlenecks with expansion T_E. */
 START_TEST(store_backward_matches_finite_differences) {
   static float F[T_BATCH * T_C * T_P], noise[T_BATCH * 2 * T_P], R[T_BATCH * T_C * T_P],
       dR[T_BATCH * T_C * T_P];
   static double Rref[T_BATCH * T_C * T_P];
-  const grad__store_config config = {T_C, T_H, T_W, T_RL, T_RG, T_BLOCKS};
+  const grad__store_config config = {T_C, T_H, T_W, T_RL, T_RG, T_BLOCKS,
+                                     _i ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
+                                     _i ? T_E : 0};
   grad_store *store = NULL;
   grad_workspace *ws = NULL;
   ck_assert_int_eq(grad__store_create(&config, 1, &store), GRAD_OK);
@@ -480,7 +586,7 @@ START_TEST(store_backward_matches_finite_differences) {
   ck_assert_int_eq(grad__store_backward(store, tape, dR, ws), GRAD_OK);
 
   ref_model m;
-  double *by_index[11 + 6 * T_BLOCKS];
+  double *by_index[11 + CR_TENSORS * T_BLOCKS];
   ref_from_store(&m, store, by_index);
   ref_outside = ref_zero_m = 0;
   double ref = ref_loss(&m, F, noise, Rref);
@@ -534,7 +640,7 @@ static Suite *grad_suite(void) {
   tcase_add_test(tc, batchnorm_backward_matches_finite_differences);
   tcase_add_test(tc, batchnorm_statistics_by_hand);
   tcase_add_test(tc, fusion_loss_value_and_gradient);
-  tcase_add_test(tc, store_backward_matches_finite_differences);
+  tcase_add_loop_test(tc, store_backward_matches_finite_differences, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

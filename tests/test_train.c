@@ -8,7 +8,7 @@
 /* ---- helpers ------------------------------------------------------------ */
 
 static grad_store *new_store(int channels, int hw, int blocks, uint64_t seed) {
-  grad__store_config config = {channels, hw, hw, 8, 4, blocks};
+  grad__store_config config = {channels, hw, hw, 8, 4, blocks, 0, 0};
   grad_store *store = NULL;
   ck_assert_int_eq(grad__store_create(&config, seed, &store), GRAD_OK);
   return store;

@@ -12,7 +12,7 @@ enum { NAME_SLOT = 64 };
 
 /* Limits that keep every size within int (BLAS) and the model in memory. */
 enum { MAX_CHANNELS = 4096, MAX_SIDE = 1024, MAX_LOCAL_RES = 1024, MAX_GLOBAL_RES = 64,
-       MAX_BLOCKS = 64 };
+       MAX_BLOCKS = 64, MAX_EXPANSION = 16384 };
 #define MAX_GLOBAL_GRID_FLOATS ((uint64_t)1 << 30)
 
 grad_status grad__store_check_config(const grad__store_config *c) {
@@ -29,6 +29,17 @@ grad_status grad__store_check_config(const grad__store_config *c) {
     if (fields[i].value < fields[i].lo || fields[i].value > fields[i].hi)
       return grad__fail(GRAD_E_INVALID_ARG, "store %s = %d is outside [%d, %d]", fields[i].name,
                         fields[i].value, fields[i].lo, fields[i].hi);
+  if (c->decoder != GRAD__DECODER_BASIC && c->decoder != GRAD__DECODER_CRAD)
+    return grad__fail(GRAD_E_INVALID_ARG, "store decoder %d is neither BasicBlock (0) nor CRAD (1)",
+                      c->decoder);
+  if (c->decoder == GRAD__DECODER_BASIC && c->expansion != 0)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "store expansion %d is for the CRAD decoder; the BasicBlock one takes 0",
+                      c->expansion);
+  if (c->decoder == GRAD__DECODER_CRAD &&
+      (c->expansion < CRAD_SE_REDUCTION || c->expansion > MAX_EXPANSION))
+    return grad__fail(GRAD_E_INVALID_ARG, "store expansion = %d is outside [%d, %d]",
+                      c->expansion, (int)CRAD_SE_REDUCTION, (int)MAX_EXPANSION);
   uint64_t global = (uint64_t)c->channels * (uint64_t)c->height * (uint64_t)c->width *
                     (uint64_t)c->global_res * (uint64_t)c->global_res;
   if (global > MAX_GLOBAL_GRID_FLOATS)
@@ -74,21 +85,41 @@ static void describe_all(grad_store *s) {
   PARAM(GRAD__PARAM_NET, "store.global_net.0.bias", 0, C);
   PARAM(GRAD__PARAM_NET, "store.global_net.1.weight", 0, 2, C);
   PARAM(GRAD__PARAM_NET, "store.global_net.1.bias", 0, 2);
+  const int64_t E = c->expansion, R = E / CRAD_SE_REDUCTION;
+  const bool crad = c->decoder == GRAD__DECODER_CRAD;
   for (int b = 0; b < c->blocks; b++) {
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.conv1.weight", b, C2, C2, 3, 3);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.weight", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.bias", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.conv2.weight", b, C2, C2, 3, 3);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.weight", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.bias", b, C2);
+    if (crad) {
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.expand.weight", b, E, C2, 1, 1);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.weight", b, E);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.bias", b, E);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.depthwise.weight", b, E, 1, 3, 3);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.weight", b, E);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.bias", b, E);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.se.reduce.weight", b, R, E);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.se.expand.weight", b, E, R);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.project.weight", b, C2, E, 1, 1);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn3.weight", b, C2);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn3.bias", b, C2);
+    } else {
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.conv1.weight", b, C2, C2, 3, 3);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.weight", b, C2);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.bias", b, C2);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.conv2.weight", b, C2, C2, 3, 3);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.weight", b, C2);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.bias", b, C2);
+    }
   }
   PARAM(GRAD__PARAM_NET, "store.out.weight", 0, C, C2, 1, 1);
   p = s->buffers;
   for (int b = 0; b < c->blocks; b++) {
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.running_mean", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.running_var", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.running_mean", b, C2);
-    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.running_var", b, C2);
+    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.running_mean", b, crad ? E : C2);
+    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn1.running_var", b, crad ? E : C2);
+    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.running_mean", b, crad ? E : C2);
+    PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn2.running_var", b, crad ? E : C2);
+    if (crad) {
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn3.running_mean", b, C2);
+      PARAM(GRAD__PARAM_NET, "store.decoder.%d.bn3.running_var", b, C2);
+    }
   }
 #undef PARAM
 }
@@ -100,8 +131,11 @@ static grad_status store_alloc(const grad__store_config *config, grad_store **ou
   grad_store *s = grad__calloc(1, sizeof *s);
   if (!s) return grad__fail(GRAD_E_NOMEM, "out of memory creating the grid feature store");
   s->config = *config;
-  s->param_count = STORE_BLOCK0 + (size_t)config->blocks * STORE_PER_BLOCK + 1;
-  s->buffer_count = (size_t)config->blocks * STORE_BUFFERS_PER_BLOCK;
+  const bool crad = config->decoder == GRAD__DECODER_CRAD;
+  s->per_block = crad ? CRAD_PER_BLOCK : BASIC_PER_BLOCK;
+  s->buffers_per_block = crad ? CRAD_BUFFERS_PER_BLOCK : BASIC_BUFFERS_PER_BLOCK;
+  s->param_count = STORE_BLOCK0 + (size_t)config->blocks * s->per_block + 1;
+  s->buffer_count = (size_t)config->blocks * s->buffers_per_block;
   s->params = grad__calloc(s->param_count, sizeof *s->params);
   s->buffers = grad__calloc(s->buffer_count ? s->buffer_count : 1, sizeof *s->buffers);
   s->names = grad__calloc(s->param_count + s->buffer_count, NAME_SLOT);
@@ -144,28 +178,36 @@ static void fill(float *v, size_t count, float value) {
   for (size_t i = 0; i < count; i++) v[i] = value;
 }
 
-/* method.md section 6. One generator, drawn in parameter order. */
+/* Whether block tensor k is a BatchNorm weight (initialised to 1). */
+static bool is_bn_weight(const grad_store *s, size_t k) {
+  if (s->config.decoder == GRAD__DECODER_CRAD)
+    return k == CRAD_BN1_W || k == CRAD_BN2_W || k == CRAD_BN3_W;
+  return k == BLOCK_BN1_W || k == BLOCK_BN2_W;
+}
+
+/* method.md section 6. One generator, drawn in parameter order: every
+ * convolution and linear weight N(0, 0.01^2), as the official code's
+ * initialiser does for every Conv2d and Linear (the CRAD bottleneck's
+ * depthwise and squeeze-and-excitation weights included). */
 static void initialise(grad_store *s, uint64_t seed) {
   grad__rng rng;
   grad__rng_seed(&rng, seed);
   for (size_t i = 0; i < s->param_count; i++) {
     grad__param *p = &s->params[i];
-    size_t k = i >= STORE_BLOCK0 ? (i - STORE_BLOCK0) % STORE_PER_BLOCK : 0;
+    bool in_block = i >= STORE_BLOCK0 && i < store__out(s);
+    size_t k = in_block ? (i - STORE_BLOCK0) % s->per_block : 0;
     if (i == STORE_LOCAL_GRID || i == STORE_GLOBAL_GRID)
       grad__rng_fill_normal(&rng, p->value, p->count, 0.0, xavier_std(p));
-    else if (i == store__out(s) || (i < STORE_BLOCK0 && p->ndim >= 2) ||
-             (i >= STORE_BLOCK0 && (k == BLOCK_CONV1 || k == BLOCK_CONV2)))
+    else if (p->ndim >= 2) /* weights; BatchNorm parameters and biases are vectors */
       grad__rng_fill_normal(&rng, p->value, p->count, 0.0, 0.01);
-    else if (i >= STORE_BLOCK0 && (k == BLOCK_BN1_W || k == BLOCK_BN2_W))
+    else if (in_block && is_bn_weight(s, k))
       fill(p->value, p->count, 1.0f);
     else
       fill(p->value, p->count, 0.0f); /* biases */
   }
-  for (size_t i = 0; i < s->buffer_count; i++) {
-    size_t k = i % STORE_BUFFERS_PER_BLOCK;
-    fill(s->buffers[i].value, s->buffers[i].count,
-         k == BLOCK_BN1_VAR || k == BLOCK_BN2_VAR ? 1.0f : 0.0f);
-  }
+  /* Buffers come in (running_mean, running_var) pairs. */
+  for (size_t i = 0; i < s->buffer_count; i++)
+    fill(s->buffers[i].value, s->buffers[i].count, i % 2 == 1 ? 1.0f : 0.0f);
 }
 
 grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
@@ -214,7 +256,12 @@ void grad__store_zero_grad(grad_store *store) {
 
 /* ---- Files --------------------------------------------------------------- */
 
-#define STORE_FORMAT "1"
+/* Format 1: BasicBlock decoder (no decoder key). Format 2 adds
+ * store.decoder and store.expansion; only CRAD stores are written as 2, so
+ * BasicBlock files stay readable by older libgrad and CRAD files are
+ * refused by it as a newer version. */
+#define STORE_FORMAT_BASIC "1"
+#define STORE_FORMAT_DECODER "2"
 
 static const struct meta_key {
   const char *key;
@@ -235,12 +282,20 @@ static int *config_field(grad__store_config *c, size_t offset) {
 
 grad_status grad__store_write(const grad_store *store, grad__st_writer *writer) {
   if (!store || !writer) return grad__fail(GRAD_E_INVALID_ARG, "grad__store_write: NULL argument");
-  grad_status st = grad__st_writer_meta(writer, "store.format", STORE_FORMAT);
   grad__store_config c = store->config;
+  const bool crad = c.decoder == GRAD__DECODER_CRAD;
+  grad_status st = grad__st_writer_meta(writer, "store.format",
+                                        crad ? STORE_FORMAT_DECODER : STORE_FORMAT_BASIC);
   for (size_t i = 0; i < META_KEYS && st == GRAD_OK; i++) {
     char text[16];
     snprintf(text, sizeof text, "%d", *config_field(&c, meta_keys[i].offset));
     st = grad__st_writer_meta(writer, meta_keys[i].key, text);
+  }
+  if (crad && st == GRAD_OK) st = grad__st_writer_meta(writer, "store.decoder", "crad");
+  if (crad && st == GRAD_OK) {
+    char text[16];
+    snprintf(text, sizeof text, "%d", c.expansion);
+    st = grad__st_writer_meta(writer, "store.expansion", text);
   }
   for (size_t i = 0; i < store->param_count && st == GRAD_OK; i++) {
     const grad__param *p = &store->params[i];
@@ -274,14 +329,28 @@ static grad_status read_config(const grad__st_file *file, grad__store_config *c)
   int version = 0;
   grad_status st = meta_int(file, "store.format", &version);
   if (st != GRAD_OK) return st;
-  if (version != 1)
-    return grad__fail(version > 1 ? GRAD_E_VERSION : GRAD_E_FORMAT,
-                      "store.format %d is not supported (this libgrad reads version 1)",
+  if (version != 1 && version != 2)
+    return grad__fail(version > 2 ? GRAD_E_VERSION : GRAD_E_FORMAT,
+                      "store.format %d is not supported (this libgrad reads versions 1 and 2)",
                       version);
   memset(c, 0, sizeof *c);
   for (size_t i = 0; i < META_KEYS; i++) {
     st = meta_int(file, meta_keys[i].key, config_field(c, meta_keys[i].offset));
     if (st != GRAD_OK) return st;
+  }
+  if (version == 2) {
+    const char *decoder = grad__st_meta(file, "store.decoder");
+    if (!decoder) return grad__fail(GRAD_E_MISSING, "metadata key store.decoder is missing");
+    if (strcmp(decoder, "crad") == 0)
+      c->decoder = GRAD__DECODER_CRAD;
+    else if (strcmp(decoder, "basic") != 0)
+      return grad__fail(GRAD_E_FORMAT,
+                        "metadata store.decoder = \"%s\" is neither \"basic\" nor \"crad\"",
+                        decoder);
+    if (c->decoder == GRAD__DECODER_CRAD) {
+      st = meta_int(file, "store.expansion", &c->expansion);
+      if (st != GRAD_OK) return st;
+    }
   }
   st = grad__store_check_config(c);
   /* An out-of-range value in a file is a corrupt file, not a bad argument. */
@@ -302,7 +371,8 @@ grad_status grad__store_read(const grad__st_file *file, grad_store **out) {
   for (size_t i = 0; st == GRAD_OK && i < s->buffer_count; i++) {
     grad__param *p = &s->buffers[i];
     st = grad__st_read_f32(file, p->name, p->ndim, p->shape, true, p->value);
-    /* A negative running variance would make inference produce NaN. */
+    /* A negative running variance (every second buffer) would make
+     * inference produce NaN. */
     for (size_t j = 0; st == GRAD_OK && i % 2 == 1 && j < p->count; j++)
       if (p->value[j] < 0.0f)
         st = grad__fail(GRAD_E_NUMERIC, "%s[%zu] = %g is negative", p->name, j,

@@ -29,26 +29,26 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
   const int n = t->n, C2 = 2 * c->channels, h = c->height, w = c->width;
   const size_t P = (size_t)h * w, maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
-  const float *stats = t->stats + (size_t)b * 4 * C2;
+  const float *stats = t->stats + (size_t)b * t->stats_per_block;
   relu_mask(d, t->act[b + 1], maps); /* d is now dL/d(bn2 + input) */
-  grad__bn_backward(t->conv2[b], d, n, C2, P, store__w(s, store__block(b, BLOCK_BN2_W)),
+  grad__bn_backward(t->conv2[b], d, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN2_W)),
                     stats + 2 * C2, stats + 3 * C2, tmp,
-                    store__g(s, store__block(b, BLOCK_BN2_W)),
-                    store__g(s, store__block(b, BLOCK_BN2_B)));
-  grad__bn_apply(t->conv1[b], n, C2, P, store__w(s, store__block(b, BLOCK_BN1_W)),
-                 store__w(s, store__block(b, BLOCK_BN1_B)), stats, stats + C2, true, r1);
+                    store__g(s, store__block(s, b, BLOCK_BN2_W)),
+                    store__g(s, store__block(s, b, BLOCK_BN2_B)));
+  grad__bn_apply(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
+                 store__w(s, store__block(s, b, BLOCK_BN1_B)), stats, stats + C2, true, r1);
   memset(dr1, 0, sizeof(float) * maps);
-  grad_status st = grad__conv2d_backward(&conv3, store__w(s, store__block(b, BLOCK_CONV2)), r1,
+  grad_status st = grad__conv2d_backward(&conv3, store__w(s, store__block(s, b, BLOCK_CONV2)), r1,
                                          n, h, w, tmp, dr1,
-                                         store__g(s, store__block(b, BLOCK_CONV2)), NULL, ws);
+                                         store__g(s, store__block(s, b, BLOCK_CONV2)), NULL, ws);
   if (st != GRAD_OK) return st;
   relu_mask(dr1, r1, maps);
-  grad__bn_backward(t->conv1[b], dr1, n, C2, P, store__w(s, store__block(b, BLOCK_BN1_W)),
-                    stats, stats + C2, tmp, store__g(s, store__block(b, BLOCK_BN1_W)),
-                    store__g(s, store__block(b, BLOCK_BN1_B)));
+  grad__bn_backward(t->conv1[b], dr1, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
+                    stats, stats + C2, tmp, store__g(s, store__block(s, b, BLOCK_BN1_W)),
+                    store__g(s, store__block(s, b, BLOCK_BN1_B)));
   /* The residual path already sits in d; conv1's input gradient adds to it. */
-  return grad__conv2d_backward(&conv3, store__w(s, store__block(b, BLOCK_CONV1)), t->act[b], n,
-                               h, w, tmp, d, store__g(s, store__block(b, BLOCK_CONV1)), NULL,
+  return grad__conv2d_backward(&conv3, store__w(s, store__block(s, b, BLOCK_CONV1)), t->act[b], n,
+                               h, w, tmp, d, store__g(s, store__block(s, b, BLOCK_CONV1)), NULL,
                                ws);
 }
 
@@ -121,9 +121,16 @@ grad_status grad__store_backward(grad_store *s, grad__store_tape *t, const float
   const int n = t->n, C = c->channels, C2 = 2 * C, h = c->height, w = c->width;
   const size_t P = (size_t)h * w, maps = (size_t)n * C2 * P;
 
+  const bool crad = c->decoder == GRAD__DECODER_CRAD;
+  const size_t E = (size_t)c->expansion;
   size_t mark = grad__ws_mark(ws);
   float *d = grad__ws_floats(ws, maps), *tmp = grad__ws_floats(ws, maps);
-  float *r1 = grad__ws_floats(ws, maps), *dr1 = grad__ws_floats(ws, maps);
+  /* BasicBlock: r1 and dr1, 2C maps each; CRAD: 4 E maps (at least 2C, for
+   * query_backward) and SE values. */
+  const size_t emaps = 4 * E > (size_t)C2 ? 4 * E : (size_t)C2;
+  float *r1 = grad__ws_floats(ws, crad ? (size_t)n * emaps * P : maps);
+  float *dr1 = crad ? grad__ws_floats(ws, (size_t)n * (2 * E + E / CRAD_SE_REDUCTION))
+                    : grad__ws_floats(ws, maps);
   float *da = grad__ws_floats(ws, (size_t)C);
   if (!d || !tmp || !r1 || !dr1 || !da) {
     grad__ws_release(ws, mark);
@@ -134,7 +141,8 @@ grad_status grad__store_backward(grad_store *s, grad__store_tape *t, const float
   grad_status st = grad__conv2d_backward(&out, store__w(s, store__out(s)), t->act[c->blocks], n,
                                          h, w, dR, d, store__g(s, store__out(s)), NULL, ws);
   for (int b = c->blocks - 1; b >= 0 && st == GRAD_OK; b--)
-    st = block_backward(s, t, b, d, tmp, r1, dr1, ws);
+    st = crad ? grad__crad_block_backward(s, t, b, d, tmp, r1, dr1, ws)
+              : block_backward(s, t, b, d, tmp, r1, dr1, ws);
   /* d is now dL/dQ; tmp and r1 are free to hold du and dh. */
   if (st == GRAD_OK) st = query_backward(s, t, d, tmp, r1, da, ws);
   grad__ws_release(ws, mark);

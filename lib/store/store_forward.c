@@ -94,6 +94,39 @@ static grad_status check_args(const grad_store *s, grad_workspace *ws, const flo
   return GRAD_OK;
 }
 
+/* One BasicBlock at inference: x is replaced by the block's output. */
+static grad_status basic_block_eval(const grad_store *s, int b, float *x, int n, float *t1,
+                                    float *t2, grad_workspace *ws) {
+  const grad__store_config *c = &s->config;
+  const int C2 = 2 * c->channels, h = c->height, w = c->width;
+  const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
+  const grad__conv conv3 = {C2, C2, 3, 1, 1};
+  grad_status st = grad__conv2d(&conv3, store__bw(s, b, BLOCK_CONV1), NULL, false, x, n, h, w,
+                                t1, ws);
+  if (st != GRAD_OK) return st;
+  grad__bn_forward_eval(t1, n, C2, P, store__bw(s, b, BLOCK_BN1_W), store__bw(s, b, BLOCK_BN1_B),
+                        store__b(s, b, BLOCK_BN1_MEAN), store__b(s, b, BLOCK_BN1_VAR), true, t1);
+  st = grad__conv2d(&conv3, store__bw(s, b, BLOCK_CONV2), NULL, false, t1, n, h, w, t2, ws);
+  if (st != GRAD_OK) return st;
+  grad__bn_forward_eval(t2, n, C2, P, store__bw(s, b, BLOCK_BN2_W), store__bw(s, b, BLOCK_BN2_B),
+                        store__b(s, b, BLOCK_BN2_MEAN), store__b(s, b, BLOCK_BN2_VAR), false, t2);
+  for (size_t j = 0; j < maps; j++) {
+    float y = t2[j] + x[j];
+    x[j] = y > 0.0f ? y : 0.0f;
+  }
+  return GRAD_OK;
+}
+
+/* Floats of block scratch the decoder needs (beside the 2C activation map):
+ * BasicBlock two 2C maps; CRAD two E maps and one 2C map, plus SE values. */
+static size_t block_scratch_floats(const grad_store *s, int n) {
+  const grad__store_config *c = &s->config;
+  const size_t P = plane_of(s), C2 = 2 * (size_t)c->channels, E = (size_t)c->expansion;
+  if (c->decoder == GRAD__DECODER_CRAD)
+    return (size_t)n * (2 * E + C2) * P + (size_t)n * (2 * E + E / CRAD_SE_REDUCTION);
+  return (size_t)n * 2 * C2 * P;
+}
+
 grad_status grad__store_reconstruct(const grad_store *s, grad_workspace *ws, const float *F,
                                     int n, float *R) {
   grad_status st = check_args(s, ws, F, n, R, "grad_store_reconstruct");
@@ -101,42 +134,29 @@ grad_status grad__store_reconstruct(const grad_store *s, grad_workspace *ws, con
   const grad__store_config *c = &s->config;
   const int C = c->channels, C2 = 2 * C, h = c->height, w = c->width;
   const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
-  const grad__conv conv3 = {C2, C2, 3, 1, 1}, out = {C2, C, 1, 1, 0};
+  const grad__conv out = {C2, C, 1, 1, 0};
 
   size_t mark = grad__ws_mark(ws);
-  float *x = grad__ws_floats(ws, maps), *t1 = grad__ws_floats(ws, maps);
-  float *t2 = grad__ws_floats(ws, maps), *local = grad__ws_floats(ws, (size_t)n * 2 * P);
+  float *x = grad__ws_floats(ws, maps);
+  float *scratch = grad__ws_floats(ws, block_scratch_floats(s, n));
+  float *local = grad__ws_floats(ws, (size_t)n * 2 * P);
   float *small = grad__ws_floats(ws, (size_t)n * (2 * C + 2));
-  if (!x || !t1 || !t2 || !local || !small) {
+  if (!x || !scratch || !local || !small) {
     grad__ws_release(ws, mark);
     return grad__fail_context(GRAD_E_NOMEM, "grad_store_reconstruct");
   }
   float *mean_f = small, *hidden = small + (size_t)n * C, *v = small + (size_t)n * 2 * C;
-  st = local_coords(s, F, n, t1, local, ws);
+  /* The local net's hidden layer (n x C x P) fits in the block scratch. */
+  st = local_coords(s, F, n, scratch, local, ws);
   if (st == GRAD_OK) {
     global_coords(s, F, n, mean_f, hidden, v);
     sample_query(s, n, local, v, x);
   }
-  for (int b = 0; b < c->blocks && st == GRAD_OK; b++) {
-    st = grad__conv2d(&conv3, store__w(s, store__block(b, BLOCK_CONV1)), NULL, false, x, n, h,
-                      w, t1, ws);
-    if (st != GRAD_OK) break;
-    grad__bn_forward_eval(t1, n, C2, P, store__w(s, store__block(b, BLOCK_BN1_W)),
-                          store__w(s, store__block(b, BLOCK_BN1_B)),
-                          store__b(s, b, BLOCK_BN1_MEAN), store__b(s, b, BLOCK_BN1_VAR), true,
-                          t1);
-    st = grad__conv2d(&conv3, store__w(s, store__block(b, BLOCK_CONV2)), NULL, false, t1, n, h,
-                      w, t2, ws);
-    if (st != GRAD_OK) break;
-    grad__bn_forward_eval(t2, n, C2, P, store__w(s, store__block(b, BLOCK_BN2_W)),
-                          store__w(s, store__block(b, BLOCK_BN2_B)),
-                          store__b(s, b, BLOCK_BN2_MEAN), store__b(s, b, BLOCK_BN2_VAR), false,
-                          t2);
-    for (size_t j = 0; j < maps; j++) {
-      float y = t2[j] + x[j];
-      x[j] = y > 0.0f ? y : 0.0f;
-    }
-  }
+  const bool crad = c->decoder == GRAD__DECODER_CRAD;
+  float *se = scratch + (size_t)n * (2 * (size_t)c->expansion + C2) * P;
+  for (int b = 0; b < c->blocks && st == GRAD_OK; b++)
+    st = crad ? grad__crad_block_eval(s, b, x, n, scratch, se, ws)
+              : basic_block_eval(s, b, x, n, scratch, scratch + maps, ws);
   if (st == GRAD_OK) st = grad__conv2d(&out, store__w(s, store__out(s)), NULL, false, x, n, h, w,
                                        R, ws);
   grad__ws_release(ws, mark);
@@ -148,7 +168,9 @@ static grad_status tape_alloc(const grad_store *s, grad_workspace *ws, int n,
                               bool noise, grad__store_tape **out) {
   const grad__store_config *c = &s->config;
   const int C = c->channels, N = c->blocks;
-  const size_t P = plane_of(s), maps = (size_t)n * 2 * C * P;
+  const bool crad = c->decoder == GRAD__DECODER_CRAD;
+  const size_t P = plane_of(s), maps = (size_t)n * 2 * C * P, E = (size_t)c->expansion;
+  const size_t inner = crad ? (size_t)n * E * P : maps; /* conv1 and conv2 outputs */
   grad__store_tape *t = grad__ws_alloc(ws, sizeof *t);
   if (!t) return GRAD_E_NOMEM;
   memset(t, 0, sizeof *t);
@@ -159,20 +181,28 @@ static grad_status tape_alloc(const grad_store *s, grad_workspace *ws, int n,
   t->local = grad__ws_floats(ws, (size_t)n * 2 * P);
   t->coords = noise ? grad__ws_floats(ws, (size_t)n * 2 * P) : t->local;
   t->mean_f = grad__ws_floats(ws, (size_t)n * (2 * C + 2));
-  t->act = grad__ws_alloc(ws, sizeof(float *) * (size_t)(3 * N + 1));
-  t->stats = grad__ws_floats(ws, (size_t)8 * C * (N ? N : 1));
+  t->act = grad__ws_alloc(ws, sizeof(float *) * (size_t)(4 * N + 1));
+  /* mean and invstd per BatchNorm: 2 x 2C twice, or 2 x E twice and 2 x 2C */
+  t->stats_per_block = crad ? 4 * E + 4 * (size_t)C : 8 * (size_t)C;
+  t->stats = grad__ws_floats(ws, t->stats_per_block * (N ? N : 1));
+  t->se_per_block = crad ? (size_t)n * (2 * E + E / CRAD_SE_REDUCTION) : 0;
+  t->se = crad ? grad__ws_floats(ws, t->se_per_block * (N ? N : 1)) : NULL;
   if (!t->features || !t->hidden || !t->local || !t->coords || !t->mean_f || !t->act ||
-      !t->stats)
+      !t->stats || (crad && !t->se))
     return GRAD_E_NOMEM;
   t->global_hidden = t->mean_f + (size_t)n * C;
   t->global = t->mean_f + (size_t)n * 2 * C;
   t->conv1 = t->act + N + 1;
   t->conv2 = t->conv1 + N;
+  t->conv3 = t->conv2 + N;
   for (int b = 0; b <= N; b++)
     if (!(t->act[b] = grad__ws_floats(ws, maps))) return GRAD_E_NOMEM;
-  for (int b = 0; b < N; b++)
-    if (!(t->conv1[b] = grad__ws_floats(ws, maps)) || !(t->conv2[b] = grad__ws_floats(ws, maps)))
+  for (int b = 0; b < N; b++) {
+    if (!(t->conv1[b] = grad__ws_floats(ws, inner)) || !(t->conv2[b] = grad__ws_floats(ws, inner)))
       return GRAD_E_NOMEM;
+    t->conv3[b] = crad ? grad__ws_floats(ws, maps) : NULL;
+    if (crad && !t->conv3[b]) return GRAD_E_NOMEM;
+  }
   *out = t;
   return GRAD_OK;
 }
@@ -184,22 +214,22 @@ static grad_status block_train(grad_store *s, grad__store_tape *t, int b, float 
   const int n = t->n, C2 = 2 * c->channels, h = c->height, w = c->width;
   const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
-  float *stats = t->stats + (size_t)b * 4 * C2;
-  grad_status st = grad__conv2d(&conv3, store__w(s, store__block(b, BLOCK_CONV1)), NULL, false,
+  float *stats = t->stats + (size_t)b * t->stats_per_block;
+  grad_status st = grad__conv2d(&conv3, store__w(s, store__block(s, b, BLOCK_CONV1)), NULL, false,
                                 t->act[b], n, h, w, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
-  grad__bn_forward_train(t->conv1[b], n, C2, P, store__w(s, store__block(b, BLOCK_BN1_W)),
-                         store__w(s, store__block(b, BLOCK_BN1_B)),
-                         s->buffers[store__buf(b, BLOCK_BN1_MEAN)].value,
-                         s->buffers[store__buf(b, BLOCK_BN1_VAR)].value, stats, stats + C2,
+  grad__bn_forward_train(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
+                         store__w(s, store__block(s, b, BLOCK_BN1_B)),
+                         s->buffers[store__buf(s, b, BLOCK_BN1_MEAN)].value,
+                         s->buffers[store__buf(s, b, BLOCK_BN1_VAR)].value, stats, stats + C2,
                          true, scratch);
-  st = grad__conv2d(&conv3, store__w(s, store__block(b, BLOCK_CONV2)), NULL, false, scratch, n,
+  st = grad__conv2d(&conv3, store__w(s, store__block(s, b, BLOCK_CONV2)), NULL, false, scratch, n,
                     h, w, t->conv2[b], ws);
   if (st != GRAD_OK) return st;
-  grad__bn_forward_train(t->conv2[b], n, C2, P, store__w(s, store__block(b, BLOCK_BN2_W)),
-                         store__w(s, store__block(b, BLOCK_BN2_B)),
-                         s->buffers[store__buf(b, BLOCK_BN2_MEAN)].value,
-                         s->buffers[store__buf(b, BLOCK_BN2_VAR)].value, stats + 2 * C2,
+  grad__bn_forward_train(t->conv2[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN2_W)),
+                         store__w(s, store__block(s, b, BLOCK_BN2_B)),
+                         s->buffers[store__buf(s, b, BLOCK_BN2_MEAN)].value,
+                         s->buffers[store__buf(s, b, BLOCK_BN2_VAR)].value, stats + 2 * C2,
                          stats + 3 * C2, false, scratch);
   const float *in = t->act[b];
   float *y = t->act[b + 1];
@@ -219,7 +249,7 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
   *tape = NULL;
   const grad__store_config *c = &s->config;
   const int C = c->channels, C2 = 2 * C;
-  const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
+  const size_t P = plane_of(s);
   if ((size_t)n * P < 2)
     return grad__fail(GRAD_E_INVALID_ARG,
                       "grad__store_forward_train: BatchNorm needs more than one value per "
@@ -228,7 +258,7 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
   st = tape_alloc(s, ws, n, coord_noise != NULL, &t);
   if (st != GRAD_OK) return grad__fail_context(st, "grad__store_forward_train");
   size_t mark = grad__ws_mark(ws);
-  float *scratch = grad__ws_floats(ws, maps);
+  float *scratch = grad__ws_floats(ws, block_scratch_floats(s, n));
   if (!scratch) return grad__fail_context(GRAD_E_NOMEM, "grad__store_forward_train");
 
   memcpy(t->features, F, sizeof(float) * (size_t)n * C * P);
@@ -239,7 +269,9 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
     global_coords(s, F, n, t->mean_f, t->global_hidden, t->global);
     sample_query(s, n, t->coords, t->global, t->act[0]);
   }
-  for (int b = 0; b < c->blocks && st == GRAD_OK; b++) st = block_train(s, t, b, scratch, ws);
+  for (int b = 0; b < c->blocks && st == GRAD_OK; b++)
+    st = c->decoder == GRAD__DECODER_CRAD ? grad__crad_block_train(s, t, b, scratch, ws)
+                                          : block_train(s, t, b, scratch, ws);
   if (st == GRAD_OK) {
     const grad__conv out = {C2, C, 1, 1, 0};
     st = grad__conv2d(&out, store__w(s, store__out(s)), NULL, false, t->act[c->blocks], n,

@@ -19,8 +19,16 @@ typedef struct grad__store_config {
   int width;
   int local_res;   /* Rl (8) */
   int global_res;  /* Rg (4) */
-  int blocks;      /* N decoder BasicBlocks at 2C (7 in the paper) */
+  int blocks;      /* N decoder blocks at 2C (7 BasicBlocks in GRAD, 11 bottlenecks in CRAD) */
+  int decoder;     /* grad__decoder: 0 (BasicBlock) when left zero */
+  int expansion;   /* E: CRAD bottleneck width (864, or 216 for CRAD-s); 0 for BasicBlock */
 } grad__store_config;
+
+/* The decoder's block type (docs/store.md). */
+typedef enum grad__decoder {
+  GRAD__DECODER_BASIC = 0,  /* ResNet BasicBlocks (GRAD) */
+  GRAD__DECODER_CRAD = 1    /* MobileNetV3 bottlenecks with squeeze-and-excitation (CRAD) */
+} grad__decoder;
 
 typedef enum grad__param_group {
   GRAD__PARAM_GRID = 0,  /* the two grids: learning rate 0.1 */
@@ -45,9 +53,10 @@ typedef struct grad__param {
  * seeded with seed fills the tensors in parameter order. Parameters are
  * listed in a fixed order: local_grid, global_grid, local_net.{0,1}.
  * {weight,bias}, global_net.{0,1}.{weight,bias}, then per decoder block
- * conv1.weight, bn1.weight, bn1.bias, conv2.weight, bn2.weight, bn2.bias,
- * and out.weight last; buffers are per block bn1.running_mean,
- * bn1.running_var, bn2.running_mean, bn2.running_var (docs/store.md). */
+ * conv1.weight, bn1.weight, bn1.bias, conv2.weight, bn2.weight, bn2.bias
+ * (BasicBlock; CRAD's bottleneck has its own list, docs/store.md), and
+ * out.weight last; buffers are per block the BatchNorms' running_mean and
+ * running_var, in the blocks' BatchNorm order. */
 grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
                                grad_store **out);
 const grad__store_config *grad__store_config_of(const grad_store *store);

@@ -217,7 +217,7 @@ grad_status grad_model_train(const grad_model_options *options,
   raw = NULL;
   if (s == GRAD_OK) {
     grad__store_config config = {pca->channels, h, w, opts.local_res, opts.global_res,
-                                 opts.blocks};
+                                 opts.blocks, GRAD__DECODER_BASIC, 0};
     s = grad__store_create(&config, opts.random_seed, &store);
   }
   if (s == GRAD_OK) s = grad__train_store(store, reduced, &topts, topts.resume_path, NULL);

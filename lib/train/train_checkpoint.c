@@ -11,8 +11,12 @@
 
 static void store_description(const grad_store *store, char *buf, size_t size) {
   const grad__store_config *c = grad__store_config_of(store);
-  snprintf(buf, size, "channels=%d height=%d width=%d local_res=%d global_res=%d blocks=%d",
-           c->channels, c->height, c->width, c->local_res, c->global_res, c->blocks);
+  int used = snprintf(buf, size,
+                      "channels=%d height=%d width=%d local_res=%d global_res=%d blocks=%d",
+                      c->channels, c->height, c->width, c->local_res, c->global_res, c->blocks);
+  /* BasicBlock stores keep the description older checkpoints carry. */
+  if (c->decoder == GRAD__DECODER_CRAD && used > 0 && (size_t)used < size)
+    snprintf(buf + used, size - (size_t)used, " decoder=crad expansion=%d", c->expansion);
 }
 
 static grad_status meta_int(grad__st_writer *w, const char *key, long long value) {
