@@ -81,7 +81,7 @@ int cli_close_stdout(const char *command, int code) {
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "grad %s: cannot write the results to standard output: %s\n", command,
             errno ? strerror(errno) : "write error");
-    return code == CLI_OK ? CLI_FAILURE : code;
+    return code == CLI_USAGE ? code : CLI_FAILURE;
   }
   return code;
 }
