@@ -82,6 +82,38 @@ GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 /* What the model was trained on (folders), for people; never NULL. */
 GRAD_API const char *grad_model_description(const grad_model *model);
 
+/*
+ * Provenance: how the model was made, recorded by training and kept in the
+ * model file (metadata "provenance.KEY", listed by `grad info`). Values
+ * are text (numbers in decimal, lists and options as JSON). The keys
+ * written by this version:
+ *   library_version  the libgrad version that trained the model
+ *   date             when training finished, UTC, "2026-11-30T04:50:00Z"
+ *                    (the environment's SOURCE_DATE_EPOCH, when set, fixes it)
+ *   status           "complete", or "cancelled" (stopped by the progress callback)
+ *   source           "folders", "files" or "memory": grad_model_train,
+ *                    grad_model_train_files or grad_model_train_images
+ *   folders          JSON array of the folders' names relative to their common
+ *                    parent (for files: the folders holding them; [] for memory)
+ *   images           images trained on (held-out ones not counted)
+ *   holdout_images   images held out to calibrate the thresholds
+ *   epochs           epochs completed
+ *   seed             the training seed (grad_train_options.seed)
+ *   model_options    JSON object: arch, weights (the file's name, or null for
+ *                    random weights), random_seed, layers, input_size,
+ *                    output_stride, channels, blocks, local_res, global_res,
+ *                    holdout_fraction
+ *   train_options    JSON object: epochs (asked for), batch, lr_grid, lr_net,
+ *                    weight_decay, lr_step_epochs, lr_gamma, clip_norm,
+ *                    noise_prob, noise_std, seed, resumed (true or false)
+ * Later versions may add keys; models saved before provenance have none.
+ */
+/* The value of key, or NULL when the model has none. Owned by the model. */
+GRAD_API const char *grad_model_provenance(const grad_model *model, const char *key);
+/* The number of provenance entries, and the key of entry index (NULL past the end). */
+GRAD_API size_t grad_model_provenance_count(const grad_model *model);
+GRAD_API const char *grad_model_provenance_key(const grad_model *model, size_t index);
+
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 #define GRAD_TRAIN_H
 
 #include <grad/common.h>
+#include <grad/image.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,11 +33,14 @@ typedef struct grad_train_progress {
 
 /*
  * Called after every optimiser step, on the training thread. Return 0 to
- * go on, non-zero to stop: training then returns GRAD_E_CANCELLED with the
- * model holding the parameters of the last completed step (usable, and
- * saveable). Runs resume only from epoch boundaries: when the stop comes on
- * an epoch's last step (epoch_done) and checkpoint_path is set, a
- * checkpoint of that epoch is saved before returning.
+ * go on, non-zero to stop: training then returns GRAD_E_CANCELLED and
+ * still gives a model (*out): the store holds the parameters of the last
+ * completed step, and the thresholds are calibrated on the held-out images
+ * as at the end of a full run, so the model scores and saves like any
+ * other (its provenance says status "cancelled" and the epochs completed).
+ * Runs resume only from epoch boundaries: when the stop comes on an
+ * epoch's last step (epoch_done) and checkpoint_path is set, a checkpoint
+ * of that epoch is saved before returning. On any other error *out is NULL.
  */
 typedef int (*grad_train_progress_fn)(const grad_train_progress *progress, void *user);
 
@@ -99,6 +103,26 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_train(const grad_model_options *o
                                                      const grad_train_options *train_options,
                                                      const char *const *folders,
                                                      int folder_count, grad_model **out);
+
+/*
+ * Trains on a list of image files (PNG or JPEG) rather than folders. The
+ * held-out images (holdout_fraction) are spread evenly through the list in
+ * the order given. Otherwise as grad_model_train.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_train_files(const grad_model_options *options,
+                                                           const grad_train_options *train_options,
+                                                           const char *const *paths, size_t count,
+                                                           grad_model **out);
+
+/*
+ * Trains on images the program already holds (grad_image_load_memory,
+ * grad_image_from_pixels, ...), held out as grad_model_train_files does.
+ * The images are only read during the call; the caller still owns them.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_train_images(const grad_model_options *options,
+                                                            const grad_train_options *train_options,
+                                                            const grad_image *const *images,
+                                                            size_t count, grad_model **out);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,7 @@ void grad_model_free(grad_model *model) {
   grad_store_free(model->store);
   grad_head_free(model->head);
   grad__free(model->description);
+  grad__provenance_free(&model->provenance);
   grad__free(model);
 }
 
@@ -80,6 +81,7 @@ grad_status grad_model_save(const grad_model *model, const char *path) {
   if (s == GRAD_OK) s = grad__st_writer_meta(w, "format_version", version);
   if (s == GRAD_OK) s = grad__st_writer_meta(w, "created_by", grad_version_string());
   if (s == GRAD_OK) s = grad__st_writer_meta(w, "model.trained_on", model->description);
+  if (s == GRAD_OK) s = grad__provenance_write(&model->provenance, w);
   if (s == GRAD_OK) s = grad__backbone_write(model->backbone, w, "backbone.");
   if (s == GRAD_OK) s = grad__pca_write(model->reduce, w);
   if (s == GRAD_OK) s = grad__store_write(model->store, w);
@@ -148,6 +150,7 @@ grad_status grad_model_load(const char *path, grad_model **out) {
   const char *trained_on = grad__st_meta(f, "model.trained_on");
   if (s == GRAD_OK) {
     s = grad__model_assemble(backbone, reduce, store, head, trained_on, out);
+    if (s == GRAD_OK) s = grad__provenance_read(f, &(*out)->provenance);
   } else {
     grad_backbone_free(backbone), grad__pca_free(reduce), grad_store_free(store);
     grad_head_free(head);

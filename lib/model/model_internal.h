@@ -13,6 +13,12 @@
 #define GRAD__MODEL_FORMAT "libgrad-model"
 #define GRAD__MODEL_FORMAT_VERSION 1
 
+/* How a model was made: key/value text pairs (grad_model_provenance). */
+typedef struct grad__provenance {
+  char **keys, **values;
+  size_t count;
+} grad__provenance;
+
 struct grad_model {
   grad_backbone *backbone;
   grad__pca *reduce;
@@ -20,6 +26,7 @@ struct grad_model {
   grad_head *head;
   char *description;  /* what it was trained on, for people (metadata "model.trained_on") */
   size_t workspace_bytes;  /* peak workspace of one scoring pass, measured once */
+  grad__provenance provenance;  /* metadata "provenance.<key>" */
 };
 
 struct grad_context {
@@ -54,5 +61,12 @@ grad_status grad__model_measure(grad_model *model);
 /* Takes ownership of the parts; on failure frees them all. */
 grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,
                                  grad_head *head, const char *description, grad_model **out);
+
+/* Adds a pair (copied); lib/model/provenance.c. */
+grad_status grad__provenance_set(grad__provenance *p, const char *key, const char *value);
+void grad__provenance_free(grad__provenance *p);
+/* Writes every pair as metadata "provenance.<key>"; reads them back. */
+grad_status grad__provenance_write(const grad__provenance *p, grad__st_writer *w);
+grad_status grad__provenance_read(const grad__st_file *f, grad__provenance *p);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * grad_model_train: the whole training path of architecture.md, from
- * folders of normal images to a calibrated model:
+ * grad_model_train, _files and _images: the whole training path of
+ * architecture.md, from normal images (folders, a list of files, or images
+ * in memory) to a calibrated model with its provenance:
  *   list images -> hold some out -> backbone features (once, cached) ->
  *   PCA fit + reduce -> train the store -> score the held-out images ->
  *   calibrate the head's thresholds.
@@ -43,49 +44,92 @@ static grad_status resolve_options(const grad_model_options *in, grad_model_opti
   return GRAD_OK;
 }
 
-/* Splits each folder's images into training and held-out ones, spreading
- * the held-out images evenly through the sorted list (deterministic). */
-static grad_status split_folder(const grad__path_list *all, double fraction,
-                                grad__path_list *train, grad__path_list *holdout) {
-  size_t n = all->count, keep_out = (size_t)floor(n * fraction + 0.5);
+/* The images a training call works on: files on disk, then images in
+ * memory (the caller's, not copied). */
+typedef struct image_set {
+  grad__path_list files;
+  const grad_image **images;
+  size_t image_count;
+} image_set;
+
+static size_t image_set_count(const image_set *set) {
+  return set->files.count + set->image_count;
+}
+
+static void image_set_free(image_set *set) {
+  grad__path_list_free(&set->files);
+  grad__free(set->images);
+  memset(set, 0, sizeof *set);
+}
+
+static grad_status image_set_add_image(image_set *set, const grad_image *image) {
+  const grad_image **grown = grad__realloc(set->images, (set->image_count + 1) * sizeof *grown);
+  if (!grown) return grad__fail(GRAD_E_NOMEM, "out of memory listing training images");
+  set->images = grown;
+  set->images[set->image_count++] = image;
+  return GRAD_OK;
+}
+
+/* The network input of image i of the set. */
+static grad_status image_set_input(const image_set *set, size_t i, int size, float *out) {
+  if (i >= set->files.count) {
+    grad_status s = grad_image_to_tensor(set->images[i - set->files.count], size, out);
+    return s == GRAD_OK ? s : grad__fail_context(s, "training image %zu: ", i - set->files.count);
+  }
+  grad_image *image = NULL;
+  grad_status s = grad_image_load(set->files.paths[i], &image);
+  if (s == GRAD_OK) s = grad_image_to_tensor(image, size, out);
+  grad_image_free(image);
+  return s;
+}
+
+/* How many of n images are held out, and whether image i is one of them:
+ * spread evenly through the list, deterministic. */
+static size_t holdout_count(size_t n, double fraction) {
+  size_t keep_out = (size_t)floor((double)n * fraction + 0.5);
   if (fraction > 0 && keep_out == 0 && n >= 5) keep_out = 1;
-  if (keep_out >= n) keep_out = n - 1;
+  if (n && keep_out >= n) keep_out = n - 1;
+  return keep_out;
+}
+
+static bool held_out(size_t i, size_t n, size_t keep_out) {
+  /* image i is held out when the running quota crosses an integer */
+  return keep_out && (i + 1) * keep_out / n != i * keep_out / n;
+}
+
+/* Splits a list of files (one folder's, or the caller's) into training and
+ * held-out ones. */
+static grad_status split_files(const char *const *paths, size_t n, double fraction,
+                               image_set *train, image_set *holdout) {
+  size_t keep_out = holdout_count(n, fraction);
   grad_status s = GRAD_OK;
   for (size_t i = 0; s == GRAD_OK && i < n; i++) {
-    /* image i is held out when the running quota crosses an integer */
-    bool out = keep_out && (i + 1) * keep_out / n != i * keep_out / n;
-    s = grad__path_list_add(out ? holdout : train, all->paths[i]);
+    if (!paths[i]) return grad__fail(GRAD_E_INVALID_ARG, "training file %zu is NULL", i);
+    s = grad__path_list_add(held_out(i, n, keep_out) ? &holdout->files : &train->files, paths[i]);
   }
   return s;
 }
 
-static grad_status gather_images(const char *const *folders, int count, double fraction,
-                                 grad__path_list *train, grad__path_list *holdout) {
+static grad_status gather_folders(const char *const *folders, int count, double fraction,
+                                  image_set *train, image_set *holdout) {
   for (int f = 0; f < count; f++) {
     if (!folders[f]) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: folder %d is NULL", f);
     grad__path_list all = {0};
     grad_status s = grad__training_images(folders[f], &all);
-    if (s == GRAD_OK) s = split_folder(&all, fraction, train, holdout);
+    if (s == GRAD_OK)
+      s = split_files((const char *const *)all.paths, all.count, fraction, train, holdout);
     grad__path_list_free(&all);
     if (s != GRAD_OK) return s;
   }
   return GRAD_OK;
 }
 
-static grad_status load_input(const char *path, int size, float *out) {
-  grad_image *image = NULL;
-  grad_status s = grad_image_load(path, &image);
-  if (s == GRAD_OK) s = grad_image_to_tensor(image, size, out);
-  grad_image_free(image);
-  return s;
-}
-
 /* Backbone features of every training image into `raw` (n x C_raw x H x W),
  * in batches, feeding the PCA fit on the way. */
-static grad_status extract_features(const grad_backbone *bb, const grad__path_list *images,
+static grad_status extract_features(const grad_backbone *bb, const image_set *images,
                                     grad__feature_cache *raw, grad__pca_fit *fit) {
   int size = grad_backbone_input_size(bb);
-  size_t input_floats = 3 * (size_t)size * size;
+  size_t input_floats = 3 * (size_t)size * size, count = image_set_count(images);
   size_t positions = (size_t)grad_backbone_feature_height(bb) * grad_backbone_feature_width(bb);
   size_t feature_floats = (size_t)grad_backbone_feature_channels(bb) * positions;
   grad_workspace *ws = NULL;
@@ -94,10 +138,10 @@ static grad_status extract_features(const grad_backbone *bb, const grad__path_li
   grad_status s = grad_workspace_create(&ws);
   if (s == GRAD_OK && (!inputs || !features))
     s = grad__fail(GRAD_E_NOMEM, "out of memory extracting features");
-  for (size_t first = 0; s == GRAD_OK && first < images->count; first += EXTRACT_BATCH) {
-    int n = (int)(images->count - first < EXTRACT_BATCH ? images->count - first : EXTRACT_BATCH);
+  for (size_t first = 0; s == GRAD_OK && first < count; first += EXTRACT_BATCH) {
+    int n = (int)(count - first < EXTRACT_BATCH ? count - first : EXTRACT_BATCH);
     for (int i = 0; s == GRAD_OK && i < n; i++)
-      s = load_input(images->paths[first + i], size, inputs + i * input_floats);
+      s = image_set_input(images, first + i, size, inputs + i * input_floats);
     grad__ws_reset(ws);
     if (s == GRAD_OK) s = grad_backbone_features(bb, ws, inputs, n, features);
     if (s == GRAD_OK) s = grad__pca_fit_add(fit, features, n, positions, ws);
@@ -126,76 +170,82 @@ static grad_status reduce_features(const grad__pca *pca, const grad__feature_cac
 
 /* Scores the held-out normal images and sets the head's thresholds. With
  * nothing held out, the training images stand in (documented: biased low). */
-static grad_status calibrate(grad_model *model, const grad__path_list *holdout,
-                             const grad__path_list *train) {
-  const grad__path_list *images = holdout->count ? holdout : train;
+static grad_status calibrate(grad_model *model, const image_set *holdout, const image_set *train) {
+  const image_set *images = image_set_count(holdout) ? holdout : train;
+  size_t count = image_set_count(images);
   int size = grad_model_input_size(model);
   size_t map_pixels = (size_t)size * size;
-  float *scores = grad__malloc_array(images->count, sizeof(float));
-  float *maps = grad__malloc_array(images->count * map_pixels, sizeof(float));
+  float *scores = grad__malloc_array(count, sizeof(float));
+  float *maps = grad__malloc_array(count * map_pixels, sizeof(float));
   grad_context *ctx = NULL;
   grad_status s = grad_context_create(model, &ctx);
   if (s == GRAD_OK && (!scores || !maps))
-    s = grad__fail(GRAD_E_NOMEM, "out of memory calibrating on %zu images", images->count);
-  for (size_t i = 0; s == GRAD_OK && i < images->count; i++) {
-    s = load_input(images->paths[i], size, ctx->input);
+    s = grad__fail(GRAD_E_NOMEM, "out of memory calibrating on %zu images", count);
+  for (size_t i = 0; s == GRAD_OK && i < count; i++) {
+    s = image_set_input(images, i, size, ctx->input);
     if (s == GRAD_OK)
       s = grad__model_score_tensor(model, ctx, ctx->input, maps + i * map_pixels, &scores[i]);
   }
   if (s == GRAD_OK)
-    s = grad_head_calibrate_normal(model->head, scores, maps, images->count, map_pixels, NULL);
+    s = grad_head_calibrate_normal(model->head, scores, maps, count, map_pixels, NULL);
   grad_context_free(ctx);
   grad__free(scores);
   grad__free(maps);
   return s;
 }
 
-static char *describe(const char *const *folders, int count) {
+/* "a, b, c" of the names given, for the model's description. */
+static char *join_names(const char *const *names, size_t count) {
   size_t n = 1;
-  for (int i = 0; i < count; i++) n += strlen(folders[i]) + 2;
+  for (size_t i = 0; i < count; i++) n += strlen(names[i]) + 2;
   char *text = grad__malloc(n);
   if (!text) return NULL;
   text[0] = '\0';
-  for (int i = 0; i < count; i++) {
+  for (size_t i = 0; i < count; i++) {
     if (i) strcat(text, ", ");
-    strcat(text, folders[i]);
+    strcat(text, names[i]);
   }
   return text;
 }
 
-grad_status grad_model_train(const grad_model_options *options,
-                             const struct grad_train_options *train_options,
-                             const char *const *folders, int folder_count, grad_model **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: out is NULL");
-  *out = NULL;
-  if (!folders || folder_count < 1)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: no folders given");
-  grad_model_options opts;
-  grad_status s = resolve_options(options, &opts);
-  if (s != GRAD_OK) return s;
-  grad_train_options topts;
-  s = grad__train_options_resolve(train_options, &topts);
-  if (s != GRAD_OK) return s;
+static char *describe(grad__train_record *record) {
+  if (record->folders) return join_names(record->folders, record->folder_count);
+  char text[96];
+  snprintf(text, sizeof text, "%zu images %s", record->images + record->holdout_images,
+           record->files ? "from a list of files" : "from memory");
+  return grad__strdup(text);
+}
 
-  grad__path_list train = {0}, holdout = {0};
+/*
+ * The path every public training call shares, from the split image sets
+ * to a calibrated model. record carries the source and the resolved
+ * options; the rest of it is filled here. A cancelled store training still
+ * gives a model (train.h), with GRAD_E_CANCELLED.
+ */
+static grad_status train_model(const grad_model_options *opts, const grad_train_options *topts,
+                               const image_set *train, const image_set *holdout,
+                               grad__train_record *record, grad_model **out) {
   grad_backbone *bb = NULL;
   grad__feature_cache *raw = NULL, *reduced = NULL;
   grad__pca_fit *fit = NULL;
   grad__pca *pca = NULL;
   grad_store *store = NULL;
   grad_head *head = NULL;
-  char *description = NULL;
-
-  s = gather_images(folders, folder_count, opts.holdout_fraction, &train, &holdout);
+  char *description = NULL, *cancelled = NULL;
+  int train_count = (int)image_set_count(train);
+  grad_status s = GRAD_OK;
+  if (image_set_count(train) > (size_t)INT32_MAX)
+    s = grad__fail(GRAD_E_TOO_LARGE, "%zu training images: more than the cache holds",
+                   image_set_count(train));
   if (s == GRAD_OK) {
     grad_backbone_options bo;
     grad_backbone_options_init(&bo);
-    bo.arch = opts.arch;
-    bo.weights_path = opts.weights_path;
-    bo.random_seed = opts.random_seed;
-    bo.layers = opts.layers;
-    bo.input_size = opts.input_size;
-    bo.output_stride = opts.output_stride;
+    bo.arch = opts->arch;
+    bo.weights_path = opts->weights_path;
+    bo.random_seed = opts->random_seed;
+    bo.layers = opts->layers;
+    bo.input_size = opts->input_size;
+    bo.output_stride = opts->output_stride;
     s = grad_backbone_create(&bo, &bb);
   }
   int h = 0, w = 0, raw_channels = 0;
@@ -203,26 +253,40 @@ grad_status grad_model_train(const grad_model_options *options,
     h = grad_backbone_feature_height(bb);
     w = grad_backbone_feature_width(bb);
     raw_channels = grad_backbone_feature_channels(bb);
-    s = grad__feature_cache_create((int)train.count, raw_channels, h, w,
-                                   topts.memory_limit_bytes, NULL, &raw);
+    s = grad__feature_cache_create(train_count, raw_channels, h, w, topts->memory_limit_bytes,
+                                   NULL, &raw);
   }
   if (s == GRAD_OK) s = grad__pca_fit_create(raw_channels, &fit);
-  if (s == GRAD_OK) s = extract_features(bb, &train, raw, fit);
-  if (s == GRAD_OK) s = grad__pca_fit_finish(fit, opts.channels, &pca);
+  if (s == GRAD_OK) s = extract_features(bb, train, raw, fit);
+  if (s == GRAD_OK) s = grad__pca_fit_finish(fit, opts->channels, &pca);
   if (s == GRAD_OK)
-    s = grad__feature_cache_create((int)train.count, pca->channels, h, w,
-                                   topts.memory_limit_bytes, NULL, &reduced);
+    s = grad__feature_cache_create(train_count, pca->channels, h, w, topts->memory_limit_bytes,
+                                   NULL, &reduced);
   if (s == GRAD_OK) s = reduce_features(pca, raw, (size_t)h * w, reduced);
   grad__feature_cache_free(raw);
   raw = NULL;
   if (s == GRAD_OK) {
-    grad__store_config config = {pca->channels, h, w, opts.local_res, opts.global_res,
-                                 opts.blocks, GRAD__DECODER_BASIC, 0};
-    s = grad__store_create(&config, opts.random_seed, &store);
+    grad__store_config config = {pca->channels, h, w, opts->local_res, opts->global_res,
+                                 opts->blocks, GRAD__DECODER_BASIC, 0};
+    s = grad__store_create(&config, opts->random_seed, &store);
   }
-  if (s == GRAD_OK) s = grad__train_store(store, reduced, &topts, topts.resume_path, NULL);
-  if (s == GRAD_OK) s = grad_head_create(opts.input_size, &head);
-  if (s == GRAD_OK && !(description = describe(folders, folder_count)))
+  grad__train_report report;
+  memset(&report, 0, sizeof report);
+  if (s == GRAD_OK) s = grad__train_store(store, reduced, topts, topts->resume_path, &report);
+  if (s == GRAD_E_CANCELLED) {
+    /* The store holds the last completed step: finish the model with it. */
+    if (!(cancelled = grad__strdup(grad_last_error())))
+      s = grad__fail(GRAD_E_NOMEM, "out of memory");
+    else
+      s = GRAD_OK;
+  }
+  record->images = image_set_count(train);
+  record->holdout_images = image_set_count(holdout);
+  record->epochs_done = report.epochs_done;
+  record->cancelled = cancelled != NULL;
+  record->resumed = topts->resume_path != NULL;
+  if (s == GRAD_OK) s = grad_head_create(opts->input_size, &head);
+  if (s == GRAD_OK && !(description = describe(record)))
     s = grad__fail(GRAD_E_NOMEM, "out of memory");
   grad_model *model = NULL;
   if (s == GRAD_OK) {
@@ -230,20 +294,98 @@ grad_status grad_model_train(const grad_model_options *options,
     bb = NULL, pca = NULL, store = NULL, head = NULL; /* owned by the model now (or freed) */
   }
   if (s == GRAD_OK) s = grad__model_measure(model);
-  if (s == GRAD_OK) s = calibrate(model, &holdout, &train);
+  if (s == GRAD_OK) s = calibrate(model, holdout, train);
+  if (s == GRAD_OK) s = grad__train_record_provenance(model, record);
   if (s == GRAD_OK) {
     *out = model;
     model = NULL;
+    if (cancelled) s = grad__fail(GRAD_E_CANCELLED, "%s", cancelled);
   }
   grad_model_free(model);
   grad__free(description);
+  grad__free(cancelled);
   grad_backbone_free(bb);
   grad__pca_fit_free(fit);
   grad__pca_free(pca);
   grad_store_free(store);
   grad_head_free(head);
   grad__feature_cache_free(reduced);
-  grad__path_list_free(&train);
-  grad__path_list_free(&holdout);
+  return s;
+}
+
+/* What every public training call does first: check out and resolve both
+ * option structs. */
+static grad_status begin(const grad_model_options *options,
+                         const grad_train_options *train_options, grad_model **out,
+                         grad_model_options *opts, grad_train_options *topts) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: out is NULL");
+  *out = NULL;
+  grad_status s = resolve_options(options, opts);
+  if (s == GRAD_OK) s = grad__train_options_resolve(train_options, topts);
+  return s;
+}
+
+grad_status grad_model_train(const grad_model_options *options,
+                             const grad_train_options *train_options,
+                             const char *const *folders, int folder_count, grad_model **out) {
+  grad_model_options opts;
+  grad_train_options topts;
+  grad_status s = begin(options, train_options, out, &opts, &topts);
+  if (s != GRAD_OK) return s;
+  if (!folders || folder_count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: no folders given");
+  image_set train = {0}, holdout = {0};
+  s = gather_folders(folders, folder_count, opts.holdout_fraction, &train, &holdout);
+  grad__train_record record = {.source = "folders", .folders = folders,
+                               .folder_count = (size_t)folder_count, .model_options = &opts,
+                               .train_options = &topts};
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
+  return s;
+}
+
+grad_status grad_model_train_files(const grad_model_options *options,
+                                   const grad_train_options *train_options,
+                                   const char *const *paths, size_t count, grad_model **out) {
+  grad_model_options opts;
+  grad_train_options topts;
+  grad_status s = begin(options, train_options, out, &opts, &topts);
+  if (s != GRAD_OK) return s;
+  if (!paths || count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_files: no files given");
+  image_set train = {0}, holdout = {0};
+  s = split_files(paths, count, opts.holdout_fraction, &train, &holdout);
+  grad__train_record record = {.source = "files", .files = paths, .file_count = count,
+                               .model_options = &opts, .train_options = &topts};
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
+  return s;
+}
+
+grad_status grad_model_train_images(const grad_model_options *options,
+                                    const grad_train_options *train_options,
+                                    const grad_image *const *images, size_t count,
+                                    grad_model **out) {
+  grad_model_options opts;
+  grad_train_options topts;
+  grad_status s = begin(options, train_options, out, &opts, &topts);
+  if (s != GRAD_OK) return s;
+  if (!images || count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_images: no images given");
+  image_set train = {0}, holdout = {0};
+  size_t keep_out = holdout_count(count, opts.holdout_fraction);
+  for (size_t i = 0; s == GRAD_OK && i < count; i++) {
+    if (!images[i])
+      s = grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_images: image %zu is NULL", i);
+    else
+      s = image_set_add_image(held_out(i, count, keep_out) ? &holdout : &train, images[i]);
+  }
+  grad__train_record record = {.source = "memory", .model_options = &opts,
+                               .train_options = &topts};
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
   return s;
 }

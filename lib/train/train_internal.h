@@ -63,6 +63,23 @@ grad_status grad__train_store(grad_store *store, grad__feature_cache *cache,
                               const grad_train_options *options, const char *resume_path,
                               grad__train_report *report);
 
+/* What a model-training call records as the model's provenance
+ * (lib/train/train_provenance.c; the keys are listed in <grad/model.h>). */
+typedef struct grad__train_record {
+  const char *source;                /* "folders", "files" or "memory" */
+  const char *const *folders;        /* the training folders, or NULL */
+  size_t folder_count;
+  const char *const *files;          /* or the training files (their folders are named) */
+  size_t file_count;
+  size_t images, holdout_images;
+  int epochs_done;
+  bool cancelled, resumed;
+  const grad_model_options *model_options;  /* resolved */
+  const grad_train_options *train_options;  /* resolved */
+} grad__train_record;
+
+grad_status grad__train_record_provenance(grad_model *model, const grad__train_record *record);
+
 /* Copies the fields a caller's struct_size covers over the defaults, then
  * checks every value (GRAD_E_INVALID_ARG naming the field). */
 grad_status grad__train_options_resolve(const grad_train_options *in, grad_train_options *out);
