@@ -224,6 +224,7 @@ START_TEST(provenance_is_recorded_and_saved) {
   ck_assert_str_eq(json_string_value(json_object_get(options, "arch")), "resnet18");
   ck_assert(json_is_null(json_object_get(options, "weights")));
   ck_assert_int_eq(json_integer_value(json_object_get(options, "channels")), 16);
+  ck_assert_str_eq(json_string_value(json_object_get(options, "decoder")), "basic");
   ck_assert_int_eq(json_integer_value(json_object_get(options, "input_size")), 64);
   ck_assert_int_eq(json_array_size(json_object_get(options, "layers")), 2);
   json_decref(options);

@@ -101,7 +101,8 @@ GRAD_API const char *grad_model_description(const grad_model *model);
  *   seed             the training seed (grad_train_options.seed)
  *   model_options    JSON object: arch, weights (the file's name, or null for
  *                    random weights), random_seed, layers, input_size,
- *                    output_stride, channels, blocks, local_res, global_res,
+ *                    output_stride, channels, decoder ("basic" or "crad"),
+ *                    blocks, local_res, global_res,
  *                    holdout_fraction
  *   train_options    JSON object: epochs (asked for), batch, lr_grid, lr_net,
  *                    weight_decay, lr_step_epochs, lr_gamma, clip_norm,

@@ -111,13 +111,15 @@ static json_t *model_options_json(const grad_model *model, const grad__train_rec
   for (int k = 1; k <= 4; k++)
     if (mask & (1u << k)) json_array_append_new(layers, json_integer(k));
   const grad__store_config *c = grad__store_config_of(model->store);
-  return json_pack("{s:s, s:o, s:o, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:f}",
+  return json_pack("{s:s, s:o, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:f}",
                    "arch", grad_backbone_arch(model->backbone),
                    "weights", weights ? text_value(weights) : json_null(),
                    "random_seed", seed_value(o->random_seed), "layers", layers,
                    "input_size", grad_backbone_input_size(model->backbone),
                    "output_stride", grad_backbone_output_stride(model->backbone),
-                   "channels", c->channels, "blocks", c->blocks, "local_res", c->local_res,
+                   "channels", c->channels,
+                   "decoder", c->decoder == GRAD__DECODER_CRAD ? "crad" : "basic",
+                   "blocks", c->blocks, "local_res", c->local_res,
                    "global_res", c->global_res, "holdout_fraction", o->holdout_fraction);
 }
 
