@@ -85,20 +85,79 @@ class BasicBlock(nn.Module):
         return F.relu(out + x)
 
 
-class GradStore(nn.Module):
-    """Grids, coordinate nets and decoder: F (n x C x H x W) -> R."""
+def hard_swish(x):
+    return x * F.relu6(x + 3.0) / 6.0
 
-    def __init__(self, channels, height, width, local_res=8, global_res=4, blocks=7):
+
+def hard_sigmoid(x):
+    return F.relu6(x + 3.0) / 6.0
+
+
+class SqueezeExcite(nn.Module):
+    """x * hsigmoid(W2 relu(W1 mean(x))), reduction 4, no biases (CRAD's SEModule)."""
+
+    def __init__(self, ch):
+        super().__init__()
+        self.reduce = nn.Linear(ch, ch // 4, bias=False)
+        self.expand = nn.Linear(ch // 4, ch, bias=False)
+        self.trace = None
+
+    def forward(self, x):
+        pre = self.reduce(x.mean(dim=(2, 3)))
+        gate = self.expand(F.relu(pre))
+        if self.trace is not None:
+            self.trace += [("SE ReLU input", pre, (0.0,)), ("hard sigmoid input", gate, (-3.0, 3.0))]
+        return x * hard_sigmoid(gate)[:, :, None, None]
+
+
+class Bottleneck(nn.Module):
+    """CRAD's decoder block: MobileNetV3 bottleneck at `ch` channels, expansion
+    `exp`, 3x3 depthwise, SE before the second hard-swish, BN on the
+    projection, residual without activation (docs/store.md). trace, when a
+    list, receives (name, tensor, kinks) of every piecewise function's input."""
+
+    def __init__(self, ch, exp):
+        super().__init__()
+        self.expand = nn.Conv2d(ch, exp, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(exp, eps=1e-5, momentum=0.1)
+        self.depthwise = nn.Conv2d(exp, exp, 3, 1, 1, groups=exp, bias=False)
+        self.bn2 = nn.BatchNorm2d(exp, eps=1e-5, momentum=0.1)
+        self.se = SqueezeExcite(exp)
+        self.project = nn.Conv2d(exp, ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ch, eps=1e-5, momentum=0.1)
+        self.trace = None
+
+    def forward(self, x):
+        self.se.trace = self.trace
+        h1 = self.bn1(self.expand(x))
+        m = self.se(self.bn2(self.depthwise(hard_swish(h1))))
+        if self.trace is not None:
+            self.trace += [("hard-swish input", h1, (-3.0, 3.0)),
+                           ("hard-swish input", m, (-3.0, 3.0))]
+        return x + self.bn3(self.project(hard_swish(m)))
+
+
+class GradStore(nn.Module):
+    """Grids, coordinate nets and decoder: F (n x C x H x W) -> R.
+    decoder "basic": `blocks` BasicBlocks; "crad": `blocks` bottlenecks of
+    expansion `expansion`."""
+
+    def __init__(self, channels, height, width, local_res=8, global_res=4, blocks=7,
+                 decoder="basic", expansion=0):
         super().__init__()
         c, h, w = channels, height, width
         self.config = dict(channels=c, height=h, width=w, local_res=local_res,
                            global_res=global_res, blocks=blocks)
+        self.decoder_type, self.expansion = decoder, expansion
         # Shapes as grid_sample inputs: 1 x C x Rl x Rl and 1 x CHW x Rg x Rg.
         self.local_grid = nn.Parameter(torch.empty(1, c, local_res, local_res))
         self.global_grid = nn.Parameter(torch.empty(1, c * h * w, global_res, global_res))
         self.local_net = nn.ModuleList([nn.Conv2d(c, c, 1), nn.Conv2d(c, 2, 1)])
         self.global_net = nn.ModuleList([nn.Linear(c, c), nn.Linear(c, 2)])
-        self.decoder = nn.ModuleList([BasicBlock(2 * c) for _ in range(blocks)])
+        if decoder == "crad":
+            self.decoder = nn.ModuleList([Bottleneck(2 * c, expansion) for _ in range(blocks)])
+        else:
+            self.decoder = nn.ModuleList([BasicBlock(2 * c) for _ in range(blocks)])
         self.out = nn.Conv2d(2 * c, c, 1, bias=False)
         method_init(self)
 
@@ -137,8 +196,12 @@ class GradStore(nn.Module):
         self.load_state_dict(state, strict=True)
 
     def metadata(self):
-        meta = {PREFIX + "format": "1"}
+        crad = self.decoder_type == "crad"
+        meta = {PREFIX + "format": "2" if crad else "1"}
         meta.update({PREFIX + k: str(v) for k, v in self.config.items()})
+        if crad:
+            meta[PREFIX + "decoder"] = "crad"
+            meta[PREFIX + "expansion"] = str(self.expansion)
         return meta
 
     def grid_parameters(self):
@@ -167,6 +230,8 @@ def method_init(store):
 
 def store_from_tensors(tensors, metadata):
     cfg = {k: int(metadata[PREFIX + k]) for k in CONFIG_KEYS}
+    if metadata.get(PREFIX + "decoder", "basic") == "crad":
+        cfg.update(decoder="crad", expansion=int(metadata[PREFIX + "expansion"]))
     store = GradStore(**cfg)
     store.load_store_tensors(tensors)
     return store

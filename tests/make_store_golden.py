@@ -1,7 +1,8 @@
 """Golden outputs of the grid feature store from PyTorch (tests/grad_reference.py).
 
-Usage: /usr/bin/python3 tests/make_store_golden.py [out.safetensors]
-(Debian's python3 with torch; default output tests/fixtures/store/golden.safetensors)
+Usage: /usr/bin/python3 tests/make_store_golden.py [--decoder basic|crad] [out.safetensors]
+(Debian's python3 with torch; default output tests/fixtures/store/golden.safetensors,
+or golden_crad.safetensors for the CRAD decoder: E = 24, so SE reduces to 6)
 
 Writes one safetensors file holding
   - the store ("store.*" tensors and metadata), readable by grad__store_read;
@@ -16,6 +17,7 @@ that every path matters (coordinates spread over the grids, some outside
 them, some positions with m_p = 0), unlike the method's 0.01 init.
 """
 
+import argparse
 import os
 import sys
 
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from grad_reference import GradStore, fusion_loss, fusion_weights, write_safetensors  # noqa: E402
 
 C, H, W, RL, RG, BLOCKS, BATCH = 8, 6, 6, 8, 4, 2, 3
+EXPANSION = 24  # the CRAD fixture's bottleneck width
 
 
 def randomise(store, gen):
@@ -43,21 +46,55 @@ def randomise(store, gen):
             normal(net[1].weight, 0.6)
             normal(net[1].bias, 0.2)
         for block in store.decoder:
-            for conv in (block.conv1, block.conv2):
-                normal(conv.weight, (2.0 / (9 * 2 * C)) ** 0.5)
-            for bn in (block.bn1, block.bn2):
+            if store.decoder_type == "crad":
+                # He-like scales; SE's second layer and bn2's shift large enough
+                # that the hard sigmoid sees both its slope and its flat parts.
+                normal(block.expand.weight, (2.0 / (2 * C)) ** 0.5)
+                normal(block.depthwise.weight, (2.0 / 9) ** 0.5)
+                normal(block.se.reduce.weight, (2.0 / EXPANSION) ** 0.5)
+                normal(block.se.expand.weight, 4.0)
+                normal(block.project.weight, (2.0 / EXPANSION) ** 0.5)
+                bns = (block.bn1, block.bn2, block.bn3)
+            else:
+                for conv in (block.conv1, block.conv2):
+                    normal(conv.weight, (2.0 / (9 * 2 * C)) ** 0.5)
+                bns = (block.bn1, block.bn2)
+            for bn in bns:
                 uniform(bn.weight, 0.5, 1.5)
                 normal(bn.bias, 0.1)
                 normal(bn.running_mean, 0.1)
                 uniform(bn.running_var, 0.5, 2.0)
+            if store.decoder_type == "crad":
+                normal(block.bn2.bias, 1.0)
         normal(store.out.weight, 0.3)
 
 
+def check_kinks(trace, decoder):
+    """Every piecewise function's inputs stay clear of its kinks (float32 and
+    float64 then take the same branch), and each of its pieces is used."""
+    for name, t, kinks in trace:
+        t = t.detach()
+        gap = min(float((t - k).abs().min()) for k in kinks)
+        assert gap > 1e-4, f"{name} within {gap:.2e} of a kink"
+        lo, hi = min(kinks), max(kinks)
+        assert bool((t < lo).any()) and bool((t > hi).any()), f"{name}: a piece is unused"
+        if hi > lo:
+            assert bool(((t > lo) & (t < hi)).any()), f"{name}: the middle piece is unused"
+    print(f"{decoder}: {len(trace)} piecewise inputs clear of their kinks, every piece used")
+
+
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "fixtures", "store", "golden.safetensors")
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--decoder", choices=["basic", "crad"], default="basic")
+    parser.add_argument("out", nargs="?")
+    args = parser.parse_args()
+    name = "golden.safetensors" if args.decoder == "basic" else "golden_crad.safetensors"
+    out = args.out or os.path.join(here, "fixtures", "store", name)
     gen = torch.Generator().manual_seed(20240601)
-    store = GradStore(C, H, W, RL, RG, BLOCKS).double()
+    crad = args.decoder == "crad"
+    store = GradStore(C, H, W, RL, RG, BLOCKS, decoder=args.decoder,
+                      expansion=EXPANSION if crad else 0).double()
     randomise(store, gen)
 
     feats = torch.randn(BATCH, C, H, W, generator=gen, dtype=torch.float64)
@@ -82,7 +119,14 @@ def main():
     with torch.no_grad():
         u, _ = store.coordinates(feats)
         coords = u + noise
+    trace = []
+    for block in store.decoder:
+        block.trace = trace if crad else None
     r_train = store(feats, noise)
+    for block in store.decoder:
+        block.trace = None
+    if crad:
+        check_kinks(trace, args.decoder)
     loss = fusion_loss(r_train, feats)
     loss.backward()
 

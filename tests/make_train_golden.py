@@ -2,7 +2,7 @@
 """Golden fixtures for the training code (tests/test_optim.c, tests/test_train.c).
 
 Usage (Debian's Python, which has torch 1.13; the pyenv python3 has no torch):
-    /usr/bin/python3 tests/make_train_golden.py [--only optim|store]
+    /usr/bin/python3 tests/make_train_golden.py [--only optim|store|store-crad]
 
 Writes, under tests/fixtures/train/:
   optim_golden.safetensors  torch.optim.AdamW with two parameter groups,
@@ -15,6 +15,8 @@ Writes, under tests/fixtures/train/:
       grad__store_read), "input.features", "input.noise", the store after
       the four steps ("after.store.*") and per-step losses and gradient
       norms ("loss.K", "norm.K" metadata).
+  store_train_golden_crad.safetensors  the same with CRAD's decoder (two
+      MobileNetV3 bottlenecks of expansion 16) instead of the BasicBlock.
 Each file stays far below 1 MB. PyTorch is the independent reference; the C
 tests read only these files.
 """
@@ -81,6 +83,7 @@ def optim_golden():
 
 
 STORE = dict(channels=8, height=6, width=6, local_res=8, global_res=4, blocks=1)
+STORE_CRAD = dict(STORE, blocks=2, decoder="crad", expansion=16)
 BATCHES = [[0, 1, 2, 3], [4, 5]]  # one epoch: a full batch of 4, then the partial one
 EPOCHS = 2                         # StepLR with step 1: lr x0.1 in the second epoch
 NOISE_AT = (1, 0)                  # (epoch, batch) that gets coordinate noise
@@ -94,12 +97,12 @@ def smooth_fields(gen, n, c, h, w):
     return fine + 0.1 * torch.randn(n, c, h, w, generator=gen)
 
 
-def store_golden():
+def store_golden(config=STORE, filename="store_train_golden.safetensors"):
     sys.path.insert(0, HERE)
     from grad_reference import GradStore, fusion_loss, write_safetensors
 
     torch.manual_seed(1234)  # method_init draws from torch's global generator
-    store = GradStore(**STORE)
+    store = GradStore(**config)
     gen = torch.Generator().manual_seed(99)
     n = sum(len(b) for b in BATCHES)
     feats = smooth_fields(gen, n, STORE["channels"], STORE["height"], STORE["width"])
@@ -132,14 +135,14 @@ def store_golden():
     meta["steps"] = str(step)
     for name, t in store.store_tensors().items():
         tensors["after." + name] = t
-    path = os.path.join(OUT, "store_train_golden.safetensors")
+    path = os.path.join(OUT, filename)
     write_safetensors(path, tensors, meta)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["optim", "store"])
+    parser.add_argument("--only", choices=["optim", "store", "store-crad"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
@@ -147,6 +150,8 @@ def main():
         optim_golden()
     if args.only in (None, "store"):
         store_golden()
+    if args.only in (None, "store-crad"):
+        store_golden(STORE_CRAD, "store_train_golden_crad.safetensors")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@
 #include "store_internal.h"
 #include "testutil.h"
 
-static const char *golden_path(void) { return test_fixture("store/golden.safetensors"); }
+/* Fixture 0: BasicBlock decoder; 1: CRAD bottlenecks (make_store_golden.py --decoder crad). */
+static const char *golden_path(int which) {
+  return test_fixture(which ? "store/golden_crad.safetensors" : "store/golden.safetensors");
+}
 
 /* A whole tensor of the fixture, malloc'ed; its element count in *count. */
 static float *fixture_tensor(const grad__st_file *file, const char *name, size_t *count) {
@@ -31,8 +34,8 @@ typedef struct golden {
   float *F, *noise;
 } golden;
 
-static void golden_open(golden *g) {
-  ck_assert_int_eq(grad__st_open(golden_path(), &g->file), GRAD_OK);
+static void golden_open(golden *g, int which) {
+  ck_assert_int_eq(grad__st_open(golden_path(which), &g->file), GRAD_OK);
   ck_assert_msg(grad__store_read(g->file, &g->store) == GRAD_OK, "%s", grad_last_error());
   const grad__store_config *c = grad__store_config_of(g->store);
   const grad__st_tensor *t = grad__st_find(g->file, "input.features");
@@ -89,7 +92,7 @@ static float *snapshot(grad_store *s, size_t *total) {
 
 START_TEST(inference_matches_pytorch) {
   golden g;
-  golden_open(&g);
+  golden_open(&g, _i);
   size_t count, before_n, after_n;
   float *expect = fixture_tensor(g.file, "expect.eval", &count);
   ck_assert_int_eq(count, (size_t)g.n * g.C * g.P);
@@ -98,7 +101,10 @@ START_TEST(inference_matches_pytorch) {
   grad_workspace *ws = NULL;
   ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
   ck_assert_int_eq(grad_store_reconstruct(g.store, ws, g.F, g.n, R), GRAD_OK);
-  fprintf(stderr, "golden: eval R worst relative error %.2e\n", worst_relative(R, expect, count));
+  ck_assert_int_eq(grad__store_config_of(g.store)->decoder,
+                   _i ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC);
+  fprintf(stderr, "golden %d: eval R worst relative error %.2e\n", _i,
+          worst_relative(R, expect, count));
   expect_close(R, expect, count, 2e-5, "eval R");
   /* Inference leaves the store as it was. */
   float *after = snapshot(g.store, &after_n);
@@ -120,7 +126,7 @@ END_TEST
 
 START_TEST(training_step_matches_pytorch) {
   golden g;
-  golden_open(&g);
+  golden_open(&g, _i);
   size_t count;
   float *expect = fixture_tensor(g.file, "expect.train", &count);
   float *loss_ref = fixture_tensor(g.file, "expect.loss", NULL);
@@ -130,11 +136,11 @@ START_TEST(training_step_matches_pytorch) {
   grad__store_zero_grad(g.store);
   grad__store_tape *tape = NULL;
   ck_assert_int_eq(grad__store_forward_train(g.store, ws, g.F, g.n, g.noise, R, &tape), GRAD_OK);
-  fprintf(stderr, "golden: train R worst relative error %.2e\n",
+  fprintf(stderr, "golden %d: train R worst relative error %.2e\n", _i,
           worst_relative(R, expect, count));
   expect_close(R, expect, count, 2e-5, "train R");
   double loss = grad__fusion_loss(R, g.F, g.n, g.C, (size_t)g.P, dR);
-  fprintf(stderr, "golden: loss %.8g, PyTorch %.8g\n", loss, (double)loss_ref[0]);
+  fprintf(stderr, "golden %d: loss %.8g, PyTorch %.8g\n", _i, loss, (double)loss_ref[0]);
   ck_assert(fabs(loss - loss_ref[0]) <= 1e-5 * fabs((double)loss_ref[0]));
   ck_assert_int_eq(grad__store_backward(g.store, tape, dR, ws), GRAD_OK);
 
@@ -151,7 +157,7 @@ START_TEST(training_step_matches_pytorch) {
     expect_close(p->grad, ref, n, 2e-4, p->name);
     free(ref);
   }
-  fprintf(stderr, "golden: worst gradient relative error %.2e\n", worst);
+  fprintf(stderr, "golden %d: worst gradient relative error %.2e\n", _i, worst);
   /* Running statistics after one training forward (momentum 0.1). */
   for (size_t i = 0; i < grad__store_buffer_count(g.store); i++) {
     grad__param *p = grad__store_buffer(g.store, i);
@@ -195,7 +201,7 @@ static void *reconstruct_worker(void *arg) {
 
 START_TEST(threads_share_one_store) {
   golden g;
-  golden_open(&g);
+  golden_open(&g, _i);
   size_t count = (size_t)g.n * g.C * g.P;
   enum { THREADS = 4 };
   worker w[THREADS];
@@ -282,6 +288,91 @@ START_TEST(initialisation_follows_the_method) {
 }
 END_TEST
 
+START_TEST(crad_layout_and_initialisation) {
+  const grad__store_config config = {8, 6, 6, 8, 4, 2, GRAD__DECODER_CRAD, 24};
+  grad_store *s = NULL;
+  ck_assert_int_eq(grad__store_create(&config, 42, &s), GRAD_OK);
+  ck_assert_int_eq(grad__store_param_count(s), 10 + 11 * 2 + 1);
+  ck_assert_int_eq(grad__store_buffer_count(s), 6 * 2);
+  static const struct {
+    size_t index;
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+  } expect[] = {
+    {10, "store.decoder.0.expand.weight", 4, {24, 16, 1, 1}},
+    {11, "store.decoder.0.bn1.weight", 1, {24}},
+    {13, "store.decoder.0.depthwise.weight", 4, {24, 1, 3, 3}},
+    {16, "store.decoder.0.se.reduce.weight", 2, {6, 24}},
+    {17, "store.decoder.0.se.expand.weight", 2, {24, 6}},
+    {18, "store.decoder.0.project.weight", 4, {16, 24, 1, 1}},
+    {19, "store.decoder.0.bn3.weight", 1, {16}},
+    {20, "store.decoder.0.bn3.bias", 1, {16}},
+    {21, "store.decoder.1.expand.weight", 4, {24, 16, 1, 1}},
+    {32, "store.out.weight", 4, {8, 16, 1, 1}},
+  };
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+    grad__param *p = grad__store_param(s, expect[i].index);
+    ck_assert_str_eq(p->name, expect[i].name);
+    ck_assert_int_eq(p->ndim, expect[i].ndim);
+    for (int d = 0; d < p->ndim; d++) ck_assert_int_eq(p->shape[d], expect[i].shape[d]);
+  }
+  /* Weights N(0, 0.01^2) (depthwise and SE included), BatchNorm 1 / 0. */
+  for (size_t i = 10; i < grad__store_param_count(s); i++) {
+    grad__param *p = grad__store_param(s, i);
+    double mean, std;
+    moments(p->value, p->count, &mean, &std);
+    if (p->ndim >= 2)
+      ck_assert_msg(fabs(std / 0.01 - 1.0) < 0.2, "%s std %g", p->name, std);
+    else
+      ck_assert(mean == (strstr(p->name, ".weight") ? 1.0 : 0.0) && std == 0.0);
+  }
+  ck_assert_str_eq(grad__store_buffer(s, 5)->name, "store.decoder.0.bn3.running_var");
+  ck_assert_int_eq(grad__store_buffer(s, 0)->count, 24);
+  ck_assert_int_eq(grad__store_buffer(s, 4)->count, 16);
+  ck_assert_float_eq(grad__store_buffer(s, 5)->value[3], 1.0f);
+  ck_assert_float_eq(grad__store_buffer(s, 4)->value[3], 0.0f);
+  /* The file says which decoder it holds; reading gives the same store. */
+  char path[512];
+  snprintf(path, sizeof path, "%s/crad.safetensors", test_tmpdir());
+  grad__st_writer *w = NULL;
+  ck_assert_int_eq(grad__st_writer_create(&w), GRAD_OK);
+  ck_assert_int_eq(grad__store_write(s, w), GRAD_OK);
+  ck_assert_int_eq(grad__st_writer_save(w, path), GRAD_OK);
+  grad__st_writer_free(w);
+  grad__st_file *file = NULL;
+  grad_store *back = NULL;
+  ck_assert_int_eq(grad__st_open(path, &file), GRAD_OK);
+  ck_assert_str_eq(grad__st_meta(file, "store.format"), "2");
+  ck_assert_str_eq(grad__st_meta(file, "store.decoder"), "crad");
+  ck_assert_str_eq(grad__st_meta(file, "store.expansion"), "24");
+  ck_assert_int_eq(grad__store_read(file, &back), GRAD_OK);
+  grad__st_close(file);
+  remove(path);
+  ck_assert(memcmp(grad__store_config_of(s), grad__store_config_of(back), sizeof config) == 0);
+  size_t n1, n2;
+  float *a = snapshot(s, &n1), *b = snapshot(back, &n2);
+  ck_assert_int_eq(n1, n2);
+  ck_assert(memcmp(a, b, sizeof(float) * n1) == 0);
+  free(a), free(b);
+  grad_store_free(back);
+  /* Bad decoder settings. */
+  grad_store *bad_store = NULL;
+  grad__store_config bad = config;
+  bad.decoder = 2;
+  ck_assert_int_eq(grad__store_create(&bad, 1, &bad_store), GRAD_E_INVALID_ARG);
+  bad = config;
+  bad.expansion = 3;
+  ck_assert_int_eq(grad__store_create(&bad, 1, &bad_store), GRAD_E_INVALID_ARG);
+  ck_assert(strstr(grad_last_error(), "expansion") != NULL);
+  bad.decoder = GRAD__DECODER_BASIC;
+  bad.expansion = 24;
+  ck_assert_int_eq(grad__store_create(&bad, 1, &bad_store), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_null(bad_store);
+  grad_store_free(s);
+}
+END_TEST
+
 START_TEST(bad_configurations_and_arguments) {
   grad_store *s = NULL;
   grad__store_config bad = {0, 6, 6, 8, 4, 2, 0, 0};
@@ -364,16 +455,19 @@ static grad_status read_mutated(grad_store *s, const mutation *m, grad_store **o
   grad__st_writer *w = NULL;
   ck_assert_int_eq(grad__st_writer_create(&w), GRAD_OK);
   const grad__store_config *c = grad__store_config_of(s);
+  const bool crad = c->decoder == GRAD__DECODER_CRAD;
   const struct {
     const char *key;
     int value;
-  } meta[] = {{"store.format", 1},         {"store.channels", c->channels},
+  } meta[] = {{"store.format", crad ? 2 : 1},  {"store.channels", c->channels},
               {"store.height", c->height}, {"store.width", c->width},
               {"store.local_res", c->local_res}, {"store.global_res", c->global_res},
-              {"store.blocks", c->blocks}};
-  for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+              {"store.blocks", c->blocks}, {"store.decoder", -1},
+              {"store.expansion", c->expansion}};
+  for (size_t i = 0; i < sizeof meta / sizeof meta[0] - (crad ? 0 : 2); i++) {
     char text[32];
     snprintf(text, sizeof text, "%d", meta[i].value);
+    if (meta[i].value < 0) snprintf(text, sizeof text, "crad");
     bool hit = m->meta_key && strcmp(m->meta_key, meta[i].key) == 0;
     if (hit && !m->meta_value) continue;
     ck_assert_int_eq(grad__st_writer_meta(w, meta[i].key, hit ? m->meta_value : text), GRAD_OK);
@@ -442,6 +536,41 @@ static const struct {
   {{.meta_key = "store.global_res", .meta_value = "3"}, GRAD_E_SHAPE, "store.global_grid"},
 };
 
+/* The same for a CRAD store (format 2). */
+static const struct {
+  mutation m;
+  grad_status expect;
+  const char *mentions;
+} corrupt_crad_cases[] = {
+  {{.skip = "store.decoder.1.se.expand.weight"}, GRAD_E_MISSING, "se.expand.weight"},
+  {{.negative = "store.decoder.0.bn3.running_var"}, GRAD_E_NUMERIC, "bn3.running_var"},
+  {{.meta_key = "store.decoder"}, GRAD_E_MISSING, "store.decoder"},
+  {{.meta_key = "store.decoder", .meta_value = "mobilenet"}, GRAD_E_FORMAT, "store.decoder"},
+  {{.meta_key = "store.expansion"}, GRAD_E_MISSING, "store.expansion"},
+  {{.meta_key = "store.expansion", .meta_value = "2"}, GRAD_E_FORMAT, "expansion"},
+  /* An old (format 1) reader's view: a BasicBlock store, whose tensors are absent. */
+  {{.meta_key = "store.format", .meta_value = "1"}, GRAD_E_MISSING, "conv1.weight"},
+  {{.meta_key = "store.expansion", .meta_value = "16"}, GRAD_E_SHAPE, "expand.weight"},
+};
+
+START_TEST(corrupt_crad_files_are_refused) {
+  const grad__store_config config = {4, 3, 3, 3, 2, 2, GRAD__DECODER_CRAD, 8};
+  grad_store *s = NULL, *back = (grad_store *)&config;
+  ck_assert_int_eq(grad__store_create(&config, 5, &s), GRAD_OK);
+  grad_status st = read_mutated(s, &corrupt_crad_cases[_i].m, &back);
+  ck_assert_msg(st == corrupt_crad_cases[_i].expect, "case %d: %s (%s)", _i,
+                grad_status_name(st), grad_last_error());
+  ck_assert_ptr_null(back);
+  ck_assert_msg(strstr(grad_last_error(), corrupt_crad_cases[_i].mentions) != NULL,
+                "case %d: message \"%s\" does not name %s", _i, grad_last_error(),
+                corrupt_crad_cases[_i].mentions);
+  mutation none = {0};
+  ck_assert_int_eq(read_mutated(s, &none, &back), GRAD_OK);
+  grad_store_free(back);
+  grad_store_free(s);
+}
+END_TEST
+
 START_TEST(corrupt_store_files_are_refused) {
   const grad__store_config config = {4, 3, 3, 3, 2, 2, 0, 0};
   grad_store *s = NULL, *back = (grad_store *)&config;
@@ -461,15 +590,18 @@ static Suite *golden_suite(void) {
   Suite *s = suite_create("store_golden");
   TCase *tc = tcase_create("pytorch");
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, inference_matches_pytorch);
-  tcase_add_test(tc, training_step_matches_pytorch);
-  tcase_add_test(tc, threads_share_one_store);
+  tcase_add_loop_test(tc, inference_matches_pytorch, 0, 2);
+  tcase_add_loop_test(tc, training_step_matches_pytorch, 0, 2);
+  tcase_add_loop_test(tc, threads_share_one_store, 0, 2);
   suite_add_tcase(s, tc);
   TCase *init = tcase_create("store");
   tcase_add_test(init, initialisation_follows_the_method);
+  tcase_add_test(init, crad_layout_and_initialisation);
   tcase_add_test(init, bad_configurations_and_arguments);
   tcase_add_test(init, allocation_failures_are_reported);
   tcase_add_test(init, write_then_read_is_exact);
+  tcase_add_loop_test(init, corrupt_crad_files_are_refused, 0,
+                      sizeof corrupt_crad_cases / sizeof corrupt_crad_cases[0]);
   tcase_add_loop_test(init, corrupt_store_files_are_refused, 0,
                       sizeof corrupt_cases / sizeof corrupt_cases[0]);
   suite_add_tcase(s, init);

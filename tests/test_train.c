@@ -86,14 +86,17 @@ static double meta_double(const grad__st_file *f, const char *fmt, int k) {
  * partial batch of 2, StepLR after the first epoch, noise on one batch,
  * clipping active): losses, gradient norms, and every parameter and running
  * statistic after the steps. Tolerance: 1e-4 of each tensor's largest
- * magnitude (float32 on both sides, different summation orders). */
+ * magnitude (float32 on both sides, different summation orders).
+ * _i = 0: BasicBlock decoder; 1: CRAD's bottlenecks. */
 START_TEST(matches_pytorch_golden) {
   grad__st_file *f = NULL;
-  ck_assert_int_eq(grad__st_open(test_fixture("train/store_train_golden.safetensors"), &f),
-                   GRAD_OK);
+  const char *fixture = _i ? "train/store_train_golden_crad.safetensors"
+                           : "train/store_train_golden.safetensors";
+  ck_assert_int_eq(grad__st_open(test_fixture(fixture), &f), GRAD_OK);
   grad_store *store = NULL;
   ck_assert_int_eq(grad__store_read(f, &store), GRAD_OK);
   const grad__store_config *cfg = grad__store_config_of(store);
+  ck_assert_int_eq(cfg->decoder, _i ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC);
   size_t image = (size_t)cfg->channels * cfg->height * cfg->width;
   float *features = malloc(6 * image * sizeof(float));
   float *noise = malloc(4 * 2 * (size_t)cfg->height * cfg->width * sizeof(float));
@@ -134,7 +137,7 @@ START_TEST(matches_pytorch_golden) {
     if (diff > worst * ref) worst = diff / ref, worst_name = p->name;
     free(want);
   }
-  fprintf(stderr, "golden: worst tensor %s, max|diff| / max|ref| = %.3g\n", worst_name, worst);
+  fprintf(stderr, "golden %d: worst tensor %s, max|diff| / max|ref| = %.3g\n", _i, worst_name, worst);
   grad__trainer_free(t);
   grad_store_free(store);
   grad__st_close(f);
@@ -472,7 +475,7 @@ int main(void) {
   Suite *s = suite_create("train");
   TCase *tc = tcase_create("train");
   tcase_set_timeout(tc, 60);
-  tcase_add_test(tc, matches_pytorch_golden);
+  tcase_add_loop_test(tc, matches_pytorch_golden, 0, 2);
   tcase_add_test(tc, loop_is_the_sequence_of_steps);
   tcase_add_test(tc, resume_is_bitwise_identical);
   tcase_add_test(tc, seed_decides_the_result);
