@@ -2,10 +2,15 @@
 #ifndef GRAD_CLI_H
 #define GRAD_CLI_H
 
+#include <stdio.h>
+
 #include <grad/grad.h>
 
 /* GNU exit codes: success, failure, usage error. */
 enum { CLI_OK = 0, CLI_FAILURE = 1, CLI_USAGE = 2 };
+
+/* argv[0] of the program, for commands printed back to the user. */
+extern const char *cli_program;
 
 /* A subcommand: argv[0] is the subcommand's name. */
 typedef int (*cli_command_fn)(int argc, char **argv);
@@ -34,6 +39,14 @@ int cli_check_arch(const char *command, const char *arch, unsigned layers, int *
 /* Flushes stdout; a write error (full disk, closed pipe) is reported and
  * turns code into CLI_FAILURE. Called once, after every command. */
 int cli_close_stdout(const char *command, int code);
+
+/* Writes arg quoted for a POSIX shell when it needs it. */
+void cli_put_shell_word(FILE *to, const char *arg);
+
+/* 0 with a message naming option and path when path cannot be written:
+ * its folder is missing or not writable, or path is a folder. Checked by
+ * creating and removing a file next to it, as the atomic writer will. */
+int cli_check_writable(const char *command, const char *option, const char *path);
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 int cli_parse_int(const char *text, long min, long max, long *out);

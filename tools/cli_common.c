@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <getopt.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -84,4 +86,43 @@ int cli_close_stdout(const char *command, int code) {
     return code == CLI_USAGE ? code : CLI_FAILURE;
   }
   return code;
+}
+
+void cli_put_shell_word(FILE *to, const char *arg) {
+  if (*arg && strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                          "_-+=./,:@%") == strlen(arg)) {
+    fputs(arg, to);
+    return;
+  }
+  fputc('\'', to);
+  for (; *arg; arg++) {
+    if (*arg == '\'') fputs("'\\''", to);
+    else fputc(*arg, to);
+  }
+  fputc('\'', to);
+}
+
+int cli_check_writable(const char *command, const char *option, const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "grad %s: %s %s: is a folder; give a file name\n", command, option, path);
+    return 0;
+  }
+  const char *slash = strrchr(path, '/');
+  char probe[4096];
+  int n = slash ? (int)(slash - path) : 1;
+  if (snprintf(probe, sizeof probe, "%.*s/.grad-write-check-XXXXXX", n ? n : 1,
+               slash ? (n ? path : "/") : ".") >= (int)sizeof probe) {
+    fprintf(stderr, "grad %s: %s %s: path too long\n", command, option, path);
+    return 0;
+  }
+  int fd = mkstemp(probe);
+  if (fd < 0) {
+    fprintf(stderr, "grad %s: %s %s: cannot write there: %s\n", command, option, path,
+            strerror(errno));
+    return 0;
+  }
+  close(fd);
+  unlink(probe);
+  return 1;
 }

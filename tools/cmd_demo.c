@@ -118,7 +118,7 @@ int cmd_demo(int argc, char **argv) {
   s = grad__list_subfolders(data, &classes);
   if (s != GRAD_OK) return cli_fail("demo", s, "cannot list the data set");
   cli_progress bar;
-  cli_progress_init(&bar, "training");
+  cli_progress_init(&bar, "training", "steps");
   to.progress = show_progress;
   to.progress_user = &bar;
   grad_model *model = NULL;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "progress.h"
@@ -38,20 +40,74 @@ static void usage(FILE *to) {
       to);
 }
 
-static volatile sig_atomic_t interrupted = 0;
-static void on_interrupt(int sig) {
-  (void)sig;
-  interrupted = 1;
+/* Ctrl-C or SIGTERM: the first one finishes the current epoch so that its
+ * checkpoint can be saved, a second one stops at the next step. */
+static volatile sig_atomic_t signals_seen = 0, last_signal = 0;
+static void on_signal(int sig) {
+  last_signal = sig;
+  signals_seen++;
 }
 
+typedef struct train_state {
+  cli_progress bar;
+  int checkpoint_every;
+  int saved_epoch;   /* the epoch the checkpoint file holds, 0: none yet */
+  int finishing;     /* the notice about finishing the epoch was printed */
+} train_state;
+
 static int show_progress(const grad_train_progress *p, void *user) {
-  cli_progress *bar = user;
+  train_state *t = user;
   char detail[96];
   snprintf(detail, sizeof detail, "epoch %d/%d loss %.5f", p->epoch + 1, p->epochs, p->loss);
   double total = (double)p->epochs * p->steps_per_epoch;
   double done = (double)p->epoch * p->steps_per_epoch + p->step;
-  cli_progress_update(bar, done, total, detail, p->eta_seconds);
-  return interrupted;
+  cli_progress_update(&t->bar, done, total, detail, p->eta_seconds);
+  int stop = signals_seen >= 2 || (signals_seen == 1 && p->epoch_done);
+  if (p->epoch_done && (stop || p->epoch + 1 == p->epochs ||
+                        (t->checkpoint_every && (p->epoch + 1) % t->checkpoint_every == 0)))
+    t->saved_epoch = p->epoch + 1; /* the library saves it before going on */
+  if (signals_seen == 1 && !stop && !t->finishing) {
+    cli_progress_finish(&t->bar);
+    fprintf(stderr, "grad train: interrupted: finishing epoch %d to save its checkpoint "
+            "(interrupt again to stop now)\n", p->epoch + 1);
+    t->finishing = 1;
+  }
+  return stop;
+}
+
+/* The command that continues this run: the same arguments, with
+ * --resume CHECKPOINT instead of any --resume given. */
+static void print_resume_command(int argc, char **argv, const char *checkpoint) {
+  fputs("To resume: ", stderr);
+  cli_put_shell_word(stderr, cli_program);
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
+      i++;
+      continue;
+    }
+    if (!strncmp(argv[i], "--resume=", 9)) continue;
+    fputc(' ', stderr);
+    cli_put_shell_word(stderr, argv[i]);
+  }
+  fputs(" --resume ", stderr);
+  cli_put_shell_word(stderr, checkpoint);
+  fputc('\n', stderr);
+}
+
+/* Two --data arguments naming the same folder train on its images twice
+ * and leak its held-out images into training: warn (stderr). */
+static void warn_repeated_folders(const char *const *folders, int count) {
+  for (int i = 0; i < count; i++)
+    for (int j = 0; j < i; j++) {
+      struct stat a, b;
+      if (stat(folders[i], &a) == 0 && stat(folders[j], &b) == 0 && a.st_dev == b.st_dev &&
+          a.st_ino == b.st_ino) {
+        fprintf(stderr, "grad train: warning: --data %s and --data %s are the same folder: its "
+                "images count twice and its held-out images are also trained on\n", folders[j],
+                folders[i]);
+        break;
+      }
+    }
 }
 
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
@@ -166,21 +222,72 @@ int cmd_train(int argc, char **argv) {
     return cli_usage_error("train", "--channels %d: %s with layers %s has %d channels (valid: "
                            "1..%d)", mo.channels, mo.arch, layers_text, raw_channels, raw_channels);
 
+  if (!cli_check_writable("train", "-o", output)) return CLI_FAILURE;
+  /* Without --checkpoint, an interruption still leaves something to resume
+   * from: OUTPUT.checkpoint, removed once the model is saved. */
+  char default_checkpoint[4096];
+  int own_checkpoint = !to.checkpoint_path;
+  if (own_checkpoint) {
+    if (snprintf(default_checkpoint, sizeof default_checkpoint, "%s.checkpoint", output) >=
+        (int)sizeof default_checkpoint)
+      return cli_usage_error("train", "-o %s: path too long", output);
+    to.checkpoint_path = default_checkpoint;
+  } else if (!cli_check_writable("train", "--checkpoint", to.checkpoint_path)) {
+    return CLI_FAILURE;
+  }
+  warn_repeated_folders(folders, folder_count);
+
   fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
           mo.weights_path ? mo.weights_path : "seeded random weights (not ImageNet: demo quality)");
-  cli_progress bar;
-  cli_progress_init(&bar, "training");
+  train_state state = {.checkpoint_every = to.checkpoint_every};
+  cli_progress_init(&state.bar, "training", "steps");
   to.progress = show_progress;
-  to.progress_user = &bar;
-  signal(SIGINT, on_interrupt);
+  to.progress_user = &state;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART; /* file reads in the library go on */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   grad_model *model = NULL;
   grad_status s = grad_model_train(&mo, &to, folders, folder_count, &model);
-  cli_progress_finish(&bar);
-  if (s != GRAD_OK) return cli_fail("train", s, "training failed");
+  cli_progress_finish(&state.bar);
+  if (s == GRAD_E_CANCELLED && signals_seen) {
+    int code = 128 + last_signal; /* 130 for SIGINT, 143 for SIGTERM */
+    fprintf(stderr, "grad train: stopped by %s\n", last_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (model) {
+      grad_status saved = grad_model_save(model, output);
+      if (saved == GRAD_OK)
+        fprintf(stderr, "grad train: wrote %s: the model of the last completed step, usable but "
+                "not fully trained\n", output);
+      else
+        cli_fail("train", saved, "cannot save the model");
+      grad_model_free(model);
+    }
+    struct stat st;
+    if (state.saved_epoch || (to.resume_path && !strcmp(to.resume_path, to.checkpoint_path) &&
+                              stat(to.checkpoint_path, &st) == 0)) {
+      if (state.saved_epoch)
+        fprintf(stderr, "grad train: checkpoint of epoch %d in %s\n", state.saved_epoch,
+                to.checkpoint_path);
+      print_resume_command(argc, argv, to.checkpoint_path);
+    } else {
+      fprintf(stderr, "grad train: no epoch was completed, so there is no checkpoint; run the "
+              "same command again to start over\n");
+    }
+    return code;
+  }
+  if (s != GRAD_OK) {
+    grad_model_free(model);
+    return cli_fail("train", s, "training failed");
+  }
   s = grad_model_save(model, output);
-  if (s == GRAD_OK)
+  if (s == GRAD_OK) {
     fprintf(stderr, "grad train: wrote %s (image threshold %.4g)\n", output,
             grad_model_image_threshold(model));
+    if (own_checkpoint) unlink(default_checkpoint);
+  }
   grad_model_free(model);
   return s == GRAD_OK ? CLI_OK : cli_fail("train", s, "cannot save the model");
 }

@@ -100,7 +100,7 @@ int cli_evaluate(const char *command, const grad_model *model, const char *root,
       snprintf(dir, sizeof dir, "%s/%s", maps_dir, rows[i].name);
       hook.maps_dir = dir;
     }
-    cli_progress_init(&hook.bar, rows[i].name);
+    cli_progress_init(&hook.bar, rows[i].name, "images");
     rows[i].summary.struct_size = sizeof rows[i].summary;
     s = grad_model_evaluate(model, ctx, category, on_image, &hook, &rows[i].summary);
     cli_progress_finish(&hook.bar);

@@ -28,7 +28,10 @@ static void usage(FILE *to) {
   fputs("\nRun 'grad COMMAND --help' for the options of one command.\n", to);
 }
 
+const char *cli_program = "grad";
+
 int main(int argc, char **argv) {
+  if (argv[0] && argv[0][0]) cli_program = argv[0];
   cli_choose_blas_kernels(argv, 0);
   opterr = 0; /* the commands report bad options themselves, once */
   if (argc < 2) {
