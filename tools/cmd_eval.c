@@ -1,6 +1,7 @@
 /* grad eval: image AUROC, pixel AUROC, AUPRO and F1-max on MVTec-layout data. */
 #include <getopt.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "eval_report.h"
@@ -45,6 +46,10 @@ int cmd_eval(int argc, char **argv) {
   }
   if (optind != argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
   if (!model_path || !root) return cli_usage_error("eval", "-m MODEL and --data ROOT are required");
+  struct stat st; /* a --json file that cannot be written fails now, not after the work */
+  if (json && !(stat(json, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) &&
+      !cli_check_writable("eval", "--json", json))
+    return CLI_FAILURE;
   grad_model *model = NULL;
   grad_status s = grad_model_load(model_path, &model);
   if (s != GRAD_OK) return cli_fail("eval", s, "cannot load the model");

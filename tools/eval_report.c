@@ -1,5 +1,7 @@
 /* The per-category evaluation table shared by `grad eval` and `grad demo`. */
 #include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "dataset.h"
 #include "eval_report.h"
 #include "maps.h"
+#include "output.h"
 #include "progress.h"
 
 typedef struct row {
@@ -49,25 +52,70 @@ static grad_status find_categories(const char *root, grad__path_list *out) {
   return s;
 }
 
-static void print_row(const char *name, const grad_eval_summary *m, double images_per_s) {
-  printf("%-20s %9.2f %9.2f %9.2f %9.2f %9.1f\n", name, 100 * m->image_auroc,
-         100 * m->pixel_auroc, 100 * m->aupro, 100 * m->image_f1_max, images_per_s);
+/* A percentage, or a dash when the metric is absent (no masks). */
+static void print_metric(double value) {
+  if (isnan(value)) printf(" %9s", "-");
+  else printf(" %9.2f", 100 * value);
 }
 
-static void write_json(FILE *f, const row *rows, size_t n, const grad_eval_summary *mean) {
-  fprintf(f, "{\n  \"categories\": [\n");
-  for (size_t i = 0; i <= n; i++) {
-    const grad_eval_summary *m = i < n ? &rows[i].summary : mean;
-    if (i == n) fprintf(f, "  ],\n  \"mean\": ");
-    else fprintf(f, "    {\"name\": \"%s\", ", rows[i].name);
-    if (i == n) fprintf(f, "{");
-    fprintf(f, "\"image_auroc\": %.6f, \"pixel_auroc\": %.6f, \"aupro\": %.6f, "
-               "\"image_f1_max\": %.6f, \"pixel_f1_max\": %.6f, \"images\": %d, "
-               "\"seconds\": %.3f}%s\n",
-            m->image_auroc, m->pixel_auroc, m->aupro, m->image_f1_max, m->pixel_f1_max,
-            m->images, m->seconds, i + 1 < n ? "," : "");
+static void print_row(const char *name, const grad_eval_summary *m, double images_per_s) {
+  char shown[256] = ""; /* one line whatever the folder's name holds */
+  FILE *f = fmemopen(shown, sizeof shown - 1, "w");
+  if (f) {
+    cli_put_escaped(f, name);
+    fclose(f);
   }
-  fprintf(f, "}\n");
+  printf("%-20s", shown);
+  print_metric(m->image_auroc);
+  print_metric(m->pixel_auroc);
+  print_metric(m->aupro);
+  print_metric(m->image_f1_max);
+  printf(" %9.1f\n", images_per_s);
+}
+
+static json_t *summary_json(const char *name, const grad_eval_summary *m) {
+  json_t *o = json_object();
+  if (name) json_object_set_new(o, "name", cli_json_string(name));
+  json_object_set_new(o, "image_auroc", cli_json_number(m->image_auroc));
+  json_object_set_new(o, "pixel_auroc", cli_json_number(m->pixel_auroc));
+  json_object_set_new(o, "aupro", cli_json_number(m->aupro));
+  json_object_set_new(o, "image_f1_max", cli_json_number(m->image_f1_max));
+  json_object_set_new(o, "pixel_f1_max", cli_json_number(m->pixel_f1_max));
+  json_object_set_new(o, "images", json_integer(m->images));
+  json_object_set_new(o, "seconds", cli_json_number(m->seconds));
+  return o;
+}
+
+/* The report as JSON (absent metrics are null), written atomically. */
+static int write_json(const char *command, const char *path, const row *rows, size_t n,
+                      const grad_eval_summary *mean) {
+  json_t *report = json_object(), *categories = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(categories, summary_json(rows[i].name, &rows[i].summary));
+  json_object_set_new(report, "categories", categories);
+  json_object_set_new(report, "mean", summary_json(NULL, mean));
+  char *text = json_dumps(report, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+  json_decref(report);
+  if (!text) {
+    fprintf(stderr, "grad %s: %s: out of memory\n", command, path);
+    return 0;
+  }
+  size_t size = strlen(text);
+  text[size] = '\n'; /* json_dumps leaves room for the terminator */
+  int ok = cli_write_file(command, path, text, size + 1);
+  free(text);
+  return ok;
+}
+
+/* Mean of one metric over the categories that have it; NaN when none does. */
+static double mean_of(const row *rows, size_t n, size_t offset) {
+  double sum = 0;
+  size_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    double v = *(const double *)((const char *)&rows[i].summary + offset);
+    if (!isnan(v)) sum += v, count++;
+  }
+  return count ? sum / count : NAN;
 }
 
 int cli_evaluate(const char *command, const grad_model *model, const char *root,
@@ -114,25 +162,28 @@ int cli_evaluate(const char *command, const grad_model *model, const char *root,
     for (size_t i = 0; i < n; i++) {
       const grad_eval_summary *m = &rows[i].summary;
       print_row(rows[i].name, m, m->seconds > 0 ? m->images / m->seconds : 0);
-      mean.image_auroc += m->image_auroc / n;
-      mean.pixel_auroc += m->pixel_auroc / n;
-      mean.aupro += m->aupro / n;
-      mean.image_f1_max += m->image_f1_max / n;
-      mean.pixel_f1_max += m->pixel_f1_max / n;
       mean.images += m->images;
       mean.seconds += m->seconds;
     }
+    mean.image_auroc = mean_of(rows, n, offsetof(grad_eval_summary, image_auroc));
+    mean.pixel_auroc = mean_of(rows, n, offsetof(grad_eval_summary, pixel_auroc));
+    mean.aupro = mean_of(rows, n, offsetof(grad_eval_summary, aupro));
+    mean.image_f1_max = mean_of(rows, n, offsetof(grad_eval_summary, image_f1_max));
+    mean.pixel_f1_max = mean_of(rows, n, offsetof(grad_eval_summary, pixel_f1_max));
     print_row("mean", &mean, mean.seconds > 0 ? mean.images / mean.seconds : 0);
-    if (json_path) {
-      FILE *f = fopen(json_path, "w");
-      if (!f) {
-        fprintf(stderr, "grad %s: %s: %s\n", command, json_path, strerror(errno));
-        code = CLI_FAILURE;
-      } else {
-        write_json(f, rows, n, &mean);
-        if (fclose(f) != 0) code = CLI_FAILURE;
-      }
+    size_t unmasked = 0;
+    for (size_t i = 0; i < n; i++) unmasked += isnan(rows[i].summary.pixel_auroc) != 0;
+    if (unmasked) {
+      fprintf(stderr, "grad %s: pixel metrics absent (-) for ", command);
+      for (size_t i = 0, k = 0; i < n; i++)
+        if (isnan(rows[i].summary.pixel_auroc)) {
+          fprintf(stderr, "%s", k++ ? ", " : "");
+          cli_put_escaped(stderr, rows[i].name);
+        }
+      fprintf(stderr, ": no ground_truth folder (image labels only)%s\n",
+              unmasked < n ? "; the mean row's pixel figures average the others" : "");
     }
+    if (json_path && !write_json(command, json_path, rows, n, &mean)) code = CLI_FAILURE;
   }
   free(rows);
   grad_context_free(ctx);

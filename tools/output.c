@@ -1,7 +1,13 @@
 /* Escaping and machine-readable output shared by the commands. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "output.h"
 
@@ -73,5 +79,58 @@ int cli_json_put_line(FILE *to, json_t *value) {
   if (!text) return 0;
   int ok = fputs(text, to) >= 0 && fputc('\n', to) != EOF;
   free(text);
+  return ok;
+}
+
+static int write_all(int fd, const char *data, size_t size) {
+  while (size > 0) {
+    ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    data += n;
+    size -= (size_t)n;
+  }
+  return 1;
+}
+
+int cli_write_file(const char *command, const char *path, const char *data, size_t size) {
+  char target[PATH_MAX];
+  struct stat st;
+  const char *where = path;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "grad %s: %s: is a folder\n", command, path);
+      return 0;
+    }
+    /* a device or pipe: no rename possible, write in place (O_NONBLOCK: a
+     * FIFO nobody reads fails rather than hangs) */
+    int fd = open(path, O_WRONLY | O_NONBLOCK);
+    int ok = fd >= 0 && fcntl(fd, F_SETFL, 0) == 0 && write_all(fd, data, size);
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) ok = 0, saved = errno;
+    if (!ok) fprintf(stderr, "grad %s: cannot write %s: %s\n", command, path, strerror(saved));
+    return ok;
+  }
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && realpath(path, target)) where = target;
+  char temp[PATH_MAX + 32];
+  if (snprintf(temp, sizeof temp, "%s.tmp-XXXXXX", where) >= (int)sizeof temp) {
+    fprintf(stderr, "grad %s: %s: path too long\n", command, path);
+    return 0;
+  }
+  int fd = mkstemp(temp);
+  if (fd < 0) {
+    fprintf(stderr, "grad %s: cannot write %s: %s\n", command, path, strerror(errno));
+    return 0;
+  }
+  mode_t mask = umask(0);
+  umask(mask);
+  int ok = fchmod(fd, 0666 & ~mask) == 0 && write_all(fd, data, size) && fsync(fd) == 0;
+  int saved = errno;
+  if (close(fd) != 0 && ok) ok = 0, saved = errno;
+  if (ok && rename(temp, where) != 0) ok = 0, saved = errno;
+  if (!ok) {
+    unlink(temp);
+    fprintf(stderr, "grad %s: cannot write %s: %s\n", command, path, strerror(saved));
+  }
   return ok;
 }

@@ -27,3 +27,10 @@ json_t *cli_json_number(double value);
 int cli_json_put_line(FILE *to, json_t *value);
 
 #endif
+
+/* Writes size bytes to path atomically (a temporary file beside it, synced,
+ * then renamed over it; a symbolic link keeps pointing at the new file). A
+ * path that is not a regular file (/dev/stdout, a pipe) is written in
+ * place. 0 with a message naming the path and the reason on failure; the
+ * old file is then untouched. */
+int cli_write_file(const char *command, const char *path, const char *data, size_t size);

@@ -113,7 +113,10 @@ typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const gr
 /*
  * Scores every image of CATEGORY/test and computes the metrics against
  * CATEGORY/ground_truth masks, resized to S x S with nearest neighbour as
- * the maps are compared at S x S. on_image may be NULL. summary->struct_size
+ * the maps are compared at S x S. A category without a ground_truth folder
+ * (image labels only) gets its image metrics, and NaN for pixel_auroc,
+ * aupro and pixel_f1_max (absent); with the folder, a defect image without
+ * its mask is GRAD_E_MISSING naming the first one. on_image may be NULL. summary->struct_size
  * must be set.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,

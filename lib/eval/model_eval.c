@@ -61,11 +61,11 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
     if (s == GRAD_OK) s = grad_model_score(model, ctx, image, &result);
     seconds += now_seconds() - start;
     if (s == GRAD_OK && item->mask) s = load_mask(item->mask, size, mask);
-    if (s == GRAD_OK)
+    if (s == GRAD_OK && set.has_masks)
       s = grad_pixel_metrics_add(pm, result->model_map, item->mask ? mask : NULL, size, size);
     if (s == GRAD_OK) {
       scores[i] = (float)result->score;
-      labels[i] = item->mask != NULL;
+      labels[i] = item->anomalous;
       if (on_image && on_image(item->image, item->defect, image, result, (int)i, (int)set.count,
                                user))
         s = grad__fail(GRAD_E_CANCELLED, "evaluation of %s cancelled", category);
@@ -79,9 +79,11 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
   for (size_t i = 0; s == GRAD_OK && i < set.count; i++) out.anomalous_images += labels[i];
   if (s == GRAD_OK) s = grad_eval_auroc(scores, labels, set.count, &out.image_auroc);
   if (s == GRAD_OK) s = grad_eval_f1_max(scores, labels, set.count, &out.image_f1_max, NULL);
-  if (s == GRAD_OK) s = grad_pixel_metrics_auroc(pm, &out.pixel_auroc);
-  if (s == GRAD_OK) s = grad_pixel_metrics_f1_max(pm, &out.pixel_f1_max, NULL);
-  if (s == GRAD_OK) s = grad_pixel_metrics_aupro(pm, GRAD_AUPRO_FPR_LIMIT, &out.aupro);
+  if (!set.has_masks) out.pixel_auroc = out.pixel_f1_max = out.aupro = NAN; /* absent */
+  if (s == GRAD_OK && set.has_masks) s = grad_pixel_metrics_auroc(pm, &out.pixel_auroc);
+  if (s == GRAD_OK && set.has_masks) s = grad_pixel_metrics_f1_max(pm, &out.pixel_f1_max, NULL);
+  if (s == GRAD_OK && set.has_masks)
+    s = grad_pixel_metrics_aupro(pm, GRAD_AUPRO_FPR_LIMIT, &out.aupro);
   if (s == GRAD_OK) *summary = out;
   else if (!strstr(grad_last_error(), category)) grad__fail_context(s, "evaluating %s", category);
   grad_pixel_metrics_free(pm);

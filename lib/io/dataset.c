@@ -172,11 +172,13 @@ static grad_status add_defect(const char *category, const char *defect, grad__te
     memset(item, 0, sizeof *item);
     item->image = grad__path_join(sub, names.paths[i]);
     item->defect = grad__strdup(defect);
-    item->mask = good ? NULL : mask_path(category, defect, names.paths[i]);
+    bool masked = !good && set->has_masks;
+    item->anomalous = !good;
+    item->mask = masked ? mask_path(category, defect, names.paths[i]) : NULL;
     set->count++;
-    if (!item->image || !item->defect || (!good && !item->mask)) {
+    if (!item->image || !item->defect || (masked && !item->mask)) {
       status = grad__fail(GRAD_E_NOMEM, "out of memory listing %s", sub);
-    } else if (!good) {
+    } else if (masked) {
       struct stat st;
       if (stat(item->mask, &st) != 0)
         status = grad__fail(GRAD_E_MISSING, "%s: mask %s not found", item->image, item->mask);
@@ -191,6 +193,11 @@ grad_status grad__category_test_set(const char *category, grad__test_set *set) {
   memset(set, 0, sizeof *set);
   char *test = grad__path_join(category, "test");
   if (!test) return grad__fail(GRAD_E_NOMEM, "out of memory listing %s", category);
+  /* Many data sets label images only: without a ground_truth folder the
+   * set has no masks; with one, every defect image needs its mask. */
+  char *truth = grad__path_join(category, "ground_truth");
+  set->has_masks = truth && is_dir(truth);
+  grad__free(truth);
   grad__path_list defects = {0};
   grad_status status = list_entries(test, keep_folder, &defects);
   grad__free(test);

@@ -36,13 +36,15 @@ grad_status grad__training_images(const char *dir, grad__path_list *list);
  * and the path of its mask (NULL for good images). */
 typedef struct grad__test_item {
   char *image;
-  char *mask;
+  char *mask;      /* NULL for good images, and for all when the set has no masks */
   char *defect;
+  bool anomalous;  /* not in test/good */
 } grad__test_item;
 
 typedef struct grad__test_set {
   grad__test_item *items;
   size_t count;
+  bool has_masks;  /* CATEGORY/ground_truth exists: every defect image has its mask */
 } grad__test_set;
 
 /* All of CATEGORY/test/<defect>/ images, defects in sorted order. A defect
