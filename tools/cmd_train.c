@@ -94,20 +94,14 @@ static void print_resume_command(int argc, char **argv, const char *checkpoint) 
   fputc('\n', stderr);
 }
 
-/* Two --data arguments naming the same folder train on its images twice
- * and leak its held-out images into training: warn (stderr). */
-static void warn_repeated_folders(const char *const *folders, int count) {
-  for (int i = 0; i < count; i++)
-    for (int j = 0; j < i; j++) {
-      struct stat a, b;
-      if (stat(folders[i], &a) == 0 && stat(folders[j], &b) == 0 && a.st_dev == b.st_dev &&
-          a.st_ino == b.st_ino) {
-        fprintf(stderr, "grad train: warning: --data %s and --data %s are the same folder: its "
-                "images count twice and its held-out images are also trained on\n", folders[j],
-                folders[i]);
-        break;
-      }
-    }
+/* The warnings the library put in the model's description, on stderr. */
+static void print_warnings(const grad_model *model) {
+  const char *w = grad_model_description(model);
+  while ((w = strstr(w, "; warning: "))) {
+    w += 2;
+    size_t n = strcspn(w + 9, ";") + 9;
+    fprintf(stderr, "grad train: %.*s\n", (int)n, w);
+  }
 }
 
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
@@ -235,7 +229,6 @@ int cmd_train(int argc, char **argv) {
   } else if (!cli_check_writable("train", "--checkpoint", to.checkpoint_path)) {
     return CLI_FAILURE;
   }
-  warn_repeated_folders(folders, folder_count);
 
   fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
           mo.weights_path ? mo.weights_path : "seeded random weights (not ImageNet: demo quality)");
@@ -257,6 +250,7 @@ int cmd_train(int argc, char **argv) {
     int code = 128 + last_signal; /* 130 for SIGINT, 143 for SIGTERM */
     fprintf(stderr, "grad train: stopped by %s\n", last_signal == SIGTERM ? "SIGTERM" : "SIGINT");
     if (model) {
+      print_warnings(model);
       grad_status saved = grad_model_save(model, output);
       if (saved == GRAD_OK)
         fprintf(stderr, "grad train: wrote %s: the model of the last completed step, usable but "
@@ -282,6 +276,7 @@ int cmd_train(int argc, char **argv) {
     grad_model_free(model);
     return cli_fail("train", s, "training failed");
   }
+  print_warnings(model);
   s = grad_model_save(model, output);
   if (s == GRAD_OK) {
     fprintf(stderr, "grad train: wrote %s (image threshold %.4g)\n", output,

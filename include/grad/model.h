@@ -79,7 +79,9 @@ GRAD_API const float *grad_result_map(const grad_result *result);
 GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 
 
-/* What the model was trained on (folders), for people; never NULL. */
+/* What the model was trained on (folders), for people; never NULL. Signs
+ * of degenerate training follow as "; warning: ..." (fewer than 10
+ * held-out images to calibrate on, none, a folder given twice). */
 GRAD_API const char *grad_model_description(const grad_model *model);
 
 /*

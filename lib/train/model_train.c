@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dataset.h"
 #include "feature_cache.h"
@@ -208,12 +209,57 @@ static char *join_names(const char *const *names, size_t count) {
   return text;
 }
 
+/* Fewer held-out images than this make the calibrated thresholds rough. */
+enum { CALIBRATION_MIN = 10 };
+
+/* The first folder given twice (the same file system object), or NULL. */
+static const char *repeated_folder(const char *const *folders, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    for (size_t j = 0; j < i; j++) {
+      struct stat a, b;
+      if (stat(folders[i], &a) == 0 && stat(folders[j], &b) == 0 && a.st_dev == b.st_dev &&
+          a.st_ino == b.st_ino)
+        return folders[i];
+    }
+  return NULL;
+}
+
+/* What the model was trained on, then a "; warning: ..." for each sign of
+ * degenerate training, so that the warnings travel with the model. */
 static char *describe(grad__train_record *record) {
-  if (record->folders) return join_names(record->folders, record->folder_count);
-  char text[96];
-  snprintf(text, sizeof text, "%zu images %s", record->images + record->holdout_images,
-           record->files ? "from a list of files" : "from memory");
-  return grad__strdup(text);
+  char *source = NULL;
+  if (record->folders) {
+    source = join_names(record->folders, record->folder_count);
+  } else {
+    char text[96];
+    snprintf(text, sizeof text, "%zu images %s", record->images + record->holdout_images,
+             record->files ? "from a list of files" : "from memory");
+    source = grad__strdup(text);
+  }
+  if (!source) return NULL;
+  char warnings[1024] = "";
+  size_t used = 0;
+  if (record->holdout_images == 0)
+    used += (size_t)snprintf(warnings + used, sizeof warnings - used,
+                             "; warning: no image held out, the thresholds were calibrated on "
+                             "the training images (biased low)");
+  else if (record->holdout_images < CALIBRATION_MIN)
+    used += (size_t)snprintf(warnings + used, sizeof warnings - used,
+                             "; warning: the thresholds were calibrated on %zu held-out images "
+                             "(fewer than %d make them rough)",
+                             record->holdout_images, CALIBRATION_MIN);
+  const char *twice = record->folders ? repeated_folder(record->folders, record->folder_count)
+                                      : NULL;
+  if (twice && used < sizeof warnings)
+    snprintf(warnings + used, sizeof warnings - used,
+             "; warning: the folder %.200s was given twice: its images count twice and its "
+             "held-out images were also trained on", twice);
+  if (!warnings[0]) return source;
+  size_t n = strlen(source) + strlen(warnings) + 1;
+  char *text = grad__malloc(n);
+  if (text) snprintf(text, n, "%s%s", source, warnings);
+  grad__free(source);
+  return text;
 }
 
 /*

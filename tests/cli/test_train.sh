@@ -26,10 +26,18 @@ has "training: 100% epoch 3/3" "$err"
 has "steps/s ETA" "$err"
 [ ! -e "$work/m2.grad.checkpoint" ] || fail "the default checkpoint was left behind"
 
-# The same folder twice: a warning.
+# Degenerate training: warnings on stderr, once each, and in the model.
 # shellcheck disable=SC2086
 run 0 train -o "$work/m2.grad" $tiny -d "$work/d/weave/" --epochs 1
-has "are the same folder" "$err"
+has "grad train: warning: the folder $work/d/weave/ was given twice" "$err"
+has "grad train: warning: the thresholds were calibrated on 2 held-out images (fewer than 10" "$err"
+[ "$(grep -c 'warning' "$err")" -eq 2 ] || fail "warnings not said exactly once"
+run 0 info "$work/m2.grad"
+has "warning: the folder $work/d/weave/ was given twice" "$out"
+has "warning: the thresholds were calibrated on 2 held-out images" "$out"
+# shellcheck disable=SC2086
+run 0 train -o "$work/m2.grad" $tiny --holdout 0 --epochs 1
+has "warning: no image held out" "$err"
 
 # interrupt SIGNAL EXIT: an endless run stopped by SIGNAL once it trains.
 interrupt() {
