@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "inputs.h"
+#include "output.h"
 #include "progress.h"
 
 static void usage(FILE *to) {
@@ -35,6 +37,8 @@ static void usage(FILE *to) {
       "      --checkpoint FILE     save a checkpoint there every --checkpoint-every epochs\n"
       "      --checkpoint-every N  (default 10 when --checkpoint is given)\n"
       "      --resume FILE         continue from a checkpoint (same data and options)\n"
+      "      --skip-bad            leave out the images that cannot be decoded, with a\n"
+      "                            warning each (default: such an image is an error)\n"
       "  -j, --threads N           threads (default: all cores)\n"
       "  -h, --help                show this help\n",
       to);
@@ -104,8 +108,44 @@ static void print_warnings(const grad_model *model) {
   }
 }
 
+/* --skip-bad: the training images of every folder that decode; the others
+ * are named on stderr and counted. 0 when none is left or on error. */
+static int readable_images(const char *const *folders, int count, cli_paths *out) {
+  cli_paths all = {0};
+  int ok = 1;
+  for (int i = 0; ok && i < count; i++) ok = cli_paths_add_training_folder(&all, folders[i], "train");
+  size_t skipped = 0;
+  for (size_t i = 0; ok && i < all.count; i++) {
+    grad_image *image = NULL;
+    grad_status s = grad_image_load(all.paths[i], &image);
+    grad_image_free(image);
+    if (s == GRAD_OK) {
+      ok = cli_paths_add(out, all.paths[i]);
+    } else {
+      fputs("grad train: warning: skipping ", stderr);
+      const char *message = grad_last_error();
+      if (!strstr(message, all.paths[i])) {
+        cli_put_escaped(stderr, all.paths[i]);
+        fputs(": ", stderr);
+      }
+      cli_put_escaped(stderr, message);
+      fputc('\n', stderr);
+      skipped++;
+    }
+  }
+  if (ok && skipped)
+    fprintf(stderr, "grad train: --skip-bad: left out %zu of %zu images\n", skipped, all.count);
+  if (ok && !out->count) {
+    fprintf(stderr, "grad train: no readable training images left\n");
+    ok = 0;
+  }
+  cli_paths_free(&all);
+  return ok;
+}
+
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
-       OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME };
+       OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME,
+       OPT_SKIP_BAD };
 
 int cmd_train(int argc, char **argv) {
   static const struct option options[] = {
@@ -119,7 +159,7 @@ int cmd_train(int argc, char **argv) {
     {"holdout", required_argument, NULL, OPT_HOLDOUT},
     {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
     {"checkpoint-every", required_argument, NULL, OPT_EVERY},
-    {"resume", required_argument, NULL, OPT_RESUME}, {"threads", required_argument, NULL, 'j'},
+    {"resume", required_argument, NULL, OPT_RESUME}, {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'}, {0}};
   grad_model_options mo;
   grad_model_options_init(&mo);
@@ -127,7 +167,7 @@ int cmd_train(int argc, char **argv) {
   grad_train_options_init(&to);
   const char *output = NULL, *layers_text = "2,3";
   const char *folders[64];
-  int folder_count = 0, random_given = 0;
+  int folder_count = 0, random_given = 0, skip_bad = 0;
   long value;
   int opt;
   while ((opt = getopt_long(argc, argv, ":o:d:j:h", options, NULL)) != -1) {
@@ -195,6 +235,7 @@ int cmd_train(int argc, char **argv) {
       to.checkpoint_every = (int)value;
       break;
     case OPT_RESUME: to.resume_path = optarg; break;
+    case OPT_SKIP_BAD: skip_bad = 1; break;
     case 'j':
       if (!cli_parse_int(optarg, 1, 1024, &value))
         return cli_usage_error("train", "--threads must be in 1..1024");
@@ -244,7 +285,18 @@ int cmd_train(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   grad_model *model = NULL;
-  grad_status s = grad_model_train(&mo, &to, folders, folder_count, &model);
+  grad_status s;
+  if (skip_bad) {
+    cli_paths files = {0};
+    if (!readable_images(folders, folder_count, &files)) {
+      cli_paths_free(&files);
+      return CLI_FAILURE;
+    }
+    s = grad_model_train_files(&mo, &to, (const char *const *)files.paths, files.count, &model);
+    cli_paths_free(&files);
+  } else {
+    s = grad_model_train(&mo, &to, folders, folder_count, &model);
+  }
   cli_progress_finish(&state.bar);
   if (s == GRAD_E_CANCELLED && signals_seen) {
     int code = 128 + last_signal; /* 130 for SIGINT, 143 for SIGTERM */

@@ -37,9 +37,10 @@ static int compare_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Image files under dir, sorted by name at each level; symbolic links to
- * folders are not followed (no loops), links to files are. */
-static int add_folder(cli_paths *list, const char *dir, const char *command) {
+/* Image files in dir (and under it when recursive), sorted by name at each
+ * level; symbolic links to folders are not followed (no loops), links to
+ * files are. */
+static int add_folder(cli_paths *list, const char *dir, int recursive, const char *command) {
   DIR *d = opendir(dir);
   if (!d) {
     fprintf(stderr, "grad %s: %s: %s\n", command, dir, strerror(errno));
@@ -64,8 +65,9 @@ static int add_folder(cli_paths *list, const char *dir, const char *command) {
     }
     snprintf(path, n, "%.*s/%s", (int)dir_len, dir, names.paths[i]);
     struct stat link, target;
-    if (lstat(path, &link) == 0 && S_ISDIR(link.st_mode)) ok = add_folder(list, path, command);
-    else if (cli_is_image_name(names.paths[i]) && stat(path, &target) == 0 &&
+    if (lstat(path, &link) == 0 && S_ISDIR(link.st_mode)) {
+      if (recursive) ok = add_folder(list, path, recursive, command);
+    } else if (cli_is_image_name(names.paths[i]) && stat(path, &target) == 0 &&
              S_ISREG(target.st_mode))
       ok = cli_paths_add(list, path);
     free(path);
@@ -113,13 +115,34 @@ int cli_paths_add_argument(cli_paths *list, const char *arg, const char *command
   struct stat st;
   if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) {
     size_t before = list->count;
-    if (!add_folder(list, arg, command)) return 0;
+    if (!add_folder(list, arg, 1, command)) return 0;
     if (list->count == before)
       fprintf(stderr, "grad %s: %s: no PNG or JPEG images in this folder\n", command, arg);
     return 1;
   }
   if (!cli_paths_add(list, arg)) {
     fprintf(stderr, "grad %s: out of memory\n", command);
+    return 0;
+  }
+  return 1;
+}
+
+static int is_folder(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int cli_paths_add_training_folder(cli_paths *list, const char *folder, const char *command) {
+  /* The rule of grad_model_train (train.h): a category's train/good, or
+   * the folder itself. */
+  char good[4096], test[4096];
+  snprintf(good, sizeof good, "%s/train/good", folder);
+  snprintf(test, sizeof test, "%s/test", folder);
+  const char *dir = is_folder(good) || is_folder(test) ? good : folder;
+  size_t before = list->count;
+  if (!add_folder(list, dir, 0, command)) return 0;
+  if (list->count == before) {
+    fprintf(stderr, "grad %s: %s: no PNG or JPEG images found\n", command, dir);
     return 0;
   }
   return 1;

@@ -19,6 +19,11 @@ int cli_paths_add_argument(cli_paths *list, const char *arg, const char *command
  * are skipped; a trailing '\r' is removed. */
 int cli_paths_add_list_file(cli_paths *list, const char *file, const char *command);
 
+/* Adds the training images of folder as grad_model_train finds them: an
+ * MVTec-layout category's train/good, or the folder's own PNG/JPEG files,
+ * sorted. 0 with a message when there are none. */
+int cli_paths_add_training_folder(cli_paths *list, const char *folder, const char *command);
+
 /* Adds a copy of path; 0 when out of memory. */
 int cli_paths_add(cli_paths *list, const char *path);
 

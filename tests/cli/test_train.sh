@@ -39,6 +39,22 @@ has "warning: the thresholds were calibrated on 2 held-out images" "$out"
 run 0 train -o "$work/m2.grad" $tiny --holdout 0 --epochs 1
 has "warning: no image held out" "$err"
 
+# A bad image among the training images: an error naming it by default;
+# --skip-bad warns, counts, and trains on the others.
+cp -r "$work/d/weave" "$work/withbad"
+printf 'not an image' >"$work/withbad/train/good/bad.png"
+# shellcheck disable=SC2086
+run 1 train -o "$work/m3.grad" -d "$work/withbad" --size 32 --layers 1 --channels 8 --blocks 0 \
+  --epochs 1 -j 1
+has "withbad/train/good/bad.png: not a PNG or JPEG image" "$err"
+[ ! -e "$work/m3.grad" ] || fail "a model was written despite the bad image"
+run 0 train -o "$work/m3.grad" -d "$work/withbad" --skip-bad --size 32 --layers 1 --channels 8 \
+  --blocks 0 --epochs 1 -j 1
+has "grad train: warning: skipping $work/withbad/train/good/bad.png: not a PNG or JPEG image" "$err"
+has "left out 1 of 13 images" "$err"
+run 0 info "$work/m3.grad"
+has "provenance.images = 11" "$out"
+
 # interrupt SIGNAL EXIT: an endless run stopped by SIGNAL once it trains.
 interrupt() {
   rm -f "$work/i.grad" "$work/i.grad.checkpoint"
