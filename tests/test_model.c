@@ -324,6 +324,48 @@ START_TEST(training_input_errors_are_reported) {
 }
 END_TEST
 
+START_TEST(batch_scores_equal_single_calls) {
+  /* 11 images: a full group of 8, then a partial one of 3. */
+  enum { N = 11 };
+  grad_model *model = NULL;
+  grad_context *ctx = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  grad_image *images[N];
+  grad_result *batch[N], *single[N];
+  for (int i = 0; i < N; i++) ck_assert_int_eq(grad_image_load(test_image(i % 8), &images[i]), GRAD_OK);
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(grad_model_score(model, ctx, images[i], &single[i]), GRAD_OK);
+  ck_assert_int_eq(grad_model_score_batch(model, ctx, (const grad_image *const *)images, N, batch),
+                   GRAD_OK);
+  double threshold = grad_model_image_threshold(model);
+  for (int i = 0; i < N; i++) {
+    double a = grad_result_score(batch[i]), b = grad_result_score(single[i]);
+    ck_assert_msg(fabs(a - b) <= 1e-5 * fabs(b), "image %d: batch %.9g, single %.9g", i, a, b);
+    if (fabs(b - threshold) > 1e-4 * fabs(threshold))
+      ck_assert_int_eq(grad_result_is_anomalous(batch[i]), grad_result_is_anomalous(single[i]));
+    int pixels = grad_result_width(single[i]) * grad_result_height(single[i]);
+    ck_assert_int_eq(grad_result_width(batch[i]), grad_result_width(single[i]));
+    ck_assert_close_rel(grad_result_map(batch[i]), grad_result_map(single[i]), (size_t)pixels, 1e-5);
+    ck_assert_ptr_nonnull(grad_result_mask(batch[i]));
+  }
+  /* Images repeated within the call score the same. */
+  ck_assert_double_eq(grad_result_score(batch[0]), grad_result_score(batch[8]));
+  for (int i = 0; i < N; i++) grad_result_free(batch[i]), grad_result_free(single[i]);
+
+  /* A NULL image is refused by index; nothing is returned. */
+  const grad_image *with_null[3] = {images[0], NULL, images[1]};
+  grad_result *out[3];
+  ck_assert_int_eq(grad_model_score_batch(model, ctx, with_null, 3, out), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "image 1"));
+  for (int i = 0; i < 3; i++) ck_assert_ptr_null(out[i]);
+  ck_assert_int_eq(grad_model_score_batch(model, ctx, with_null, 0, out), GRAD_OK);
+  for (int i = 0; i < N; i++) grad_image_free(images[i]);
+  grad_context_free(ctx);
+  grad_model_free(model);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model");
@@ -333,6 +375,7 @@ int main(void) {
   tcase_add_test(tc, result_has_map_mask_and_decision);
   tcase_add_test(tc, memory_is_known_before_it_is_allocated);
   tcase_add_test(tc, threads_share_one_model);
+  tcase_add_test(tc, batch_scores_equal_single_calls);
   tcase_add_test(tc, evaluation_reports_metrics);
   tcase_add_test(tc, bad_model_files_are_refused);
   tcase_add_test(tc, save_failure_leaves_nothing_behind);

@@ -253,6 +253,10 @@ void grad_context_free(grad_context *ctx) {
   grad__free(ctx->raw);
   grad__free(ctx->features);
   grad__free(ctx->recon);
+  grad__free(ctx->group_input);
+  grad__free(ctx->group_raw);
+  grad__free(ctx->group_features);
+  grad__free(ctx->group_recon);
   grad__free(ctx);
 }
 
@@ -300,14 +304,9 @@ static grad_status mask_at_image_size(const grad_model *model, grad_result *r) {
   return s;
 }
 
-grad_status grad_model_score(const grad_model *model, grad_context *ctx, const grad_image *image,
-                             grad_result **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: out is NULL");
-  *out = NULL;
-  if (!model || !ctx || !image)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: NULL model, context or image");
-  if (ctx->model != model)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: the context belongs to another model");
+/* A result for an image of width x height: its buffers, nothing scored yet. */
+static grad_status result_create(const grad_model *model, const grad_image *image,
+                                 grad_result **out) {
   int size = grad_model_input_size(model);
   int width = grad_image_width(image), height = grad_image_height(image);
   size_t pixels = (size_t)width * height;
@@ -324,20 +323,127 @@ grad_status grad_model_score(const grad_model *model, grad_context *ctx, const g
     grad_result_free(r);
     return grad__fail(GRAD_E_NOMEM, "out of memory scoring a %dx%d image", width, height);
   }
+  *out = r;
+  return GRAD_OK;
+}
+
+/* From the S x S map and the score: the map at the image's size, the
+ * mask and the decision. */
+static grad_status result_finish(const grad_model *model, grad_result *r, float score) {
+  grad_status s = grad_head_resize_map(model->head, r->model_map, r->width, r->height, r->map);
+  if (s == GRAD_OK && r->mask) s = mask_at_image_size(model, r);
+  r->score = score;
+  r->normalized = grad_head_normalize_score(model->head, score);
+  r->anomalous = grad_head_is_anomalous(model->head, score);
+  return s;
+}
+
+static grad_status check_score_args(const grad_model *model, const grad_context *ctx,
+                                    const char *call) {
+  if (!model || !ctx)
+    return grad__fail(GRAD_E_INVALID_ARG, "%s: NULL model or context", call);
+  if (ctx->model != model)
+    return grad__fail(GRAD_E_INVALID_ARG, "%s: the context belongs to another model", call);
+  return GRAD_OK;
+}
+
+grad_status grad_model_score(const grad_model *model, grad_context *ctx, const grad_image *image,
+                             grad_result **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: out is NULL");
+  *out = NULL;
+  grad_status s = check_score_args(model, ctx, "grad_model_score");
+  if (s != GRAD_OK) return s;
+  if (!image) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score: image is NULL");
+  grad_result *r = NULL;
+  s = result_create(model, image, &r);
   float score = 0;
-  grad_status s = grad_image_to_tensor(image, size, ctx->input);
+  if (s == GRAD_OK) s = grad_image_to_tensor(image, r->size, ctx->input);
   if (s == GRAD_OK) s = grad__model_score_tensor(model, ctx, ctx->input, r->model_map, &score);
-  if (s == GRAD_OK) s = grad_head_resize_map(model->head, r->model_map, width, height, r->map);
-  if (s == GRAD_OK && masks) s = mask_at_image_size(model, r);
+  if (s == GRAD_OK) s = result_finish(model, r, score);
   if (s != GRAD_OK) {
     grad_result_free(r);
     return s;
   }
-  r->score = score;
-  r->normalized = grad_head_normalize_score(model->head, score);
-  r->anomalous = grad_head_is_anomalous(model->head, score);
   *out = r;
   return GRAD_OK;
+}
+
+/* The context's buffers for groups of GRAD__SCORE_GROUP images, made on
+ * the first batch call. */
+static grad_status ensure_group_buffers(const grad_model *model, grad_context *ctx) {
+  if (ctx->group_input) return GRAD_OK;
+  size_t s = (size_t)grad_model_input_size(model);
+  size_t hw = (size_t)grad_store_height(model->store) * grad_store_width(model->store);
+  size_t g = GRAD__SCORE_GROUP;
+  ctx->group_input = grad__malloc_array(g * 3 * s * s, sizeof(float));
+  ctx->group_raw = grad__malloc_array(g * (size_t)model->reduce->raw_channels * hw, sizeof(float));
+  ctx->group_features = grad__malloc_array(g * (size_t)model->reduce->channels * hw, sizeof(float));
+  ctx->group_recon = grad__malloc_array(g * (size_t)model->reduce->channels * hw, sizeof(float));
+  if (!ctx->group_input || !ctx->group_raw || !ctx->group_features || !ctx->group_recon) {
+    grad__free(ctx->group_input), grad__free(ctx->group_raw);
+    grad__free(ctx->group_features), grad__free(ctx->group_recon);
+    ctx->group_input = ctx->group_raw = ctx->group_features = ctx->group_recon = NULL;
+    return grad__fail(GRAD_E_NOMEM, "out of memory for batches of %d images", GRAD__SCORE_GROUP);
+  }
+  return GRAD_OK;
+}
+
+/* n <= GRAD__SCORE_GROUP images through backbone, reduction and store as
+ * one batch, then the head per image; results[i] are already created. */
+static grad_status score_group(const grad_model *model, grad_context *ctx,
+                               const grad_image *const *images, size_t first, int n,
+                               grad_result **results) {
+  const grad__pca *pca = model->reduce;
+  int size = grad_model_input_size(model);
+  int h = grad_store_height(model->store), w = grad_store_width(model->store);
+  size_t hw = (size_t)h * w, input_floats = 3 * (size_t)size * size;
+  size_t reduced_floats = (size_t)pca->channels * hw;
+  grad_status s = GRAD_OK;
+  for (int i = 0; s == GRAD_OK && i < n; i++) {
+    s = grad_image_to_tensor(images[i], size, ctx->group_input + i * input_floats);
+    if (s != GRAD_OK) return grad__fail_context(s, "grad_model_score_batch, image %zu: ", first + i);
+  }
+  grad__ws_reset(ctx->ws);
+  if (s == GRAD_OK) s = grad_backbone_features(model->backbone, ctx->ws, ctx->group_input, n, ctx->group_raw);
+  if (s == GRAD_OK) s = grad__pca_apply(pca, ctx->group_raw, n, hw, ctx->group_features, ctx->ws);
+  if (s == GRAD_OK)
+    s = grad__store_reconstruct(model->store, ctx->ws, ctx->group_features, n, ctx->group_recon);
+  for (int i = 0; s == GRAD_OK && i < n; i++) {
+    float score = 0;
+    s = grad_head_map(model->head, ctx->ws, ctx->group_recon + i * reduced_floats,
+                      ctx->group_features + i * reduced_floats, pca->channels, h, w,
+                      results[i]->model_map, &score);
+    if (s == GRAD_OK) s = result_finish(model, results[i], score);
+  }
+  if (s != GRAD_OK)
+    grad__fail_context(s, "grad_model_score_batch, images %zu..%zu: ", first, first + n - 1);
+  return s;
+}
+
+grad_status grad_model_score_batch(const grad_model *model, grad_context *ctx,
+                                   const grad_image *const *images, size_t count,
+                                   grad_result **results) {
+  if (!results) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_score_batch: results is NULL");
+  for (size_t i = 0; i < count; i++) results[i] = NULL;
+  grad_status s = check_score_args(model, ctx, "grad_model_score_batch");
+  if (s == GRAD_OK && count && !images)
+    s = grad__fail(GRAD_E_INVALID_ARG, "grad_model_score_batch: images is NULL");
+  for (size_t i = 0; s == GRAD_OK && i < count; i++)
+    if (!images[i]) s = grad__fail(GRAD_E_INVALID_ARG, "grad_model_score_batch: image %zu is NULL", i);
+  if (s == GRAD_OK && count) s = ensure_group_buffers(model, ctx);
+  for (size_t first = 0; s == GRAD_OK && first < count; first += GRAD__SCORE_GROUP) {
+    int n = (int)(count - first < GRAD__SCORE_GROUP ? count - first : GRAD__SCORE_GROUP);
+    for (int i = 0; s == GRAD_OK && i < n; i++)
+      s = result_create(model, images[first + i], &results[first + i]);
+    if (s == GRAD_OK) s = score_group(model, ctx, images + first, first, n, results + first);
+  }
+  if (s != GRAD_OK) {
+    for (size_t i = 0; i < count; i++) {
+      grad_result_free(results[i]);
+      results[i] = NULL;
+    }
+  }
+  return s;
 }
 
 double grad_result_score(const grad_result *r) { return r ? r->score : NAN; }

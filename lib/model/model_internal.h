@@ -36,7 +36,14 @@ struct grad_context {
   float *raw;       /* C_raw x H x W: backbone features */
   float *features;  /* C x H x W: reduced */
   float *recon;     /* C x H x W */
+  /* grad_model_score_batch's buffers for GRAD__SCORE_GROUP images, made
+   * on its first call (NULL until then). */
+  float *group_input, *group_raw, *group_features, *group_recon;
 };
+
+/* Images a batch call sends through the backbone at once (the backbone
+ * itself works in groups of this size). */
+#define GRAD__SCORE_GROUP 8
 
 struct grad_result {
   double score;
