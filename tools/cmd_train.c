@@ -13,6 +13,7 @@
 #include "inputs.h"
 #include "output.h"
 #include "progress.h"
+#include "train_presets.h"
 
 static void usage(FILE *to) {
   fputs(
@@ -21,6 +22,7 @@ static void usage(FILE *to) {
       "(its train/good is used) or a plain folder of PNG/JPEG images.\n\n"
       "  -o, --output FILE         model file to write (saved atomically)\n"
       "  -d, --data DIR            a category or image folder (repeatable)\n"
+      "      --preset NAME         the paper's configuration: grad, crad, crad-s (below)\n"
       "      --arch NAME           backbone: resnet18 (default), resnet34, resnet50,\n"
       "                            resnet101, wide_resnet50_2, wide_resnet101_2\n"
       "      --weights FILE        converted torchvision weights (safetensors)\n"
@@ -40,8 +42,9 @@ static void usage(FILE *to) {
       "      --skip-bad            leave out the images that cannot be decoded, with a\n"
       "                            warning each (default: such an image is an error)\n"
       "  -j, --threads N           threads (default: all cores)\n"
-      "  -h, --help                show this help\n",
+      "  -h, --help                show this help\n\n",
       to);
+  cli_train_presets_usage(to);
 }
 
 /* Ctrl-C or SIGTERM: the first one finishes the current epoch so that its
@@ -145,7 +148,7 @@ static int readable_images(const char *const *folders, int count, cli_paths *out
 
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
        OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME,
-       OPT_SKIP_BAD };
+       OPT_SKIP_BAD, OPT_PRESET };
 
 int cmd_train(int argc, char **argv) {
   static const struct option options[] = {
@@ -159,8 +162,9 @@ int cmd_train(int argc, char **argv) {
     {"holdout", required_argument, NULL, OPT_HOLDOUT},
     {"checkpoint", required_argument, NULL, OPT_CHECKPOINT},
     {"checkpoint-every", required_argument, NULL, OPT_EVERY},
-    {"resume", required_argument, NULL, OPT_RESUME}, {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
-    {"help", no_argument, NULL, 'h'}, {0}};
+    {"resume", required_argument, NULL, OPT_RESUME},
+    {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
+    {"preset", required_argument, NULL, OPT_PRESET}, {"help", no_argument, NULL, 'h'}, {0}};
   grad_model_options mo;
   grad_model_options_init(&mo);
   grad_train_options to;
@@ -169,7 +173,13 @@ int cmd_train(int argc, char **argv) {
   const char *folders[64];
   int folder_count = 0, random_given = 0, skip_bad = 0;
   long value;
-  int opt;
+  int opt, presets = 0;
+  /* The preset first, so that every option given explicitly overrides it. */
+  grad__model_decoder decoder = {GRAD__DECODER_BASIC, 0};
+  const char *preset = cli_train_preset_find(argc, argv, &presets);
+  if (presets > 1) return cli_usage_error("train", "--preset given %d times", presets);
+  if (preset && cli_train_preset_apply(preset, &mo, &to, &decoder, &layers_text) != CLI_OK)
+    return CLI_USAGE;
   while ((opt = getopt_long(argc, argv, ":o:d:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'o': output = optarg; break;
@@ -241,6 +251,7 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error("train", "--threads must be in 1..1024");
       grad_threads_set((int)value);
       break;
+    case OPT_PRESET: break; /* applied above */
     case 'h': usage(stdout); return CLI_OK;
     default: return cli_bad_option("train", opt, argv);
     }
@@ -292,10 +303,11 @@ int cmd_train(int argc, char **argv) {
       cli_paths_free(&files);
       return CLI_FAILURE;
     }
-    s = grad_model_train_files(&mo, &to, (const char *const *)files.paths, files.count, &model);
+    s = grad__model_train_files_decoder(&mo, &decoder, &to, (const char *const *)files.paths,
+                                        files.count, &model);
     cli_paths_free(&files);
   } else {
-    s = grad_model_train(&mo, &to, folders, folder_count, &model);
+    s = grad__model_train_decoder(&mo, &decoder, &to, folders, folder_count, &model);
   }
   cli_progress_finish(&state.bar);
   if (s == GRAD_E_CANCELLED && signals_seen) {

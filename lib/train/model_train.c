@@ -14,6 +14,7 @@
 #include "dataset.h"
 #include "feature_cache.h"
 #include "model_internal.h"
+#include "model_train_internal.h"
 #include "train_internal.h"
 
 enum { EXTRACT_BATCH = 8 };
@@ -268,7 +269,8 @@ static char *describe(grad__train_record *record) {
  * options; the rest of it is filled here. A cancelled store training still
  * gives a model (train.h), with GRAD_E_CANCELLED.
  */
-static grad_status train_model(const grad_model_options *opts, const grad_train_options *topts,
+static grad_status train_model(const grad_model_options *opts, const grad__model_decoder *decoder,
+                               const grad_train_options *topts,
                                const image_set *train, const image_set *holdout,
                                grad__train_record *record, grad_model **out) {
   grad_backbone *bb = NULL;
@@ -312,8 +314,13 @@ static grad_status train_model(const grad_model_options *opts, const grad_train_
   grad__feature_cache_free(raw);
   raw = NULL;
   if (s == GRAD_OK) {
+    /* CRAD's default width is 4C: 864 at C = 216, as the official code. */
+    const bool crad = decoder && decoder->type == GRAD__DECODER_CRAD;
     grad__store_config config = {pca->channels, h, w, opts->local_res, opts->global_res,
-                                 opts->blocks, GRAD__DECODER_BASIC, 0};
+                                 opts->blocks, crad ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
+                                 crad ? (decoder->expansion ? decoder->expansion
+                                                            : 4 * pca->channels)
+                                      : 0};
     s = grad__store_create(&config, opts->random_seed, &store);
   }
   grad__train_report report;
@@ -359,6 +366,13 @@ static grad_status train_model(const grad_model_options *opts, const grad_train_
   return s;
 }
 
+static grad_status check_decoder(const grad__model_decoder *decoder) {
+  if (decoder && decoder->type != GRAD__DECODER_BASIC && decoder->type != GRAD__DECODER_CRAD)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: unknown decoder type %d",
+                      (int)decoder->type);
+  return GRAD_OK;
+}
+
 /* What every public training call does first: check out and resolve both
  * option structs. */
 static grad_status begin(const grad_model_options *options,
@@ -371,12 +385,15 @@ static grad_status begin(const grad_model_options *options,
   return s;
 }
 
-grad_status grad_model_train(const grad_model_options *options,
-                             const grad_train_options *train_options,
-                             const char *const *folders, int folder_count, grad_model **out) {
+grad_status grad__model_train_decoder(const grad_model_options *options,
+                                      const grad__model_decoder *decoder,
+                                      const grad_train_options *train_options,
+                                      const char *const *folders, int folder_count,
+                                      grad_model **out) {
   grad_model_options opts;
   grad_train_options topts;
   grad_status s = begin(options, train_options, out, &opts, &topts);
+  if (s == GRAD_OK) s = check_decoder(decoder);
   if (s != GRAD_OK) return s;
   if (!folders || folder_count < 1)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: no folders given");
@@ -385,7 +402,35 @@ grad_status grad_model_train(const grad_model_options *options,
   grad__train_record record = {.source = "folders", .folders = folders,
                                .folder_count = (size_t)folder_count, .model_options = &opts,
                                .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  if (s == GRAD_OK) s = train_model(&opts, decoder, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
+  return s;
+}
+
+grad_status grad_model_train(const grad_model_options *options,
+                             const grad_train_options *train_options,
+                             const char *const *folders, int folder_count, grad_model **out) {
+  return grad__model_train_decoder(options, NULL, train_options, folders, folder_count, out);
+}
+
+grad_status grad__model_train_files_decoder(const grad_model_options *options,
+                                            const grad__model_decoder *decoder,
+                                            const grad_train_options *train_options,
+                                            const char *const *paths, size_t count,
+                                            grad_model **out) {
+  grad_model_options opts;
+  grad_train_options topts;
+  grad_status s = begin(options, train_options, out, &opts, &topts);
+  if (s == GRAD_OK) s = check_decoder(decoder);
+  if (s != GRAD_OK) return s;
+  if (!paths || count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_files: no files given");
+  image_set train = {0}, holdout = {0};
+  s = split_files(paths, count, opts.holdout_fraction, &train, &holdout);
+  grad__train_record record = {.source = "files", .files = paths, .file_count = count,
+                               .model_options = &opts, .train_options = &topts};
+  if (s == GRAD_OK) s = train_model(&opts, decoder, &topts, &train, &holdout, &record, out);
   image_set_free(&train);
   image_set_free(&holdout);
   return s;
@@ -394,20 +439,7 @@ grad_status grad_model_train(const grad_model_options *options,
 grad_status grad_model_train_files(const grad_model_options *options,
                                    const grad_train_options *train_options,
                                    const char *const *paths, size_t count, grad_model **out) {
-  grad_model_options opts;
-  grad_train_options topts;
-  grad_status s = begin(options, train_options, out, &opts, &topts);
-  if (s != GRAD_OK) return s;
-  if (!paths || count < 1)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_files: no files given");
-  image_set train = {0}, holdout = {0};
-  s = split_files(paths, count, opts.holdout_fraction, &train, &holdout);
-  grad__train_record record = {.source = "files", .files = paths, .file_count = count,
-                               .model_options = &opts, .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
-  image_set_free(&train);
-  image_set_free(&holdout);
-  return s;
+  return grad__model_train_files_decoder(options, NULL, train_options, paths, count, out);
 }
 
 grad_status grad_model_train_images(const grad_model_options *options,
@@ -430,7 +462,7 @@ grad_status grad_model_train_images(const grad_model_options *options,
   }
   grad__train_record record = {.source = "memory", .model_options = &opts,
                                .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  if (s == GRAD_OK) s = train_model(&opts, NULL, &topts, &train, &holdout, &record, out);
   image_set_free(&train);
   image_set_free(&holdout);
   return s;
