@@ -61,12 +61,15 @@ struct grad_backbone {
   grad__bb_conv stem;
   grad__bb_block *blocks;     /* all blocks of stages 1..last_stage, in order */
   int block_count;
-  int stage_channels[5];      /* [k]: channels of stage k (full network) */
-  int stage_size[5];          /* [k]: side of stage k's map; [0]: the stem's */
+  int stage_channels[6];      /* [k]: channels of stage k (full network) */
+  int stage_size[6];          /* [k]: side of stage k's map; [0]: the stem's */
   int feature_channels;
   int feature_size;           /* H = W of the aligned features */
   float *storage;             /* all weights and biases */
   size_t storage_floats;
+  /* An EfficientNet (efficientnet_internal.h) instead of a ResNet: then
+   * arch, stem and blocks are unused and layers go up to 5. */
+  struct grad__effnet *effnet;
 };
 
 /*

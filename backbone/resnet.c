@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backbone_internal.h"
+#include "efficientnet_internal.h"
 
 static const grad__resnet_arch arch_table[] = {
   {"resnet18", false, {2, 2, 2, 2}, 64},
@@ -25,8 +26,10 @@ const grad__resnet_arch *grad__resnet_arch_find(const char *name) {
 
 enum { ARCH_COUNT = sizeof arch_table / sizeof arch_table[0] };
 
+/* The ResNets, then the EfficientNets. */
 const char *grad_backbone_arch_name(int index) {
-  return index >= 0 && index < ARCH_COUNT ? arch_table[index].name : NULL;
+  if (index < 0) return NULL;
+  return index < ARCH_COUNT ? arch_table[index].name : grad__effnet_arch_name(index - ARCH_COUNT);
 }
 
 /* Output channels of stage k (1..4): torchvision's planes, times the
@@ -36,10 +39,10 @@ static int stage_channels(const grad__resnet_arch *arch, int k) {
 }
 
 static grad_status unknown_arch(const char *name) {
-  char known[256] = "";
-  for (int i = 0; i < ARCH_COUNT; i++) {
+  char known[640] = "";
+  for (int i = 0; grad_backbone_arch_name(i); i++) {
     if (i) strcat(known, ", ");
-    strcat(known, arch_table[i].name);
+    strcat(known, grad_backbone_arch_name(i));
   }
   return grad__fail(GRAD_E_INVALID_ARG, "unknown backbone architecture '%s' (known: %s)",
                     name ? name : "(null)", known);
@@ -48,6 +51,8 @@ static grad_status unknown_arch(const char *name) {
 grad_status grad_backbone_arch_channels(const char *arch, unsigned layers, int *channels) {
   if (!channels) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_arch_channels: channels is NULL");
   *channels = 0;
+  const grad__effnet_arch *effnet = grad__effnet_arch_find(arch);
+  if (effnet) return grad__effnet_arch_channels(effnet, layers, channels);
   const grad__resnet_arch *a = grad__resnet_arch_find(arch);
   if (!a) return unknown_arch(arch);
   unsigned all = 0;
@@ -270,6 +275,8 @@ grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbon
   if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: out is NULL");
   *out = NULL;
   if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
+  const grad__effnet_arch *effnet = grad__effnet_arch_find(opts->arch);
+  if (effnet) return grad__effnet_create(effnet, opts, out);
   const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);
   if (!arch) return unknown_arch(opts->arch);
   return grad__backbone_create_arch(arch, opts, out);
@@ -279,6 +286,7 @@ void grad_backbone_free(grad_backbone *bb) {
   if (!bb) return;
   grad__free(bb->storage);
   grad__free(bb->blocks);
+  grad__effnet_free(bb->effnet);
   grad__free(bb);
 }
 
@@ -294,5 +302,6 @@ const char *grad_backbone_arch(const grad_backbone *bb) { return bb ? bb->arch_n
 const char *grad_backbone_weights_source(const grad_backbone *bb) { return bb ? bb->source : ""; }
 
 int grad_backbone_stage_channels(const grad_backbone *bb, int layer) {
-  return bb && layer >= 1 && layer <= 4 ? bb->stage_channels[layer] : 0;
+  int last = bb && bb->effnet ? GRAD__EFFNET_LAYERS : 4;
+  return bb && layer >= 1 && layer <= last ? bb->stage_channels[layer] : 0;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backbone_internal.h"
+#include "efficientnet_internal.h"
 #include "upsample.h"
 
 enum { GROUP_MAX = 8, SMALL_MAP = 24 * 24 };
@@ -247,6 +248,10 @@ static void stages_sink(void *ctx, int stage, const float *x, int n, int first, 
 
 grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
                                   const float *images, int n, float *const stages[5]) {
+  if (bb && bb->effnet && stages) { /* layer 5 only through grad__effnet_stages */
+    float *const all[6] = {stages[0], stages[1], stages[2], stages[3], stages[4], NULL};
+    return grad__effnet_stages(bb, ws, images, n, bb->input_size, bb->input_size, all);
+  }
   grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
@@ -303,6 +308,7 @@ static void neck_sink(void *ctx, int stage, const float *x, int n, int first, in
 
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                     const float *images, int n, float *out) {
+  if (bb && bb->effnet) return grad__effnet_features(bb, ws, images, n, out);
   grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
@@ -332,8 +338,9 @@ grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
   /* One block for the whole call: the passes release their scratch as they
    * go, so without this the arena would not settle into one block. */
   grad__ws_reset(ws);
-  size_t bytes = group_bytes(bb, n < GROUP_MAX ? n : GROUP_MAX);
-  if (n > GROUP_MAX && n % GROUP_MAX) { /* the last, smaller group may be planned otherwise */
+  size_t bytes = bb->effnet ? grad__effnet_workspace_bytes(bb, n)
+                            : group_bytes(bb, n < GROUP_MAX ? n : GROUP_MAX);
+  if (!bb->effnet && n > GROUP_MAX && n % GROUP_MAX) { /* the last, smaller group may be planned otherwise */
     size_t last = group_bytes(bb, n % GROUP_MAX);
     if (last > bytes) bytes = last;
   }

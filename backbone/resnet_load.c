@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backbone_internal.h"
+#include "efficientnet_internal.h"
 #include "rng.h"
 
 /* torchvision's BatchNorm2d default. */
@@ -152,6 +153,7 @@ static grad_status put_meta(grad__st_writer *w, const char *prefix, const char *
 grad_status grad__backbone_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix) {
   if (!bb || !w) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_write: NULL argument");
   if (!prefix) prefix = "";
+  if (bb->effnet) return grad__effnet_write(bb, w, prefix);
   char layers[16] = "", blocks[64], number[32];
   for (int k = 1; k <= 4; k++)
     if (bb->layers & GRAD_BACKBONE_LAYER(k))
@@ -224,6 +226,9 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
   if (!f) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_read: file is NULL");
   if (!prefix) prefix = "";
   char key[256];
+  snprintf(key, sizeof key, "%sfamily", prefix);
+  const char *family = grad__st_meta(f, key);
+  if (family && !strcmp(family, "efficientnet")) return grad__effnet_read(f, prefix, out);
   snprintf(key, sizeof key, "%sarch", prefix);
   const char *arch_name = grad__st_meta(f, key);
   if (!arch_name)

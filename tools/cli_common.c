@@ -42,7 +42,7 @@ int cli_parse_int(const char *text, long min, long max, long *out) {
 int cli_parse_layers(const char *text, unsigned *mask) {
   unsigned bits = 0;
   for (const char *p = text; *p; p++) {
-    if (*p >= '1' && *p <= '4' && (p[1] == ',' || p[1] == '\0')) {
+    if (*p >= '1' && *p <= '5' && (p[1] == ',' || p[1] == '\0')) {
       bits |= 1u << (*p - '0');
       if (p[1] == ',') p++;
     } else {
@@ -68,8 +68,10 @@ int cli_bad_option(const char *command, int opt, char **argv) {
 
 int cli_check_arch(const char *command, const char *arch, unsigned layers, int *raw_channels) {
   if (grad_backbone_arch_channels(arch, layers, raw_channels) == GRAD_OK) return CLI_OK;
-  char names[256] = "";
+  char names[640] = "";
   for (int i = 0; grad_backbone_arch_name(i); i++) {
+    if (arch && !strcmp(arch, grad_backbone_arch_name(i))) /* known: the layers are wrong */
+      return cli_usage_error(command, "--layers: %s", grad_last_error());
     if (i) strncat(names, ", ", sizeof names - strlen(names) - 1);
     strncat(names, grad_backbone_arch_name(i), sizeof names - strlen(names) - 1);
   }

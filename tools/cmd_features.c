@@ -14,11 +14,14 @@ static void usage(FILE *to) {
         "Run the frozen backbone and its neck on one image (PNG or JPEG) and write the\n"
         "features (tensor 'features', C x H x W, F32) to a safetensors file.\n\n"
         "  -a, --arch NAME           resnet18, resnet34, resnet50, resnet101,\n"
-        "                            wide_resnet50_2 (default) or wide_resnet101_2\n"
+        "                            wide_resnet50_2 (default), wide_resnet101_2,\n"
+        "                            efficientnet_b0..b7 (torchvision layout) or\n"
+        "                            efficientnet_b0_same..b7_same (efficientnet_pytorch)\n"
         "      --weights FILE        torchvision weights converted by convert_torchvision.py\n"
         "      --random-weights SEED seeded random weights in torchvision's initialisation\n"
         "                            (tests and demos only)\n"
-        "      --layers LIST         stages to concatenate, e.g. 2,3 (default) or 1,2,3\n"
+        "      --layers LIST         stages to concatenate, e.g. 2,3 (default) or 1,2,3;\n"
+        "                            an EfficientNet has 1..5 (strides 2..32)\n"
         "      --size S              input size S x S (default 224)\n"
         "      --stride S            output stride: 4, 8 (default), 16 or 32\n"
         "  -o, --output FILE         the safetensors file to write\n"
@@ -36,7 +39,7 @@ static grad_status save_features(const char *path, const grad_backbone *bb, cons
   const int64_t shape[3] = {grad_backbone_feature_channels(bb), grad_backbone_feature_height(bb),
                             grad_backbone_feature_width(bb)};
   char layers[16] = "", number[32];
-  for (int k = 1; k <= 4; k++)
+  for (int k = 1; k <= 5; k++)
     if (grad_backbone_layers(bb) & GRAD_BACKBONE_LAYER(k))
       snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
                layers[0] ? "," : "", k);

@@ -24,11 +24,14 @@ static void usage(FILE *to) {
       "  -d, --data DIR            a category or image folder (repeatable)\n"
       "      --preset NAME         the paper's configuration: grad, crad, crad-s (below)\n"
       "      --arch NAME           backbone: resnet18 (default), resnet34, resnet50,\n"
-      "                            resnet101, wide_resnet50_2, wide_resnet101_2\n"
+      "                            resnet101, wide_resnet50_2, wide_resnet101_2,\n"
+      "                            efficientnet_b0..b7 (torchvision layout) or\n"
+      "                            efficientnet_b0_same..b7_same (efficientnet_pytorch)\n"
       "      --weights FILE        converted torchvision weights (safetensors)\n"
       "      --random-weights SEED seeded random backbone weights (the default, seed 0;\n"
       "                            for tests and demos only: real use needs ImageNet weights)\n"
-      "      --layers LIST         backbone stages, e.g. 2,3 (default)\n"
+      "      --layers LIST         backbone stages, e.g. 2,3 (default); 1..4 for a ResNet,\n"
+      "                            1..5 for an EfficientNet (strides 2..32)\n"
       "      --size S              input size (default 224)\n"
       "      --channels C          channels after the PCA reduction (default 64)\n"
       "      --blocks N            decoder blocks (default 2; the paper uses 7)\n"
@@ -197,7 +200,7 @@ int cmd_train(int argc, char **argv) {
       break;
     case OPT_LAYERS:
       if (!cli_parse_layers(optarg, &mo.layers))
-        return cli_usage_error("train", "--layers takes stages 1..4 such as 2,3");
+        return cli_usage_error("train", "--layers takes stages 1..5 such as 2,3");
       layers_text = optarg;
       break;
     case OPT_SIZE:

@@ -9,7 +9,8 @@ extern "C" {
 #endif
 
 /*
- * A frozen torchvision-layout ResNet or WideResNet cut after the last stage
+ * A frozen torchvision-layout ResNet or WideResNet, or an EfficientNet
+ * b0..b7 (torchvision's or efficientnet_pytorch's layout), cut after the last stage
  * it needs, with eval-mode BatchNorm folded into the convolutions, plus the
  * neck: the chosen stages resized (bilinear, align_corners=True) to one
  * output stride and concatenated along channels.
@@ -36,8 +37,11 @@ typedef struct grad_backbone grad_backbone;
 
 typedef struct grad_backbone_options {
   size_t struct_size;        /* sizeof(grad_backbone_options), set by _init */
-  /* "resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2" or
-   * "wide_resnet101_2". Default "wide_resnet50_2". */
+  /* "resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2",
+   * "wide_resnet101_2", "efficientnet_b0".."efficientnet_b7" (torchvision's
+   * layout) or "efficientnet_b0_same".."efficientnet_b7_same"
+   * (efficientnet_pytorch's: TF "same" padding, BatchNorm eps 1e-3; see
+   * docs/backbone.md). Default "wide_resnet50_2". */
   const char *arch;
   /* A safetensors file with torchvision's state-dict names (F32, F16 or
    * BF16), as written by tools/convert_torchvision.py; NULL (the default)
@@ -45,8 +49,9 @@ typedef struct grad_backbone_options {
   const char *weights_path;
   /* Seed of the random weights when weights_path is NULL. Default 0. */
   uint64_t random_seed;
-  /* Stages returned, GRAD_BACKBONE_LAYER(1..4) or-ed; default layer2 + layer3.
-   * Stages after the last one set are neither loaded nor computed. */
+  /* Stages returned, GRAD_BACKBONE_LAYER(1..4) or-ed (1..5 for an
+   * EfficientNet: its stages at strides 2, 4, 8, 16, 32); default layer2 +
+   * layer3. Stages after the last one set are neither loaded nor computed. */
   unsigned layers;
   /* Input images are input_size x input_size; 32..4096, default 224. */
   int input_size;
@@ -65,7 +70,8 @@ GRAD_API const char *grad_backbone_arch_name(int index);
  * The channels of the features arch would return for layers (bits as in
  * grad_backbone_options.layers), without building the network: the upper
  * bound of a model's reduced channels. GRAD_E_INVALID_ARG for an unknown
- * arch (the message lists the known ones) or layers outside 1..4.
+ * arch (the message lists the known ones) or layers outside 1..4 (1..5 for
+ * an EfficientNet).
  */
 GRAD_API GRAD_NODISCARD grad_status grad_backbone_arch_channels(const char *arch, unsigned layers,
                                                                 int *channels);
@@ -92,7 +98,8 @@ GRAD_API int grad_backbone_feature_width(const grad_backbone *bb);
 GRAD_API int grad_backbone_input_size(const grad_backbone *bb);
 GRAD_API int grad_backbone_output_stride(const grad_backbone *bb);
 GRAD_API unsigned grad_backbone_layers(const grad_backbone *bb);
-/* Channels of stage layer (1..4) in the full network; 0 for another value. */
+/* Channels of stage layer (1..4, 1..5 for an EfficientNet) in the full
+ * network; 0 for another value. */
 GRAD_API int grad_backbone_stage_channels(const grad_backbone *bb, int layer);
 /* The architecture's name, e.g. "wide_resnet50_2". */
 GRAD_API const char *grad_backbone_arch(const grad_backbone *bb);

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 run 2 train --arch resnet19 -o "$work/m.grad" -d "$work"
-head -n1 "$err" | grep -q "^grad train: unknown --arch 'resnet19' (valid: resnet18, resnet34, resnet50, resnet101, wide_resnet50_2, wide_resnet101_2)$" ||
+head -n1 "$err" | grep -q "^grad train: unknown --arch 'resnet19' (valid: resnet18, resnet34, resnet50, resnet101, wide_resnet50_2, wide_resnet101_2, efficientnet_b0, efficientnet_b1, efficientnet_b2, efficientnet_b3, efficientnet_b4, efficientnet_b5, efficientnet_b6, efficientnet_b7, efficientnet_b0_same, efficientnet_b1_same, efficientnet_b2_same, efficientnet_b3_same, efficientnet_b4_same, efficientnet_b5_same, efficientnet_b6_same, efficientnet_b7_same)$" ||
   fail "the first line does not name the valid architectures"
 [ -s "$out" ] && fail "stdout not empty"
 run 2 features --arch resnet19 --random-weights 1 -o "$work/f" "$work/x.png"

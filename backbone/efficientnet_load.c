@@ -1,0 +1,218 @@
+/*
+ * EfficientNet weights: torchvision's seeded initialisation, loading a
+ * state dict of either layout with BatchNorm folded in, and storing /
+ * rebuilding the folded network inside a model file.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "efficientnet_internal.h"
+#include "rng.h"
+
+static size_t weight_count(const grad__effnet_conv *c) {
+  return (size_t)c->cout * c->cin * c->kernel * c->kernel;
+}
+
+/*
+ * torchvision's EfficientNet.__init__: every Conv2d kaiming_normal_
+ * (fan_out = Cout * K * K, also for depthwise ones), N(0, 2 / fan_out),
+ * biases zero; BatchNorm weight 1, bias 0, mean 0, var 1 (folded: the
+ * weights scaled by 1 / sqrt(1 + eps)). Drawn in the conv list's order.
+ */
+grad_status grad__effnet_init_random(grad_backbone *bb, uint64_t seed) {
+  const grad__effnet *net = bb->effnet;
+  grad__rng rng;
+  grad__rng_seed(&rng, seed);
+  const double scale = 1.0 / sqrt(1.0 + net->arch.bn_eps);
+  for (int i = 0; i < net->conv_count; i++) {
+    grad__effnet_conv *c = &net->convs[i];
+    double std = sqrt(2.0 / ((double)c->cout * c->kernel * c->kernel));
+    grad__rng_fill_normal(&rng, c->weight, weight_count(c), 0.0, std);
+    if (c->bn[0])
+      for (size_t j = 0; j < weight_count(c); j++) c->weight[j] = (float)(c->weight[j] * scale);
+    memset(c->bias, 0, sizeof(float) * (size_t)c->cout);
+  }
+  return GRAD_OK;
+}
+
+static grad_status read_tensor(const grad__st_file *f, const char *prefix, const char *module,
+                               const char *what, int ndim, const int64_t *shape, float *out) {
+  char name[GRAD__BB_NAME + 128];
+  snprintf(name, sizeof name, "%s%s.%s", prefix, module, what);
+  return grad__st_read_f32(f, name, ndim, shape, true, out);
+}
+
+/* One conv of a state dict: its weight, then its BatchNorm folded in
+ * (w * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)) or
+ * its own bias. bn_scratch holds 4 x cout floats. */
+static grad_status load_conv(const grad__st_file *f, double eps, grad__effnet_conv *c,
+                             float *bn_scratch) {
+  const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
+  const int64_t cshape[1] = {c->cout};
+  grad_status st = read_tensor(f, "", c->name, "weight", 4, wshape, c->weight);
+  if (st != GRAD_OK) return st;
+  if (!c->bn[0]) return read_tensor(f, "", c->name, "bias", 1, cshape, c->bias);
+  static const char *const parts[4] = {"weight", "bias", "running_mean", "running_var"};
+  float *p[4];
+  for (int i = 0; i < 4; i++) {
+    p[i] = bn_scratch + (size_t)i * c->cout;
+    st = read_tensor(f, "", c->bn, parts[i], 1, cshape, p[i]);
+    if (st != GRAD_OK) return st;
+  }
+  for (int o = 0; o < c->cout; o++)
+    if (!((double)p[3][o] + eps > 0.0))
+      return grad__fail(GRAD_E_NUMERIC,
+                        "tensor '%s.running_var' has %g at index %d: a variance must be >= 0",
+                        c->bn, p[3][o], o);
+  const size_t per_out = weight_count(c) / c->cout;
+  for (int o = 0; o < c->cout; o++) {
+    double scale = p[0][o] / sqrt((double)p[3][o] + eps);
+    float *w = c->weight + o * per_out;
+    for (size_t j = 0; j < per_out; j++) w[j] = (float)(w[j] * scale);
+    c->bias[o] = (float)(p[1][o] - p[2][o] * scale);
+  }
+  return GRAD_OK;
+}
+
+grad_status grad__effnet_load_file(grad_backbone *bb, const grad__st_file *file) {
+  const grad__effnet *net = bb->effnet;
+  const char *path = grad__st_path(file);
+  const char *arch = grad__st_meta(file, "arch");
+  if (arch && strcmp(arch, bb->arch_name))
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "weights file %s holds architecture '%s', not the requested '%s'", path,
+                      arch, bb->arch_name);
+  int channels = 0;
+  for (int i = 0; i < net->conv_count; i++)
+    if (net->convs[i].cout > channels) channels = net->convs[i].cout;
+  float *scratch = grad__malloc_array(4 * (size_t)channels, sizeof(float));
+  if (!scratch) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", path);
+  grad_status st = GRAD_OK;
+  for (int i = 0; st == GRAD_OK && i < net->conv_count; i++)
+    st = load_conv(file, net->arch.bn_eps, &net->convs[i], scratch);
+  grad__free(scratch);
+  if (st != GRAD_OK) {
+    if (strstr(grad_last_error(), path)) return grad__fail_context(st, "backbone weights");
+    return grad__fail_context(st, "backbone weights %s", path);
+  }
+  return GRAD_OK;
+}
+
+/* ---- Model files ---------------------------------------------------------- */
+
+static grad_status put_meta(grad__st_writer *w, const char *prefix, const char *key,
+                            const char *value) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", prefix, key);
+  return grad__st_writer_meta(w, name, value);
+}
+
+grad_status grad__effnet_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix) {
+  const grad__effnet *net = bb->effnet;
+  char layers[16] = "", number[64];
+  for (int k = 1; k <= GRAD__EFFNET_LAYERS; k++)
+    if (bb->layers & GRAD_BACKBONE_LAYER(k))
+      snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
+               layers[0] ? "," : "", k);
+  grad_status st = put_meta(w, prefix, "family", "efficientnet");
+  if (st == GRAD_OK) st = put_meta(w, prefix, "arch", bb->arch_name);
+  snprintf(number, sizeof number, "%.17g", net->arch.width_mult);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "width_mult", number);
+  snprintf(number, sizeof number, "%.17g", net->arch.depth_mult);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "depth_mult", number);
+  if (st == GRAD_OK)
+    st = put_meta(w, prefix, "layout",
+                  net->arch.layout == GRAD__EFFNET_SAME ? "same" : "torchvision");
+  if (st == GRAD_OK) st = put_meta(w, prefix, "layers", layers);
+  snprintf(number, sizeof number, "%d", bb->input_size);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "input_size", number);
+  snprintf(number, sizeof number, "%d", bb->output_stride);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "output_stride", number);
+  if (st == GRAD_OK) st = put_meta(w, prefix, "source", bb->source);
+  for (int i = 0; st == GRAD_OK && i < net->conv_count; i++) {
+    const grad__effnet_conv *c = &net->convs[i];
+    const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
+    const int64_t cshape[1] = {c->cout};
+    char name[GRAD__BB_NAME + 128];
+    snprintf(name, sizeof name, "%s%s.weight", prefix, c->name);
+    st = grad__st_writer_add(w, name, 4, wshape, c->weight);
+    snprintf(name, sizeof name, "%s%s.bias", prefix, c->name);
+    if (st == GRAD_OK) st = grad__st_writer_add(w, name, 1, cshape, c->bias);
+  }
+  return st;
+}
+
+static const char *meta(const grad__st_file *f, const char *prefix, const char *key) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", prefix, key);
+  return grad__st_meta(f, name);
+}
+
+/* A metadata number in [lo, hi]; GRAD_E_MISSING / GRAD_E_FORMAT naming it. */
+static grad_status meta_number(const grad__st_file *f, const char *prefix, const char *key,
+                               double lo, double hi, double *out) {
+  const char *text = meta(f, prefix, key);
+  if (!text)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata key '%s%s' is missing", grad__st_path(f),
+                      prefix, key);
+  char *end = NULL;
+  double v = strtod(text, &end);
+  if (end == text || *end || !(v >= lo && v <= hi))
+    return grad__fail(GRAD_E_FORMAT, "%s: metadata '%s%s' = '%s' is not valid", grad__st_path(f),
+                      prefix, key, text);
+  *out = v;
+  return GRAD_OK;
+}
+
+grad_status grad__effnet_read(const grad__st_file *f, const char *prefix, grad_backbone **out) {
+  *out = NULL;
+  const char *arch_name = meta(f, prefix, "arch");
+  const char *layout = meta(f, prefix, "layout");
+  const char *layers = meta(f, prefix, "layers");
+  if (!arch_name || !layout || !layers)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata key '%s%s' is missing", grad__st_path(f),
+                      prefix, !arch_name ? "arch" : !layout ? "layout" : "layers");
+  grad__effnet_arch arch = {arch_name, 0.0, 0.0, GRAD__EFFNET_TORCHVISION, 1e-3};
+  if (!strcmp(layout, "same")) arch.layout = GRAD__EFFNET_SAME;
+  else if (strcmp(layout, "torchvision"))
+    return grad__fail(GRAD_E_FORMAT, "%s: metadata '%slayout' = '%s' is not valid",
+                      grad__st_path(f), prefix, layout);
+  double size = 0, stride = 0;
+  grad_status st = meta_number(f, prefix, "width_mult", 0.05, 8.0, &arch.width_mult);
+  if (st == GRAD_OK) st = meta_number(f, prefix, "depth_mult", 0.05, 8.0, &arch.depth_mult);
+  if (st == GRAD_OK) st = meta_number(f, prefix, "input_size", 32, 4096, &size);
+  if (st == GRAD_OK) st = meta_number(f, prefix, "output_stride", 4, 32, &stride);
+  if (st != GRAD_OK) return st;
+  grad_backbone_options opts;
+  grad_backbone_options_init(&opts);
+  opts.layers = 0;
+  for (const char *p = layers; *p; p++) {
+    if (*p >= '1' && *p <= '5') opts.layers |= GRAD_BACKBONE_LAYER(*p - '0');
+    else if (*p != ',')
+      return grad__fail(GRAD_E_FORMAT, "%s: metadata '%slayers' = '%s' is not valid",
+                        grad__st_path(f), prefix, layers);
+  }
+  opts.input_size = (int)size;
+  opts.output_stride = (int)stride;
+  grad_backbone *bb = NULL;
+  st = grad__effnet_build(&arch, &opts, &bb);
+  if (st != GRAD_OK) return grad__fail_context(st, "%s", grad__st_path(f));
+  const grad__effnet *net = bb->effnet;
+  for (int i = 0; st == GRAD_OK && i < net->conv_count; i++) {
+    grad__effnet_conv *c = &net->convs[i];
+    const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
+    const int64_t cshape[1] = {c->cout};
+    st = read_tensor(f, prefix, c->name, "weight", 4, wshape, c->weight);
+    if (st == GRAD_OK) st = read_tensor(f, prefix, c->name, "bias", 1, cshape, c->bias);
+  }
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return grad__fail_context(st, "backbone in %s", grad__st_path(f));
+  }
+  const char *source = meta(f, prefix, "source");
+  snprintf(bb->source, sizeof bb->source, "model file (%s)", source ? source : "unknown weights");
+  *out = bb;
+  return GRAD_OK;
+}

@@ -1,0 +1,260 @@
+/*
+ * Depthwise convolution + bias + swish, and the bias/residual/swish
+ * epilogue, in three builds of one C body (see depthwise_fused.h). The bodies are
+ * always-inline functions written so GCC vectorises them: inlined into a
+ * function compiled for AVX-512 or AVX2 they become that ISA's code.
+ */
+#include "depthwise_fused.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+/*
+ * exp(t) for t in [-87, 87] without branches or calls (Cephes' expf
+ * polynomial after reducing by ln 2; relative error about 2e-7), so that
+ * loops calling it vectorise.
+ */
+INLINE float exp_poly(float t) {
+  t = t < -87.0f ? -87.0f : t > 87.0f ? 87.0f : t;
+  float n = (t * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(t / ln 2) */
+  float r = t - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* 2^n */
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+INLINE float swish(float v) { return v / (1.0f + exp_poly(-v)); }
+
+/* Sum of n floats in 16 lanes (a form the vectoriser takes without
+ * reassociating a scalar sum). */
+INLINE float sum_row(const float *v, int n) {
+  float lane[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) lane[j] += v[i + j];
+  float s = 0.0f;
+  for (; i < n; i++) s += v[i];
+  for (int j = 0; j < 16; j++) s += lane[j];
+  return s;
+}
+
+/* First and one-past-last ox whose input column ox * stride + kx - pad_left
+ * lies in [0, w). */
+INLINE void valid_columns(const grad__dw_shape *s, int kx, int *ox0, int *ox1) {
+  int lo = s->pad_left - kx; /* need ox * stride >= lo */
+  int a = lo <= 0 ? 0 : (lo + s->stride - 1) / s->stride;
+  int hi = s->w - 1 + s->pad_left - kx; /* need ox * stride <= hi */
+  int b = hi < 0 ? 0 : hi / s->stride + 1;
+  *ox0 = a;
+  *ox1 = b < s->ow ? b : s->ow;
+}
+
+INLINE void depthwise_body(const grad__dw_shape *s, const float *x, const float *weight,
+                           const float *bias, int c0, int c1, float *y, float *sums) {
+  const int k = s->kernel, st = s->stride, ow = s->ow;
+  const size_t in_plane = (size_t)s->h * s->w, out_plane = (size_t)s->oh * s->ow;
+  for (int c = c0; c < c1; c++) {
+    const float *xc = x + c * in_plane;
+    const float *wc = weight + (size_t)c * k * k;
+    float *yc = y + c * out_plane;
+    float total = 0.0f;
+    for (int oy = 0; oy < s->oh; oy++) {
+      float *row = yc + (size_t)oy * ow;
+      const float b = bias[c];
+      for (int ox = 0; ox < ow; ox++) row[ox] = b;
+      for (int ky = 0; ky < k; ky++) {
+        int iy = oy * st + ky - s->pad_top;
+        if (iy < 0 || iy >= s->h) continue;
+        const float *in = xc + (size_t)iy * s->w;
+        for (int kx = 0; kx < k; kx++) {
+          const float wv = wc[ky * k + kx];
+          int ox0, ox1;
+          valid_columns(s, kx, &ox0, &ox1);
+          const float *src = in + kx - s->pad_left;
+          if (st == 1)
+            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[ox];
+          else if (st == 2)
+            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[2 * ox];
+          else
+            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[ox * st];
+        }
+      }
+      for (int ox = 0; ox < ow; ox++) row[ox] = swish(row[ox]);
+      if (sums) total += sum_row(row, ow);
+    }
+    if (sums) sums[c] = total;
+  }
+}
+
+INLINE void bias_act_body(float *y, size_t ld, size_t cols, int r0, int r1, const float *bias,
+                          const float *residual, int act) {
+  for (int r = r0; r < r1; r++) {
+    float *row = y + (size_t)r * ld;
+    const float b = bias[r];
+    if (residual) {
+      const float *res = residual + (size_t)r * ld;
+      for (size_t i = 0; i < cols; i++) row[i] += b + res[i];
+    } else {
+      for (size_t i = 0; i < cols; i++) row[i] += b;
+    }
+    if (act)
+      for (size_t i = 0; i < cols; i++) row[i] = swish(row[i]);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_X86_BUILDS 1
+#if defined(__clang__)
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#else
+#define AVX512_TARGET \
+  __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+AVX512_TARGET static void depthwise_avx512(const grad__dw_shape *s, const float *x,
+                                           const float *w, const float *b, int c0, int c1,
+                                           float *y, float *sums) {
+  depthwise_body(s, x, w, b, c0, c1, y, sums);
+}
+AVX2_TARGET static void depthwise_avx2(const grad__dw_shape *s, const float *x, const float *w,
+                                       const float *b, int c0, int c1, float *y, float *sums) {
+  depthwise_body(s, x, w, b, c0, c1, y, sums);
+}
+AVX512_TARGET static void bias_act_avx512(float *y, size_t ld, size_t cols, int r0, int r1,
+                                          const float *bias, const float *residual, int act) {
+  bias_act_body(y, ld, cols, r0, r1, bias, residual, act);
+}
+AVX2_TARGET static void bias_act_avx2(float *y, size_t ld, size_t cols, int r0, int r1,
+                                      const float *bias, const float *residual, int act) {
+  bias_act_body(y, ld, cols, r0, r1, bias, residual, act);
+}
+#endif
+
+static void depthwise_baseline(const grad__dw_shape *s, const float *x, const float *w,
+                               const float *b, int c0, int c1, float *y, float *sums) {
+  depthwise_body(s, x, w, b, c0, c1, y, sums);
+}
+static void bias_act_baseline(float *y, size_t ld, size_t cols, int r0, int r1,
+                              const float *bias, const float *residual, int act) {
+  bias_act_body(y, ld, cols, r0, r1, bias, residual, act);
+}
+
+typedef void (*depthwise_fn)(const grad__dw_shape *, const float *, const float *,
+                             const float *, int, int, float *, float *);
+typedef void (*bias_act_fn)(float *, size_t, size_t, int, int, const float *, const float *,
+                            int);
+
+typedef struct isa_build {
+  const char *name;
+  depthwise_fn depthwise;
+  bias_act_fn bias_act;
+} isa_build;
+
+static const isa_build builds[] = {
+#ifdef HAVE_X86_BUILDS
+  {"avx512", depthwise_avx512, bias_act_avx512},
+  {"avx2", depthwise_avx2, bias_act_avx2},
+#endif
+  {"baseline", depthwise_baseline, bias_act_baseline},
+};
+
+static int cpu_has(const char *name) {
+#ifdef HAVE_X86_BUILDS
+  if (!strcmp(name, "avx512"))
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+  if (!strcmp(name, "avx2"))
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return !strcmp(name, "baseline");
+}
+
+/* The chosen build; written once (same value from any thread) or by tests. */
+static const isa_build *chosen;
+
+static const isa_build *build(void) {
+  const isa_build *b = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+  if (b) return b;
+  for (size_t i = 0; i < sizeof builds / sizeof builds[0]; i++)
+    if (cpu_has(builds[i].name)) {
+      b = &builds[i];
+      break;
+    }
+  __atomic_store_n(&chosen, b, __ATOMIC_RELEASE);
+  return b;
+}
+
+const char *grad__depthwise_isa(void) { return build()->name; }
+
+int grad__depthwise_force_isa(const char *isa) {
+  if (!isa) {
+    __atomic_store_n(&chosen, (const isa_build *)NULL, __ATOMIC_RELEASE);
+    return 1;
+  }
+  for (size_t i = 0; i < sizeof builds / sizeof builds[0]; i++)
+    if (!strcmp(builds[i].name, isa) && cpu_has(isa)) {
+      __atomic_store_n(&chosen, &builds[i], __ATOMIC_RELEASE);
+      return 1;
+    }
+  return 0;
+}
+
+void grad__depthwise_swish(const grad__dw_shape *s, const float *x, const float *weight,
+                           const float *bias, int c0, int c1, float *y, float *sums) {
+  build()->depthwise(s, x, weight, bias, c0, c1, y, sums);
+}
+
+void grad__bias_act_rows(float *y, size_t ld, size_t cols, int r0, int r1, const float *bias,
+                         const float *residual, int swish_on) {
+  build()->bias_act(y, ld, cols, r0, r1, bias, residual, swish_on);
+}
+
+/* ---- Plain definitions (tests) ------------------------------------------- */
+
+static double swish_exact(double v) { return v / (1.0 + exp(-v)); }
+
+void grad__depthwise_swish_reference(const grad__dw_shape *s, const float *x,
+                                     const float *weight, const float *bias, int c0, int c1,
+                                     float *y, float *sums) {
+  const int k = s->kernel;
+  for (int c = c0; c < c1; c++) {
+    double total = 0.0;
+    for (int oy = 0; oy < s->oh; oy++)
+      for (int ox = 0; ox < s->ow; ox++) {
+        double acc = bias[c];
+        for (int ky = 0; ky < k; ky++)
+          for (int kx = 0; kx < k; kx++) {
+            int iy = oy * s->stride + ky - s->pad_top, ix = ox * s->stride + kx - s->pad_left;
+            if (iy >= 0 && iy < s->h && ix >= 0 && ix < s->w)
+              acc += (double)weight[((size_t)c * k + ky) * k + kx] *
+                     x[((size_t)c * s->h + iy) * s->w + ix];
+          }
+        float v = (float)swish_exact(acc);
+        y[((size_t)c * s->oh + oy) * s->ow + ox] = v;
+        total += v;
+      }
+    if (sums) sums[c] = (float)total;
+  }
+}
+
+void grad__bias_act_rows_reference(float *y, size_t ld, size_t cols, int r0, int r1,
+                                   const float *bias, const float *residual, int swish_on) {
+  for (int r = r0; r < r1; r++)
+    for (size_t i = 0; i < cols; i++) {
+      double v = (double)y[(size_t)r * ld + i] + bias[r];
+      if (residual) v += residual[(size_t)r * ld + i];
+      y[(size_t)r * ld + i] = (float)(swish_on ? swish_exact(v) : v);
+    }
+}
