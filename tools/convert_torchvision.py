@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Convert a torchvision ResNet/WideResNet state dict into the safetensors
-file libgrad loads (grad_backbone_options.weights_path).
+"""Convert a torchvision ResNet/WideResNet or an EfficientNet state dict
+(torchvision's efficientnet_b0..b7, or efficientnet_pytorch's EfficientNet)
+into the safetensors file libgrad loads (grad_backbone_options.weights_path).
 
 Usage (needs PyTorch; on Debian use /usr/bin/python3 with python3-torch and
 python3-torchvision):
@@ -11,6 +12,18 @@ python3-torchvision):
       -o resnet18.safetensors                 # a state dict saved earlier
   /usr/bin/python3 tools/convert_torchvision.py --model resnet18 --seed 0 \\
       -o resnet18-random.safetensors          # torchvision's random init
+  /usr/bin/python3 tools/convert_torchvision.py --model efficientnet_b4 --pretrained \
+      -o efficientnet_b4.safetensors          # torchvision layout
+  /usr/bin/python3 tools/convert_torchvision.py --pth efficientnet-b4-6ed6700e.pth \
+      -o efficientnet_b4_same.safetensors     # efficientnet_pytorch's weights file
+  /usr/bin/python3 tools/convert_torchvision.py --model efficientnet_b4_same --pretrained \
+      -o efficientnet_b4_same.safetensors     # needs the efficientnet_pytorch package
+
+An EfficientNet state dict is recognised by its names (features.0.0.weight:
+torchvision; _conv_stem.weight: efficientnet_pytorch, arch efficientnet_bN_same)
+and its variant b0..b7 by the shapes (tools/efficientnet_layout.py); a state
+dict that matches none is refused with each unknown, missing and mis-shaped
+tensor named.
 
 The output holds every floating-point tensor of the state dict as F32
 under torchvision's names (conv1.weight, bn1.running_mean,
@@ -27,6 +40,9 @@ import os
 import re
 import struct
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efficientnet_layout  # noqa: E402
 
 KNOWN_ARCHS = {
     # name: (bottleneck, blocks per stage, width of layer1's bottleneck)
@@ -115,13 +131,35 @@ def load_pth(path):
     return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
 
 
+def build_same_model(name, pretrained, seed):
+    """efficientnet_pytorch's EfficientNet for efficientnet_bN_same."""
+    import torch
+
+    try:
+        from efficientnet_pytorch import EfficientNet
+    except ImportError:
+        raise SystemExit("convert_torchvision: --model %s needs the efficientnet_pytorch package; "
+                         "or save its state dict (torch.save(model.state_dict(), path)) and "
+                         "pass --pth" % name)
+    variant = name[len("efficientnet_"):-len("_same")]  # "b4"
+    torch.manual_seed(seed)
+    if pretrained:
+        return (EfficientNet.from_pretrained("efficientnet-" + variant),
+                "efficientnet_pytorch:efficientnet-%s:pretrained" % variant)
+    return (EfficientNet.from_name("efficientnet-" + variant),
+            "efficientnet_pytorch:efficientnet-%s:random-seed-%d" % (variant, seed))
+
+
 def build_model(name, pretrained, weights, seed):
     import torch
     import torchvision
 
-    if name not in KNOWN_ARCHS:
-        raise SystemExit("convert_torchvision: unknown model %s (known: %s)"
-                         % (name, ", ".join(KNOWN_ARCHS)))
+    if name.endswith("_same") and name[:-len("_same")] in efficientnet_layout.COEFFICIENTS:
+        return build_same_model(name, pretrained, seed)
+    known = list(KNOWN_ARCHS) + list(efficientnet_layout.COEFFICIENTS)
+    if name not in known:
+        raise SystemExit("convert_torchvision: unknown model %s (known: %s, and "
+                         "efficientnet_b0_same..efficientnet_b7_same)" % (name, ", ".join(known)))
     factory = getattr(torchvision.models, name)
     torch.manual_seed(seed)
     if not pretrained:
@@ -139,10 +177,12 @@ def build_model(name, pretrained, weights, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Convert a torchvision ResNet/WideResNet state dict to safetensors for libgrad.")
+        description="Convert a torchvision ResNet/WideResNet or an EfficientNet state dict to "
+                    "safetensors for libgrad.")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--pth", help="a state dict saved with torch.save (.pth/.pt)")
-    src.add_argument("--model", help="a torchvision model name, e.g. wide_resnet50_2")
+    src.add_argument("--model", help="a model name, e.g. wide_resnet50_2, efficientnet_b4 "
+                                      "(torchvision) or efficientnet_b4_same (efficientnet_pytorch)")
     parser.add_argument("--pretrained", action="store_true",
                         help="with --model: torchvision's pretrained ImageNet weights (downloads)")
     parser.add_argument("--weights", default=None,
@@ -160,7 +200,10 @@ def main(argv=None):
     else:
         model, source = build_model(args.model, args.pretrained, args.weights, args.seed)
         state = model.state_dict()
-    arch = infer_arch(state)
+    if efficientnet_layout.is_efficientnet(state):
+        arch = efficientnet_layout.infer(state)
+    else:
+        arch = infer_arch(state)
     if args.arch and args.arch != arch:
         raise SystemExit("convert_torchvision: the tensors are a %s, not a %s" % (arch, args.arch))
     arrays = state_to_arrays(state)
