@@ -54,6 +54,24 @@ static inline bool grad__mul_size(size_t a, size_t b, size_t *out) {
   return true;
 }
 
+/* ---- BLAS ----------------------------------------------------------------
+ * OpenBLAS's per-thread GEMM buffer (BUFFER_SIZE of Debian's 0.3.21 build,
+ * 128 MB, plus its alignment page), which it allocates on a thread's first
+ * call and retries forever when that fails. */
+#define GRAD__BLAS_BUFFER_BYTES ((size_t)(128u << 20) + ((size_t)1 << 16))
+
+/* Call before BLAS: GRAD_E_NOMEM (naming `what` and the limit) when an
+ * address-space or data limit leaves no room for the buffers OpenBLAS will
+ * take; once a thread's buffers exist it costs nothing. See blas_memory.c. */
+grad_status grad__blas_memory_check(const char *what);
+/* The most threads, up to `threads` (at least 1), whose OpenBLAS buffers fit
+ * the address-space or data limit; `threads` when there is none. */
+int grad__blas_threads_that_fit(int threads);
+
+/* A sentence on why a thread could not start (err from pthread_create), in
+ * terms of the resources and limits involved. */
+void grad__threads_explain(int err, char *buf, size_t size);
+
 /* ---- Workspace ---------------------------------------------------------
  * A bump arena. grad__ws_reset() makes all of it free again; memory handed
  * out since the last reset stays valid until the next reset. When a call

@@ -273,6 +273,11 @@ grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
     columns = grad__ws_floats(ws, depth * block);
     if (!columns) return GRAD_E_NOMEM;
   }
+  grad_status memory = grad__blas_memory_check("convolution");
+  if (memory != GRAD_OK) {
+    grad__ws_release(ws, mark);
+    return memory;
+  }
   block_job job = {conv, x, bias, residual, cstride, istride, 0, 0, total, depth, h, w, relu,
                    columns, y};
   for (size_t first = 0; first < total; first += block) {

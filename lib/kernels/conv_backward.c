@@ -22,6 +22,11 @@ grad_status grad__conv2d_backward(const grad__conv *conv, const float *weight, c
     columns = grad__ws_floats(ws, (size_t)depth * out_plane);
     if (!columns) return GRAD_E_NOMEM;
   }
+  grad_status memory = grad__blas_memory_check("convolution gradient");
+  if (memory != GRAD_OK) {
+    grad__ws_release(ws, mark);
+    return memory;
+  }
   for (int i = 0; i < n; i++) {
     const float *g = dy + (size_t)i * out_size;
     if (dbias) {

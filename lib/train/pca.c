@@ -107,6 +107,11 @@ grad_status grad__pca_fit_add(grad__pca_fit *fit, const float *features, int n, 
     grad__ws_release(ws, mark);
     return grad__fail_context(GRAD_E_NOMEM, "channel reduction fit: ");
   }
+  grad_status memory = grad__blas_memory_check("channel reduction fit");
+  if (memory != GRAD_OK) {
+    grad__ws_release(ws, mark);
+    return memory;
+  }
   for (int i = 0; i < n; i++) {
     const float *x = features + (size_t)i * c * positions;
     if (fit->samples == 0)
@@ -241,6 +246,11 @@ grad_status grad__pca_apply(const grad__pca *pca, const float *raw, int n, size_
   size_t mark = grad__ws_mark(ws);
   float *centred = grad__ws_floats(ws, craw * positions);
   if (!centred) return grad__fail_context(GRAD_E_NOMEM, "channel reduction: ");
+  grad_status memory = grad__blas_memory_check("channel reduction");
+  if (memory != GRAD_OK) {
+    grad__ws_release(ws, mark);
+    return memory;
+  }
   for (int i = 0; i < n; i++) {
     const float *x = raw + (size_t)i * craw * positions;
     for (size_t ch = 0; ch < craw; ch++) {
