@@ -1,74 +1,37 @@
-// Embedding scoring in C++ with small RAII wrappers around the C handles.
+// Embedding scoring in C++ with <grad/grad.hpp>: load a model, score the
+// images given in one batch, print each decision, and write the heatmap
+// overlay of the first image when OVERLAY.png is given.
 //
-//   score_cpp MODEL IMAGE...
-#include <grad/grad.h>
+//   score_cpp MODEL IMAGE... [-o OVERLAY.png]
+#include <grad/grad.hpp>
 
+#include <cstring>
 #include <iostream>
-#include <memory>
-#include <stdexcept>
 #include <string>
-
-namespace grad {
-
-// Turns a failed status into an exception carrying libgrad's message.
-inline void check(grad_status status) {
-  if (status != GRAD_OK)
-    throw std::runtime_error(std::string(grad_status_name(status)) + ": " + grad_last_error());
-}
-
-template <typename T, void (*Free)(T *)>
-struct Deleter {
-  void operator()(T *p) const { Free(p); }
-};
-using Model = std::unique_ptr<grad_model, Deleter<grad_model, grad_model_free>>;
-using Context = std::unique_ptr<grad_context, Deleter<grad_context, grad_context_free>>;
-using Image = std::unique_ptr<grad_image, Deleter<grad_image, grad_image_free>>;
-using Result = std::unique_ptr<grad_result, Deleter<grad_result, grad_result_free>>;
-
-inline Model load_model(const std::string &path) {
-  grad_model *m = nullptr;
-  check(grad_model_load(path.c_str(), &m));
-  return Model(m);
-}
-
-// A scorer owns one context: make one per thread, all sharing the model.
-class Scorer {
- public:
-  explicit Scorer(const grad_model *model) : model_(model) {
-    grad_context *c = nullptr;
-    check(grad_context_create(model, &c));
-    ctx_.reset(c);
-  }
-  Result score(const std::string &path) {
-    grad_image *raw = nullptr;
-    check(grad_image_load(path.c_str(), &raw));
-    Image image(raw);
-    grad_result *r = nullptr;
-    check(grad_model_score(model_, ctx_.get(), image.get(), &r));
-    return Result(r);
-  }
-
- private:
-  const grad_model *model_;
-  Context ctx_;
-};
-
-}  // namespace grad
+#include <vector>
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    std::cerr << "usage: " << argv[0] << " MODEL IMAGE...\n";
+  std::vector<std::string> paths;
+  std::string overlay_path;
+  for (int i = 2; i < argc; i++) {
+    if (!std::strcmp(argv[i], "-o") && i + 1 < argc) overlay_path = argv[++i];
+    else paths.emplace_back(argv[i]);
+  }
+  if (argc < 3 || paths.empty()) {
+    std::cerr << "usage: " << argv[0] << " MODEL IMAGE... [-o OVERLAY.png]\n";
     return 2;
   }
   try {
-    grad::Model model = grad::load_model(argv[1]);
-    grad::Scorer scorer(model.get());
-    for (int i = 2; i < argc; i++) {
-      grad::Result r = scorer.score(argv[i]);
-      std::cout << argv[i] << ": " << grad_result_score(r.get())
-                << (grad_result_is_anomalous(r.get()) ? " anomalous" : " good") << '\n';
-    }
-  } catch (const std::exception &e) {
+    grad::Model model = grad::Model::load(argv[1]);
+    grad::Context ctx(model);  // one per thread; the model is shared
+    std::vector<grad::Image> images;
+    for (const std::string &path : paths) images.push_back(grad::Image::load(path));
+    std::vector<grad::Result> results = ctx.score_batch(images);
+    for (size_t i = 0; i < results.size(); i++)
+      std::cout << paths[i] << ": " << results[i].score()
+                << (results[i].anomalous() ? " anomalous" : " good") << '\n';
+    if (!overlay_path.empty()) grad::overlay(model, images[0], results[0]).save_png(overlay_path);
+  } catch (const grad::Error &e) {  // e.status() is the grad_status
     std::cerr << "error: " << e.what() << '\n';
     return 1;
   }
