@@ -11,7 +11,7 @@
  * from the steps timed: seconds per image of the timed steps x images.
  *
  * Usage: bench_train [--images N] [--threads T] [--steps K]
- *                    [--config NAME|C:BLOCKS] [--no-torch] [--no-pca]
+ *                    [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]
  * It also times the PCA channel reduction for ResNet-18 (layer2 + layer3:
  * 384 channels) and WideResNet-50-2 (1536) features.
  */
@@ -40,14 +40,18 @@ typedef struct bench_config {
   const char *name;
   int channels, blocks;
   int steps;   /* steps timed by default; 0: one epoch (the big ones take minutes a step) */
+  int expansion; /* 0: BasicBlock decoder; else CRAD's bottlenecks of this width */
 } bench_config;
 
-/* The proposed CPU default, a middle point, and the paper-like store
- * (EfficientNet-b4's 216 channels, 7 decoder blocks). */
+/* The proposed CPU default, a middle point, the paper-like store
+ * (EfficientNet-b4's 216 channels, 7 decoder blocks) and CRAD's two
+ * (11 bottlenecks of width 864 or 216; docs/store.md). */
 static const bench_config configs[] = {
-  {"cpu-default", 64, 2, 0},
-  {"mid", 128, 4, 2},
-  {"paper", 216, 7, 1},
+  {"cpu-default", 64, 2, 0, 0},
+  {"mid", 128, 4, 2, 0},
+  {"paper", 216, 7, 1, 0},
+  {"crad", 216, 11, 1, 864},
+  {"crad-s", 216, 11, 1, 216},
 };
 enum { CONFIGS = sizeof configs / sizeof configs[0] };
 
@@ -85,8 +89,10 @@ static double load_average(void) {
  * convolutions (1x1 local net, 3x3 decoder, 1x1 output) forward, plus the
  * input and weight gradients backward (2x forward). */
 static double train_flops_per_image(const bench_config *c) {
-  double C = c->channels, P = (double)SIZE * SIZE, C2 = 2 * C;
-  double macs = (C * C + 2 * C) * P + c->blocks * 2 * (C2 * C2 * 9) * P + C * C2 * P;
+  double C = c->channels, P = (double)SIZE * SIZE, C2 = 2 * C, E = c->expansion;
+  /* CRAD: 1x1 expand, depthwise 3x3, 1x1 project (SE is negligible) */
+  double block = E ? (C2 * E + 9 * E + E * C2) : 2 * (C2 * C2 * 9);
+  double macs = (C * C + 2 * C) * P + c->blocks * block * P + C * C2 * P;
   return 3 * 2 * macs;
 }
 
@@ -115,7 +121,9 @@ static double sgemm_peak(void) {
  * order, noise on every other step, after one untimed warm-up step. */
 static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
   result r = {0, 0, 0, 1};
-  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks, 0, 0};
+  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks,
+                               c->expansion ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
+                               c->expansion};
   grad_store *store = NULL;
   grad__feature_cache *cache = NULL;
   grad__trainer *t = NULL;
@@ -203,9 +211,10 @@ static result run_torch(const bench_config *c, int steps, int threads) {
   }
   char cmd[1024], line[512] = "";
   snprintf(cmd, sizeof cmd,
-           "'%s' '%s/bench_train_torch.py' --channels %d --blocks %d --size %d --batch %d "
-           "--steps %d --threads %d 2>&1",
-           python, BENCH_SOURCE_DIR, c->channels, c->blocks, SIZE, BATCH, steps, threads);
+           "'%s' '%s/bench_train_torch.py' --channels %d --blocks %d --expansion %d --size %d "
+           "--batch %d --steps %d --threads %d 2>&1",
+           python, BENCH_SOURCE_DIR, c->channels, c->blocks, c->expansion, SIZE, BATCH, steps,
+           threads);
   fflush(NULL);
   FILE *p = popen(cmd, "r");
   if (!p) return r;
@@ -269,7 +278,7 @@ static void bench_pca(int raw, int channels, int images) {
 static void usage(FILE *out) {
   fprintf(out,
           "usage: bench_train [--images N] [--threads T] [--steps K]\n"
-          "                   [--config NAME|C:BLOCKS] [--no-torch] [--no-pca]\n"
+          "                   [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]\n"
           "  seconds per training epoch over N (250) random 28x28 feature maps, ours and\n"
           "  PyTorch's; K steps timed per configuration (default: an epoch, 2, 1)\n");
 }
@@ -312,9 +321,10 @@ int main(int argc, char **argv) {
   printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
          "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
          "GFLOP/s", "%peak", "ours MB", "torch MB");
-  bench_config custom = {"custom", 0, 0, 0};
-  bool is_custom = only && sscanf(only, "%d:%d", &custom.channels, &custom.blocks) == 2 &&
-                   custom.channels > 0 && custom.blocks >= 0;
+  bench_config custom = {"custom", 0, 0, 0, 0};
+  bool is_custom =
+      only && sscanf(only, "%d:%d:%d", &custom.channels, &custom.blocks, &custom.expansion) >= 2 &&
+      custom.channels > 0 && custom.blocks >= 0 && custom.expansion >= 0;
   for (int i = 0; i < (is_custom ? 1 : CONFIGS); i++) {
     const bench_config *c = is_custom ? &custom : &configs[i];
     if (!is_custom && only && strcmp(only, c->name) != 0) continue;

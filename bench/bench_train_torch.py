@@ -32,6 +32,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--channels", type=int, required=True)
     ap.add_argument("--blocks", type=int, required=True)
+    ap.add_argument("--expansion", type=int, default=0, help="0: BasicBlocks; E: CRAD's bottlenecks")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=4)
@@ -40,7 +41,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     c, s, n = args.channels, args.size, args.batch
-    store = GradStore(c, s, s, 8, 4, args.blocks)
+    store = GradStore(c, s, s, 8, 4, args.blocks, decoder="crad" if args.expansion else "basic",
+                      expansion=args.expansion)
     store.train()
     feats = torch.randn(n, c, s, s)
     opt = torch.optim.AdamW([{"params": store.grid_parameters(), "lr": 0.1},

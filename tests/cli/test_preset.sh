@@ -27,5 +27,11 @@ fi
 [ "$rc" -eq 0 ] || fail "grad train --preset crad-s exited $rc"
 run 0 info "$work/m.grad"
 has "efficientnet_b4_same" "$out"
-has "crad" "$out"
+has "store.decoder = crad" "$out"
+has "store.expansion = 216" "$out"
+# --epochs before the preset and the rest after it override it; the others hold.
+has '"epochs":1,"batch":4,' "$out"
+has '"input_size":64' "$out"
+has '"channels":216,"decoder":"crad","blocks":2,' "$out"
+has '"lr_step_epochs":40' "$out"
 run 0 score -m "$work/m.grad" "$work/d/weave/test/good"
