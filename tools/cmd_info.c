@@ -4,14 +4,20 @@
 #include <string.h>
 
 #include "cli.h"
+#include "output.h"
 #include "safetensors.h"
 
 static void usage(FILE *to) {
-  fputs("Usage: grad info [-h] FILE\n"
+  fputs("Usage: grad info [-h] [--json] FILE\n"
         "Print the metadata (key = value) and the tensors (name, dtype, shape,\n"
-        "bytes) of a safetensors weights or model file, with totals.\n"
+        "bytes) of a safetensors weights or model file, with totals. A model's\n"
+        "provenance (library version, date, options, epochs, seed, training\n"
+        "images and folders) is the metadata named provenance.*.\n"
         "The whole header is validated first: a corrupt file exits with status 1\n"
         "and a message naming the byte offset, tensor or field at fault.\n\n"
+        "  --json      one JSON object instead: file, bytes, metadata, provenance\n"
+        "              (its values parsed: numbers, lists and options as JSON),\n"
+        "              tensors\n"
         "  -h, --help  show this help and exit\n", to);
 }
 
@@ -78,14 +84,51 @@ static void print_file(const grad__st_file *file) {
   putchar('\n');
 }
 
+/* A provenance value as JSON: numbers, lists and objects parsed, the rest text. */
+static json_t *provenance_value(const char *text) {
+  json_t *parsed = json_loads(text, JSON_DECODE_ANY, NULL);
+  if (parsed && (json_is_object(parsed) || json_is_array(parsed) || json_is_number(parsed)))
+    return parsed;
+  json_decref(parsed);
+  return cli_json_string(text);
+}
+
+static int print_json(const grad__st_file *file) {
+  json_t *metadata = json_object(), *provenance = json_object(), *tensors = json_array();
+  for (size_t i = 0; i < grad__st_meta_count(file); i++) {
+    const char *key, *value;
+    grad__st_meta_at(file, i, &key, &value);
+    json_object_set_new(metadata, key, cli_json_string(value));
+    if (!strncmp(key, "provenance.", 11))
+      json_object_set_new(provenance, key + 11, provenance_value(value));
+  }
+  for (size_t i = 0; i < grad__st_count(file); i++) {
+    const grad__st_tensor *t = grad__st_at(file, i);
+    json_t *shape = json_array();
+    for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+    json_array_append_new(tensors, json_pack("{s:o, s:s, s:o, s:I}", "name", cli_json_string(t->name),
+                                             "dtype", t->dtype_name, "shape", shape,
+                                             "bytes", (json_int_t)t->nbytes));
+  }
+  json_t *root = json_pack("{s:o, s:I, s:o, s:o, s:o}", "file", cli_json_string(grad__st_path(file)),
+                           "bytes", (json_int_t)grad__st_file_size(file), "metadata", metadata,
+                           "provenance", provenance, "tensors", tensors);
+  return cli_json_put_line(stdout, root);
+}
+
 int cmd_info(int argc, char **argv) {
-  static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {0}};
-  int opt;
+  static const struct option options[] = {{"help", no_argument, NULL, 'h'},
+                                          {"json", no_argument, NULL, 'j'}, {0}};
+  int opt, json = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
     if (opt == 'h') {
       usage(stdout);
       return CLI_OK;
+    }
+    if (opt == 'j') {
+      json = 1;
+      continue;
     }
     return cli_bad_option("info", opt, argv);
   }
@@ -94,7 +137,13 @@ int cmd_info(int argc, char **argv) {
   grad__st_file *file = NULL;
   grad_status s = grad__st_open(argv[optind], &file);
   if (s != GRAD_OK) return cli_fail("info", s, "cannot read the file");
-  print_file(file);
+  int written = 1;
+  if (json) written = print_json(file);
+  else print_file(file);
   grad__st_close(file);
+  if (!written) {
+    fputs("grad info: cannot write the JSON report (out of memory or a write error)\n", stderr);
+    return CLI_FAILURE;
+  }
   return CLI_OK;
 }
