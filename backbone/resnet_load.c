@@ -245,6 +245,18 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
   if (st == GRAD_OK) st = meta_ints(f, prefix, "output_stride", &stride, 1, 4, 32, NULL);
   if (st != GRAD_OK) return st;
   arch.bottleneck = flag != 0;
+  /* A known name must describe the structure the weights have (custom
+   * structures, built through the internal API, carry their own names). */
+  const grad__resnet_arch *named = grad__resnet_arch_find(arch_name);
+  if (named && (named->bottleneck != arch.bottleneck ||
+                named->width_per_group != arch.width_per_group ||
+                memcmp(named->blocks, arch.blocks, sizeof arch.blocks) != 0))
+    return grad__fail(GRAD_E_FORMAT,
+                      "%s: metadata \"%s\" = \"%s\" does not match the stored structure "
+                      "(%s blocks %d,%d,%d,%d, width %d per group)",
+                      grad__st_path(f), key, arch_name, arch.bottleneck ? "bottleneck" : "basic",
+                      arch.blocks[0], arch.blocks[1], arch.blocks[2], arch.blocks[3],
+                      arch.width_per_group);
   grad_backbone_options opts;
   grad_backbone_options_init(&opts);
   opts.layers = 0;

@@ -219,8 +219,46 @@ START_TEST(evaluation_reports_metrics) {
 }
 END_TEST
 
-/* Copies the model file with one change: a metadata value replaced, or a
- * tensor dropped (name NULL: none). */
+/* A ground-truth mask whose size differs from its image's is refused, with
+ * both sizes and the mask named (resizing it would misplace the defect). */
+START_TEST(evaluation_refuses_a_mask_of_another_size) {
+  char dir[600], category[700];
+  snprintf(dir, sizeof dir, "%s/masks", root);
+  grad_synth_options so;
+  grad_synth_options_init(&so);
+  so.out_dir = dir;
+  so.size = 64;
+  so.train_count = 1;
+  so.test_count = 4;
+  so.category = "weave";
+  ck_assert_int_eq(grad_synth_write(&so), GRAD_OK);
+  snprintf(category, sizeof category, "%s/weave", dir);
+  grad__test_set set;
+  ck_assert_int_eq(grad__category_test_set(category, &set), GRAD_OK);
+  char mask[700] = "";
+  for (size_t i = 0; i < set.count && !mask[0]; i++)
+    if (set.items[i].mask) snprintf(mask, sizeof mask, "%s", set.items[i].mask);
+  grad__test_set_free(&set);
+  ck_assert(mask[0]);
+  uint8_t px[32 * 48] = {0};
+  ck_assert_int_eq(grad_png_write(mask, px, 48, 32, 1, 48), GRAD_OK);
+
+  grad_model *model = NULL;
+  grad_context *ctx = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  grad_eval_summary summary = {.struct_size = sizeof summary};
+  ck_assert_int_eq(grad_model_evaluate(model, ctx, category, NULL, NULL, &summary), GRAD_E_SHAPE);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), mask));
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "48 x 32"));
+  grad_context_free(ctx);
+  grad_model_free(model);
+}
+END_TEST
+
+/* Copies the model file with one change: a metadata value replaced (or
+ * removed: value NULL), or a tensor dropped (name NULL: none). The data
+ * checksum is made anew, unless it is the value being changed. */
 static void rewrite_model(const char *out, const char *meta_key, const char *meta_value,
                           const char *drop_tensor) {
   grad__st_file *f = NULL;
@@ -231,7 +269,7 @@ static void rewrite_model(const char *out, const char *meta_key, const char *met
     const char *key, *value;
     grad__st_meta_at(f, i, &key, &value);
     if (meta_key && !strcmp(key, meta_key)) value = meta_value;
-    ck_assert_int_eq(grad__st_writer_meta(w, key, value), GRAD_OK);
+    if (value) ck_assert_int_eq(grad__st_writer_meta(w, key, value), GRAD_OK);
   }
   for (size_t i = 0; i < grad__st_count(f); i++) {
     const grad__st_tensor *t = grad__st_at(f, i);
@@ -241,6 +279,10 @@ static void rewrite_model(const char *out, const char *meta_key, const char *met
     ck_assert_int_eq(grad__st_writer_add(w, t->name, t->ndim, t->shape, values), GRAD_OK);
     free(values);
   }
+  char crc[16];
+  snprintf(crc, sizeof crc, "%08x", (unsigned)grad__st_writer_data_crc32(w));
+  if (grad__st_meta(f, "data_crc32") && !(meta_key && !strcmp(meta_key, "data_crc32")))
+    ck_assert_int_eq(grad__st_writer_meta(w, "data_crc32", crc), GRAD_OK);
   ck_assert_int_eq(grad__st_writer_save(w, out), GRAD_OK);
   grad__st_writer_free(w);
   grad__st_close(f);
@@ -283,6 +325,119 @@ START_TEST(bad_model_files_are_refused) {
   }
   free(bytes);
   ck_assert_int_eq(grad_model_load("/nonexistent/model.grad", &model), GRAD_E_IO);
+}
+END_TEST
+
+/* CRC-32 (IEEE, reflected, as zlib and Python's zlib.crc32), bit by bit: an
+ * implementation independent of the library's. */
+static uint32_t crc32_bitwise(const unsigned char *p, size_t n) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; i++) {
+    crc ^= p[i];
+    for (int b = 0; b < 8; b++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+static unsigned char *read_whole(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  *size = (size_t)ftell(f);
+  rewind(f);
+  unsigned char *bytes = malloc(*size);
+  ck_assert_uint_eq(fread(bytes, 1, *size, f), *size);
+  fclose(f);
+  return bytes;
+}
+
+static void write_whole(const char *path, const unsigned char *bytes, size_t size) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(bytes, 1, size, f), size);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The checksum is the CRC-32 of every byte after the header; a flipped
+ * exponent bit in one weight (finite, but ~1e37 times larger) is caught,
+ * with the file named. A version-1 file (no checksum) still loads. */
+START_TEST(corrupt_weights_fail_the_checksum) {
+  size_t size;
+  unsigned char *bytes = read_whole(model_path, &size);
+  uint64_t header = 0;
+  for (int i = 0; i < 8; i++) header |= (uint64_t)bytes[i] << (8 * i);
+  grad__st_file *f = NULL;
+  ck_assert_int_eq(grad__st_open(model_path, &f), GRAD_OK);
+  ck_assert_str_eq(grad__st_meta(f, "format_version"), "2");
+  char expected[16];
+  snprintf(expected, sizeof expected, "%08x", (unsigned)crc32_bitwise(bytes + 8 + header,
+                                                                      size - 8 - header));
+  ck_assert_str_eq(grad__st_meta(f, "data_crc32"), expected);
+  const grad__st_tensor *t = grad__st_find(f, "backbone.conv1.weight");
+  ck_assert_ptr_nonnull(t);
+  size_t at = t->offset + 4 * 7 + 3; /* the sign/exponent byte of weight 7 */
+  grad__st_close(f);
+
+  char path[600];
+  snprintf(path, sizeof path, "%s/flipped.grad", root);
+  bytes[at] ^= 0x40; /* the exponent's top bit: |w| < 1 becomes ~1e38 |w| */
+  write_whole(path, bytes, size);
+  grad_model *model = (grad_model *)0x1;
+  ck_assert_int_eq(grad_model_load(path, &model), GRAD_E_FORMAT);
+  ck_assert_ptr_null(model);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), path));
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "corrupt"));
+  free(bytes);
+
+  /* The same model as a version-1 file loads and scores as before. */
+  snprintf(path, sizeof path, "%s/version1.grad", root);
+  rewrite_model(path, "format_version", "1", NULL);
+  char v1[600];
+  snprintf(v1, sizeof v1, "%s", path);
+  snprintf(path, sizeof path, "%s/version1b.grad", root);
+  ck_assert_int_eq(grad__st_open(v1, &f), GRAD_OK);
+  grad__st_close(f);
+  ck_assert_int_eq(grad_model_load(v1, &model), GRAD_OK);
+  grad_model *original = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &original), GRAD_OK);
+  ck_assert_double_eq(score_of(model, test_image(0), NULL), score_of(original, test_image(0), NULL));
+  grad_model_free(model);
+  grad_model_free(original);
+}
+END_TEST
+
+/* Metadata that contradicts the tensors or itself is a load error naming
+ * the file and the key. */
+START_TEST(metadata_that_lies_is_refused) {
+  static const struct {
+    const char *key, *value;
+    grad_status status;
+    const char *named; /* the key the message names, when not key */
+  } lies[] = {
+    {"backbone.arch", "resnet34", GRAD_E_FORMAT, NULL},       /* resnet18's blocks */
+    {"backbone.arch", "wide_resnet50_2", GRAD_E_FORMAT, NULL},
+    {"head.image_rule", NULL, GRAD_E_MISSING, NULL},
+    {"head.image_rule", "median", GRAD_E_FORMAT, NULL},
+    {"head.image_rule", "none", GRAD_E_FORMAT, NULL},          /* every image "good" */
+    {"head.image_threshold", "-1e30", GRAD_E_FORMAT, NULL},    /* below the calibrated range */
+    {"head.pixel_rule", "quantile", GRAD_E_FORMAT, "head.pixel_threshold"}, /* above hi */
+    {"data_crc32", NULL, GRAD_E_MISSING, NULL},
+    {"data_crc32", "0000000g", GRAD_E_FORMAT, NULL},
+  };
+  char path[600];
+  snprintf(path, sizeof path, "%s/lie.grad", root);
+  for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+    rewrite_model(path, lies[i].key, lies[i].value, NULL);
+    grad_model *model = (grad_model *)0x1;
+    grad_status s = grad_model_load(path, &model);
+    ck_assert_msg(s == lies[i].status, "%s = %s: %s (%s)", lies[i].key,
+                  lies[i].value ? lies[i].value : "(removed)", grad_status_name(s),
+                  grad_last_error());
+    ck_assert_ptr_null(model);
+    const char *named = lies[i].named ? lies[i].named : lies[i].key;
+    ck_assert_msg(strstr(grad_last_error(), path) && strstr(grad_last_error(), named),
+                  "\"%s\" names the file and the key %s", grad_last_error(), named);
+  }
 }
 END_TEST
 
@@ -377,7 +532,10 @@ int main(void) {
   tcase_add_test(tc, threads_share_one_model);
   tcase_add_test(tc, batch_scores_equal_single_calls);
   tcase_add_test(tc, evaluation_reports_metrics);
+  tcase_add_test(tc, evaluation_refuses_a_mask_of_another_size);
   tcase_add_test(tc, bad_model_files_are_refused);
+  tcase_add_test(tc, corrupt_weights_fail_the_checksum);
+  tcase_add_test(tc, metadata_that_lies_is_refused);
   tcase_add_test(tc, save_failure_leaves_nothing_behind);
   tcase_add_test(tc, training_input_errors_are_reported);
   suite_add_tcase(s, tc);

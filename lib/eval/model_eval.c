@@ -13,10 +13,16 @@ static double now_seconds(void) {
 }
 
 /* The ground truth at S x S: nearest-neighbour resize, any non-zero pixel
- * (in any channel) anomalous. */
-static grad_status load_mask(const char *path, int size, uint8_t *mask) {
+ * (in any channel) anomalous. A mask must have its image's size: resizing
+ * one that does not would score pixels against the wrong places. */
+static grad_status load_mask(const char *path, const grad_image *of, int size, uint8_t *mask) {
   grad_image *image = NULL, *resized = NULL;
   grad_status s = grad_image_load(path, &image);
+  if (s == GRAD_OK && (grad_image_width(image) != grad_image_width(of) ||
+                       grad_image_height(image) != grad_image_height(of)))
+    s = grad__fail(GRAD_E_SHAPE, "%s: mask of %d x %d pixels for an image of %d x %d", path,
+                   grad_image_width(image), grad_image_height(image), grad_image_width(of),
+                   grad_image_height(of));
   if (s == GRAD_OK) s = grad_image_resize(image, size, size, GRAD_RESIZE_NEAREST, &resized);
   if (s == GRAD_OK) {
     int c = grad_image_channels(resized);
@@ -60,7 +66,7 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
     s = grad_image_load(item->image, &image);
     if (s == GRAD_OK) s = grad_model_score(model, ctx, image, &result);
     seconds += now_seconds() - start;
-    if (s == GRAD_OK && item->mask) s = load_mask(item->mask, size, mask);
+    if (s == GRAD_OK && item->mask) s = load_mask(item->mask, image, size, mask);
     if (s == GRAD_OK && set.has_masks)
       s = grad_pixel_metrics_add(pm, result->model_map, item->mask ? mask : NULL, size, size);
     if (s == GRAD_OK) {

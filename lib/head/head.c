@@ -424,7 +424,10 @@ static grad_status read_threshold(const grad__st_file *f, const char *level,
   snprintf(key, sizeof key, "head.%s_rule", level);
   const char *rule = grad__st_meta(f, key);
   reset_threshold(t);
-  if (!rule || !strcmp(rule, "none")) return GRAD_OK;
+  if (!rule)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata \"%s\" (the decision rule) is missing",
+                      grad__st_path(f), key);
+  if (!strcmp(rule, "none")) return GRAD_OK;
   int r = GRAD_THRESHOLD_QUANTILE;
   for (; r <= GRAD_THRESHOLD_MANUAL; r++)
     if (!strcmp(rule, grad_threshold_rule_name((grad_threshold_rule)r))) break;
@@ -441,6 +444,20 @@ static grad_status read_threshold(const grad__st_file *f, const char *level,
   if (values[1] > values[2] || values[3] < 0)
     return grad__fail(GRAD_E_FORMAT, "%s: head.%s range [%g, %g] or count %g is invalid",
                       grad__st_path(f), level, values[1], values[2], values[3]);
+  /* Where each rule puts the threshold relative to the calibration scores:
+   * a quantile or an F1 cut is one of them, the max-margin rule is at or
+   * above the largest; a manual threshold may be anywhere. */
+  bool inside = values[0] >= values[1] && values[0] <= values[2];
+  bool agrees = r == GRAD_THRESHOLD_MANUAL || (r == GRAD_THRESHOLD_MAX_MARGIN
+                                                   ? values[0] >= values[2]
+                                                   : inside);
+  if (!agrees)
+    return grad__fail(GRAD_E_FORMAT,
+                      "%s: metadata \"head.%s_threshold\" = %.9g is %s the calibrated range "
+                      "[%.9g, %.9g] of rule \"%s\"",
+                      grad__st_path(f), level, values[0],
+                      r == GRAD_THRESHOLD_MAX_MARGIN ? "below the top of" : "outside", values[1],
+                      values[2], rule);
   t->rule = (grad_threshold_rule)r;
   t->threshold = values[0];
   t->lo = values[1];

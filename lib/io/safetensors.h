@@ -86,4 +86,10 @@ grad_status grad__st_writer_meta(grad__st_writer *writer, const char *key, const
 /* Writes the file atomically (see fileio.h). The writer stays usable. */
 grad_status grad__st_writer_save(const grad__st_writer *writer, const char *path);
 
+/* CRC-32 (zlib's, as Python's zlib.crc32) of the data section: every byte
+ * after the header, i.e. the tensors' bytes in file order. The writer's
+ * value is that of the file it would save now. */
+uint32_t grad__st_writer_data_crc32(const grad__st_writer *writer);
+uint32_t grad__st_data_crc32(const grad__st_file *file);
+
 #endif

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fileio.h"
 #include "half.h"
@@ -530,4 +531,15 @@ grad_status grad__st_read_f32(const grad__st_file *file, const char *name, int n
     }
   }
   return GRAD_OK;
+}
+
+uint32_t grad__st_data_crc32(const grad__st_file *file) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const unsigned char *bytes = file->base + file->data_start;
+  for (size_t left = file->size - file->data_start; left;) {
+    uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+    crc = crc32(crc, bytes, n);
+    bytes += n, left -= n;
+  }
+  return (uint32_t)crc;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "fileio.h"
 #include "safetensors.h"
@@ -330,4 +331,29 @@ grad_status grad__st_writer_save(const grad__st_writer *writer, const char *path
     return s;
   }
   return grad__atomic_commit(file);
+}
+
+uint32_t grad__st_writer_data_crc32(const grad__st_writer *writer) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t t = 0; t < writer->count; t++) {
+    const float *data = writer->tensors[t].data;
+    size_t count = writer->tensors[t].count;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned char *bytes = (const unsigned char *)data;
+    for (size_t left = count * sizeof(float); left;) { /* crc32 takes a uInt length */
+      uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+      crc = crc32(crc, bytes, n);
+      bytes += n, left -= n;
+    }
+#else
+    for (size_t i = 0; i < count; i++) {
+      uint32_t bits;
+      unsigned char le[4];
+      memcpy(&bits, &data[i], sizeof bits);
+      for (int b = 0; b < 4; b++) le[b] = (unsigned char)(bits >> (8 * b));
+      crc = crc32(crc, le, 4);
+    }
+#endif
+  }
+  return (uint32_t)crc;
 }

@@ -8,6 +8,8 @@
 #include "model_internal.h"
 #include "safetensors.h"
 
+#define CHECKSUM_KEY "data_crc32"
+
 void grad_model_options_init(grad_model_options *options) {
   if (!options) return;
   memset(options, 0, sizeof *options);
@@ -86,12 +88,37 @@ grad_status grad_model_save(const grad_model *model, const char *path) {
   if (s == GRAD_OK) s = grad__pca_write(model->reduce, w);
   if (s == GRAD_OK) s = grad__store_write(model->store, w);
   if (s == GRAD_OK) s = grad__head_write(model->head, w);
+  char crc[16];
+  snprintf(crc, sizeof crc, "%08x", (unsigned)grad__st_writer_data_crc32(w));
+  if (s == GRAD_OK) s = grad__st_writer_meta(w, CHECKSUM_KEY, crc);
   if (s == GRAD_OK) s = grad__st_writer_save(w, path);
   grad__st_writer_free(w);
   return s;
 }
 
-static grad_status check_format(const grad__st_file *f, const char *path) {
+/* Finite but corrupt weights (a flipped exponent bit) score every image
+ * wildly; only a checksum of the data tells. Files of version 1 have none. */
+static grad_status check_checksum(const grad__st_file *f, const char *path, long version) {
+  if (version < 2) return GRAD_OK;
+  const char *stored = grad__st_meta(f, CHECKSUM_KEY);
+  if (!stored)
+    return grad__fail(GRAD_E_MISSING, "%s: metadata \"%s\" (the checksum of the tensor data, "
+                      "required from format version 2) is missing", path, CHECKSUM_KEY);
+  char *end = NULL;
+  unsigned long want = strtoul(stored, &end, 16);
+  if (strlen(stored) != 8 || *end != '\0')
+    return grad__fail(GRAD_E_FORMAT, "%s: metadata \"%s\" = \"%s\" is not 8 hex digits", path,
+                      CHECKSUM_KEY, stored);
+  uint32_t got = grad__st_data_crc32(f);
+  if (got != (uint32_t)want)
+    return grad__fail(GRAD_E_FORMAT,
+                      "%s: the tensor data is corrupt: its CRC-32 is %08x, metadata \"%s\" says "
+                      "%s",
+                      path, (unsigned)got, CHECKSUM_KEY, stored);
+  return GRAD_OK;
+}
+
+static grad_status check_format(const grad__st_file *f, const char *path, long *version_out) {
   const char *format = grad__st_meta(f, "format");
   const char *version = grad__st_meta(f, "format_version");
   if (!format || strcmp(format, GRAD__MODEL_FORMAT) != 0)
@@ -107,6 +134,7 @@ static grad_status check_format(const grad__st_file *f, const char *path) {
     return grad__fail(GRAD_E_VERSION,
                       "%s: model format version %ld is newer than this libgrad %s reads (%d)",
                       path, v, grad_version_string(), GRAD__MODEL_FORMAT_VERSION);
+  if (version_out) *version_out = v;
   return GRAD_OK;
 }
 
@@ -142,11 +170,16 @@ grad_status grad_model_load(const char *path, grad_model **out) {
   grad__pca *reduce = NULL;
   grad_store *store = NULL;
   grad_head *head = NULL;
-  s = check_format(f, path);
+  long version = 0;
+  s = check_format(f, path, &version);
+  if (s == GRAD_OK) s = check_checksum(f, path, version);
   if (s == GRAD_OK) s = grad__backbone_read(f, "backbone.", &backbone);
   if (s == GRAD_OK) s = grad__pca_read(f, &reduce);
   if (s == GRAD_OK) s = grad__store_read(f, &store);
   if (s == GRAD_OK) s = grad__head_read(f, &head);
+  if (s == GRAD_OK && grad_head_image_rule(head) == GRAD_THRESHOLD_NONE)
+    s = grad__fail(GRAD_E_FORMAT, "%s: metadata \"head.image_rule\" is \"none\": the model has "
+                   "no image threshold, so every image would be called good", path);
   const char *trained_on = grad__st_meta(f, "model.trained_on");
   if (s == GRAD_OK) {
     s = grad__model_assemble(backbone, reduce, store, head, trained_on, out);
@@ -214,7 +247,7 @@ grad_status grad_model_file_bytes(const char *path, size_t *bytes) {
   *bytes = 0;
   grad__st_file *f = NULL;
   grad_status s = grad__st_open(path, &f);
-  if (s == GRAD_OK) s = check_format(f, path);
+  if (s == GRAD_OK) s = check_format(f, path, NULL);
   for (size_t i = 0; s == GRAD_OK && i < grad__st_count(f); i++)
     *bytes += grad__st_at(f, i)->count * sizeof(float);
   grad__st_close(f);

@@ -11,7 +11,8 @@
 
 /* The model-file format this library writes; it reads this and older. */
 #define GRAD__MODEL_FORMAT "libgrad-model"
-#define GRAD__MODEL_FORMAT_VERSION 1
+/* 2: metadata "data_crc32" holds the CRC-32 of the tensor data (1 had none). */
+#define GRAD__MODEL_FORMAT_VERSION 2
 
 /* How a model was made: key/value text pairs (grad_model_provenance). */
 typedef struct grad__provenance {

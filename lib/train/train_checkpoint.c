@@ -57,7 +57,7 @@ grad_status grad__train_checkpoint_save(const grad__trainer *t, int images, cons
   }
   if (st == GRAD_OK) st = grad__st_writer_save(w, path);
   grad__st_writer_free(w);
-  if (st != GRAD_OK) return grad__fail_context(st, "saving checkpoint %s: ", path);
+  if (st != GRAD_OK) return grad__fail_context(st, "saving checkpoint %s", path);
   return GRAD_OK;
 }
 
@@ -134,9 +134,9 @@ static grad_status load(grad__trainer *t, int images, const grad__st_file *f) {
 grad_status grad__train_checkpoint_load(grad__trainer *t, int images, const char *path) {
   grad__st_file *f = NULL;
   grad_status st = grad__st_open(path, &f);
-  if (st != GRAD_OK) return grad__fail_context(st, "resuming training: ");
+  if (st != GRAD_OK) return grad__fail_context(st, "resuming training");
   st = load(t, images, f);
   grad__st_close(f);
-  if (st != GRAD_OK) return grad__fail_context(st, "resuming from checkpoint %s: ", path);
+  if (st != GRAD_OK) return grad__fail_context(st, "resuming from checkpoint %s", path);
   return GRAD_OK;
 }
