@@ -103,8 +103,9 @@ START_TEST(files_and_memory_train_the_same_model_as_the_folder) {
   ck_assert_str_eq(grad_model_provenance(from_folder, "source"), "folders");
   ck_assert_str_eq(grad_model_provenance(from_files, "source"), "files");
   ck_assert_str_eq(grad_model_provenance(from_memory, "source"), "memory");
-  /* The files' folder is named relative to its parent; memory has none. */
-  ck_assert_str_eq(grad_model_provenance(from_files, "folders"), "[\"good\"]");
+  /* The files' folder (a category's train/good) is named by the category;
+   * memory has none. */
+  ck_assert_str_eq(grad_model_provenance(from_files, "folders"), "[\"weave\"]");
   ck_assert_str_eq(grad_model_provenance(from_memory, "folders"), "[]");
   ck_assert_str_eq(grad_model_provenance(from_memory, "images"), "10");
   ck_assert_str_eq(grad_model_provenance(from_memory, "holdout_images"), "2");

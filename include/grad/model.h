@@ -112,7 +112,8 @@ GRAD_API const char *grad_model_description(const grad_model *model);
  *   source           "folders", "files" or "memory": grad_model_train,
  *                    grad_model_train_files or grad_model_train_images
  *   folders          JSON array of the folders' names relative to their common
- *                    parent (for files: the folders holding them; [] for memory)
+ *                    parent (for files: the folders holding them, a category's
+ *                    CLASS/train/good counting as CLASS; [] for memory)
  *   images           images trained on (held-out ones not counted)
  *   holdout_images   images held out to calibrate the thresholds
  *   epochs           epochs completed

@@ -88,11 +88,15 @@ static json_t *relative_names(char *const *folders, size_t count) {
   return list;
 }
 
-/* The distinct folders of the files, in order of first appearance. */
+/* The distinct folders of the files, in order of first appearance; an
+ * MVTec category's CLASS/train/good counts as CLASS. */
 static grad_status file_folders(const char *const *paths, size_t count, grad__path_list *out) {
+  static const char category_part[] = "/train/good";
   for (size_t i = 0; i < count; i++) {
     char *parent = parent_of(paths[i]);
     if (!parent) return grad__fail(GRAD_E_NOMEM, "out of memory recording provenance");
+    size_t n = strlen(parent), k = strlen(category_part);
+    if (n > k && !strcmp(parent + n - k, category_part)) parent[n - k] = '\0';
     bool seen = false;
     for (size_t j = 0; j < out->count && !seen; j++) seen = !strcmp(out->paths[j], parent);
     grad_status s = seen ? GRAD_OK : grad__path_list_add(out, parent);
