@@ -1,0 +1,249 @@
+/*
+ * bench_efficientnet: libgrad's EfficientNet-b4 against PyTorch's
+ * (torchvision efficientnet_b4, features[0..5]) in one run: the network up
+ * to layer 4 (stride 16, the last stage the paper's layers 3 + 4 need) at
+ * 224 x 224, batch 1 and 8, ms/image on both sides and their ratio. Ours is
+ * grad_backbone_features (layers 3 + 4, resized and concatenated: a little
+ * more work than PyTorch's stage outputs). Random weights on both sides.
+ * The PyTorch side is bench_efficientnet_torch.py (next to this file, run
+ * with /usr/bin/python3 or $GRAD_BENCH_PYTHON), kept running beside this
+ * program: each round times both batch sizes here and then there, and the
+ * best of all rounds counts on both sides, so drifts in the machine's speed
+ * (shared cores) hit both alike. Also printed: the time of the depthwise
+ * passes alone, and the CPU build of the depthwise kernel.
+ *
+ * Usage: bench_efficientnet [--threads T] [--reps R] [--rounds N] [--size S]
+ *                           [--arch NAME] [--no-torch]
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "efficientnet_internal.h"
+#include "blas_kernels.h"
+#include "depthwise_fused.h"
+#include "rng.h"
+
+#ifndef BENCH_SOURCE_DIR
+#define BENCH_SOURCE_DIR "bench"
+#endif
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double load_average(void) {
+  double load = -1.0;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &load) != 1) load = -1.0;
+    fclose(f);
+  }
+  return load;
+}
+
+typedef struct torch_side {
+  pid_t pid;
+  FILE *to, *from;
+} torch_side;
+
+static int torch_start(torch_side *t, int threads, int size, const char *input_path) {
+  const char *python = getenv("GRAD_BENCH_PYTHON");
+  if (!python) python = "/usr/bin/python3";
+  char script[1024], thr[16], sz[16];
+  snprintf(script, sizeof script, "%s/bench_efficientnet_torch.py", BENCH_SOURCE_DIR);
+  if (access(python, X_OK) != 0 || access(script, R_OK) != 0) {
+    fprintf(stderr, "PyTorch column skipped: %s or %s not found\n", python, script);
+    return 0;
+  }
+  int down[2], up[2];
+  if (pipe(down) || pipe(up)) return 0;
+  snprintf(thr, sizeof thr, "%d", threads);
+  snprintf(sz, sizeof sz, "%d", size);
+  fflush(NULL);
+  t->pid = fork();
+  if (t->pid < 0) return 0;
+  if (t->pid == 0) {
+    dup2(down[0], 0);
+    dup2(up[1], 1);
+    close(down[0]), close(down[1]), close(up[0]), close(up[1]);
+    execl(python, python, script, "--threads", thr, "--size", sz, "--input", input_path,
+          (char *)NULL);
+    _exit(127);
+  }
+  close(down[0]);
+  close(up[1]);
+  t->to = fdopen(down[1], "w");
+  t->from = fdopen(up[0], "r");
+  char line[64];
+  if (!t->to || !t->from || !fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) {
+    fprintf(stderr, "PyTorch column skipped: the script did not start (no torch?)\n");
+    return 0;
+  }
+  return 1;
+}
+
+static double torch_time(torch_side *t, int batch, int reps) {
+  double ms = -1.0;
+  fprintf(t->to, "%d %d\n", batch, reps);
+  fflush(t->to);
+  if (fscanf(t->from, "%lf", &ms) != 1) return -1.0;
+  return ms;
+}
+
+static void torch_stop(torch_side *t) {
+  if (t->to) fclose(t->to);
+  if (t->from) fclose(t->from);
+  if (t->pid > 0) waitpid(t->pid, NULL, 0);
+}
+
+/* The depthwise passes of one image alone (same shapes, padding as the
+ * torchvision layout), in ms: the part PyTorch is slow at. */
+static double depthwise_ms(const grad_backbone *bb, int reps) {
+  const grad__effnet *net = bb->effnet;
+  size_t most = 0;
+  int h = (bb->input_size + 1) / 2;
+  for (int b = 0, s = h; b < net->block_count; b++) {
+    size_t v = (size_t)net->blocks[b].cexp * s * s;
+    if (v > most) most = v;
+    if (net->blocks[b].stride == 2) s = (s + 1) / 2;
+  }
+  float *x = calloc(most, sizeof(float)), *y = calloc(most, sizeof(float));
+  float *sums = calloc(most, sizeof(float));
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    double t = now();
+    for (int b = 0, s = h; b < net->block_count; b++) {
+      const grad__effnet_block *blk = &net->blocks[b];
+      int o = blk->stride == 2 ? (s + 1) / 2 : s;
+      grad__dw_shape shape = {blk->kernel, blk->stride, s, s, o, o, blk->kernel / 2,
+                              blk->kernel / 2};
+      grad__depthwise_swish(&shape, x, blk->depthwise->weight, blk->depthwise->bias, 0,
+                            blk->cexp, y, sums);
+      s = o;
+    }
+    t = now() - t;
+    if (t < best) best = t;
+  }
+  free(x), free(y), free(sums);
+  return best * 1e3;
+}
+
+int main(int argc, char **argv) {
+  int threads = 2, reps = 5, rounds = 3, size = 224, use_torch = 1;
+  const char *arch = "efficientnet_b4";
+  static const struct option options[] = {{"threads", required_argument, NULL, 't'},
+                                          {"reps", required_argument, NULL, 'r'},
+                                          {"rounds", required_argument, NULL, 'R'},
+                                          {"size", required_argument, NULL, 's'},
+                                          {"arch", required_argument, NULL, 'a'},
+                                          {"no-torch", no_argument, NULL, 'n'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {0}};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "t:r:R:s:a:nh", options, NULL)) != -1) {
+    switch (opt) {
+    case 't': threads = atoi(optarg); break;
+    case 'r': reps = atoi(optarg); break;
+    case 'R': rounds = atoi(optarg); break;
+    case 's': size = atoi(optarg); break;
+    case 'a': arch = optarg; break;
+    case 'n': use_torch = 0; break;
+    default:
+      printf("Usage: bench_efficientnet [--threads T] [--reps R] [--rounds N] [--size S] "
+             "[--arch NAME] [--no-torch]\n");
+      return opt == 'h' ? 0 : 2;
+    }
+  }
+  if (threads < 1 || reps < 1 || rounds < 1 || size < 32) return 2;
+  cli_choose_blas_kernels(argv, 1);
+  grad_threads_set(threads);
+
+  enum { MAX_BATCH = 8 };
+  const int batches[2] = {1, MAX_BATCH};
+  const size_t image = (size_t)3 * size * size;
+  float *input = malloc(sizeof(float) * image * MAX_BATCH);
+  if (!input) return 1;
+  grad__rng rng;
+  grad__rng_seed(&rng, 1);
+  grad__rng_fill_normal(&rng, input, image * MAX_BATCH, 0.0, 1.0);
+  char input_path[] = "/tmp/bench_efficientnet_XXXXXX";
+  int fd = mkstemp(input_path);
+  if (fd < 0 || write(fd, input, sizeof(float) * image * MAX_BATCH) !=
+                    (ssize_t)(sizeof(float) * image * MAX_BATCH)) {
+    fprintf(stderr, "cannot write the input to %s\n", input_path);
+    return 1;
+  }
+  close(fd);
+
+  grad_backbone_options o;
+  grad_backbone_options_init(&o);
+  o.arch = arch;
+  o.input_size = size;
+  o.layers = GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);
+  grad_backbone *bb = NULL;
+  grad_workspace *ws = NULL;
+  if (grad_backbone_create(&o, &bb) != GRAD_OK || !bb->effnet) {
+    fprintf(stderr, "bench_efficientnet: %s\n", bb ? "not an EfficientNet" : grad_last_error());
+    return 1;
+  }
+  size_t feat = (size_t)grad_backbone_feature_channels(bb) * grad_backbone_feature_height(bb) *
+                grad_backbone_feature_width(bb);
+  float *out = malloc(sizeof(float) * feat * MAX_BATCH);
+  if (!out || grad_workspace_create(&ws) != GRAD_OK) return 1;
+
+  signal(SIGPIPE, SIG_IGN);
+  torch_side torch = {0, NULL, NULL};
+  int have_torch = use_torch && torch_start(&torch, threads, size, input_path);
+  double ours[2] = {1e30, 1e30}, theirs[2] = {-1, -1}, dw = 1e30;
+  double load = load_average();
+  for (int round = 0; round < rounds; round++) {
+    for (int i = 0; i < 2; i++) {
+      for (int r = 0; r <= reps; r++) { /* the first call sizes the workspace */
+        double t = now();
+        if (grad_backbone_features(bb, ws, input, batches[i], out) != GRAD_OK) {
+          fprintf(stderr, "bench_efficientnet: %s\n", grad_last_error());
+          return 1;
+        }
+        t = (now() - t) * 1e3 / batches[i];
+        if (r > 0 && t < ours[i]) ours[i] = t;
+      }
+      if (have_torch) {
+        double ms = torch_time(&torch, batches[i], reps);
+        if (ms > 0 && (theirs[i] < 0 || ms < theirs[i])) theirs[i] = ms;
+      }
+    }
+    double d = depthwise_ms(bb, reps);
+    if (d < dw) dw = d;
+  }
+  torch_stop(&torch);
+  unlink(input_path);
+
+  printf("EfficientNet benchmark: %s to layer 4 (stride 16; features layer3+layer4), %dx%d "
+         "input, %d threads, best of %d rounds x %d runs\nOpenBLAS %s kernels; depthwise "
+         "kernel: %s build; load average %.2f at start, %.2f at the end\n\n",
+         arch, size, size, threads, rounds, reps, openblas_get_corename(),
+         grad__depthwise_isa(), load, load_average());
+  printf("%5s %12s %12s %10s\n", "batch", "ours ms/im", "torch ms/im", "torch/ours");
+  for (int i = 0; i < 2; i++) {
+    if (theirs[i] > 0)
+      printf("%5d %12.2f %12.2f %9.2fx\n", batches[i], ours[i], theirs[i], theirs[i] / ours[i]);
+    else
+      printf("%5d %12.2f %12s %10s\n", batches[i], ours[i], "-", "-");
+  }
+  printf("\ndepthwise passes alone (one image, one thread's share of the work at most): "
+         "%.2f ms\n", dw);
+  grad_workspace_free(ws);
+  grad_backbone_free(bb);
+  free(out), free(input);
+  return 0;
+}
