@@ -50,48 +50,138 @@ INLINE float sum_row(const float *v, int n) {
 }
 
 /* First and one-past-last ox whose input column ox * stride + kx - pad_left
- * lies in [0, w). */
-INLINE void valid_columns(const grad__dw_shape *s, int kx, int *ox0, int *ox1) {
-  int lo = s->pad_left - kx; /* need ox * stride >= lo */
-  int a = lo <= 0 ? 0 : (lo + s->stride - 1) / s->stride;
-  int hi = s->w - 1 + s->pad_left - kx; /* need ox * stride <= hi */
-  int b = hi < 0 ? 0 : hi / s->stride + 1;
-  *ox0 = a;
-  *ox1 = b < s->ow ? b : s->ow;
+ * lies in [0, w), for every kx (computed once per call, not per row). */
+static inline void valid_columns(const grad__dw_shape *s, int *ox0, int *ox1) {
+  for (int kx = 0; kx < s->kernel; kx++) {
+    int lo = s->pad_left - kx; /* need ox * stride >= lo */
+    int a = lo <= 0 ? 0 : (lo + s->stride - 1) / s->stride;
+    int hi = s->w - 1 + s->pad_left - kx; /* need ox * stride <= hi */
+    int b = hi < 0 ? 0 : hi / s->stride + 1;
+    ox0[kx] = a;
+    ox1[kx] = b < s->ow ? (b > a ? b : a) : s->ow;
+  }
+}
+
+/* Swish on each output row, and the plane's sum. */
+INLINE float activate_rows(float *yc, int oh, int ow, int want_sum) {
+  float total = 0.0f;
+  for (int oy = 0; oy < oh; oy++) {
+    float *row = yc + (size_t)oy * ow;
+    for (int ox = 0; ox < ow; ox++) row[ox] = swish(row[ox]);
+    if (want_sum) total += sum_row(row, ow);
+  }
+  return total;
+}
+
+/* Very wide planes (a padded row beyond what the band buffers hold): per
+ * output row, the bias, then one multiply-add sweep per tap over the
+ * columns where the tap reads inside the image. */
+INLINE void plane_rows(const grad__dw_shape *s, const float *xc, const float *wc, float b,
+                       const int *ox0, const int *ox1, float *yc) {
+  const int k = s->kernel, st = s->stride, ow = s->ow;
+  for (int oy = 0; oy < s->oh; oy++) {
+    float *row = yc + (size_t)oy * ow;
+    for (int ox = 0; ox < ow; ox++) row[ox] = b;
+    for (int ky = 0; ky < k; ky++) {
+      int iy = oy * st + ky - s->pad_top;
+      if (iy < 0 || iy >= s->h) continue;
+      const float *in = xc + (size_t)iy * s->w;
+      for (int kx = 0; kx < k; kx++) {
+        const float wv = wc[ky * k + kx];
+        const float *restrict src = in + kx - s->pad_left;
+        float *restrict out = row; /* the plane y never overlaps x */
+        const int a = ox0[kx], e = ox1[kx];
+        if (st == 1)
+          for (int ox = a; ox < e; ox++) out[ox] += wv * src[ox];
+        else if (st == 2)
+          for (int ox = a; ox < e; ox++) out[ox] += wv * src[2 * ox];
+        else
+          for (int ox = a; ox < e; ox++) out[ox] += wv * src[ox * st];
+      }
+    }
+  }
+}
+
+/*
+ * The main path ("flat"): a band of R output rows at a time, its input rows
+ * copied into a zero-padded buffer of width W = w + pad_left + k, and
+ * output (oy, ox) computed at flat index i = oy * W + ox of the band as
+ * bias + sum over taps of w[ky][kx] * pad[stride * i + ky * W + kx]: full
+ * vectors whatever the row width (EfficientNet's maps are 7 to 112 wide),
+ * all taps of an output in registers (one store per output, not one per
+ * tap), no bounds tests. The columns ox >= ow of the band are computed and
+ * dropped: about W / ow times the work, which the vectors pay for. Swish is
+ * applied in the same loop.
+ */
+enum { PAD_MAX = 8192, ACC_MAX = 4096 };
+
+/* Output rows per band, or 0 when even one row does not fit (very wide
+ * planes: the row path). */
+INLINE int band_rows(const grad__dw_shape *s) {
+  const int pw = s->w + s->pad_left + s->kernel;
+  int r = (PAD_MAX / pw - s->kernel) / s->stride;
+  if (r > ACC_MAX / pw) r = ACC_MAX / pw;
+  if (r > s->oh) r = s->oh;
+  return r < 1 ? 0 : r;
+}
+
+/* acc[i] = swish(b + taps) for i in [0, n); K and ST constant when inlined
+ * from the specialisations, so the tap loops unroll. */
+INLINE void band_taps(const float *restrict pad, int pw, const float *wc, float b, int n, int K,
+                      int ST, float *restrict acc) {
+  float w[GRAD__DW_MAX_KERNEL * GRAD__DW_MAX_KERNEL];
+  for (int t = 0; t < K * K; t++) w[t] = wc[t];
+  for (int i = 0; i < n; i++) {
+    float a = b;
+    for (int ky = 0; ky < K; ky++)
+      for (int kx = 0; kx < K; kx++) a += w[ky * K + kx] * pad[ST * i + ky * pw + kx];
+    acc[i] = swish(a);
+  }
+}
+
+INLINE void plane_bands(const grad__dw_shape *s, int rows, const float *xc, const float *wc,
+                        float b, float *pad, float *acc, float *yc) {
+  const int k = s->kernel, st = s->stride;
+  const int pw = s->w + s->pad_left + k;
+  for (int oy0 = 0; oy0 < s->oh; oy0 += rows) {
+    const int r = s->oh - oy0 < rows ? s->oh - oy0 : rows;
+    const int ph = st * r + k, n = r * pw;
+    memset(pad, 0, sizeof(float) * (size_t)pw * ph);
+    for (int py = 0; py < ph; py++) {
+      int iy = st * oy0 - s->pad_top + py;
+      if (iy >= 0 && iy < s->h)
+        memcpy(pad + (size_t)py * pw + s->pad_left, xc + (size_t)iy * s->w,
+               sizeof(float) * s->w);
+    }
+    if (k == 3 && st == 1) band_taps(pad, pw, wc, b, n, 3, 1, acc);
+    else if (k == 3 && st == 2) band_taps(pad, pw, wc, b, n, 3, 2, acc);
+    else if (k == 5 && st == 1) band_taps(pad, pw, wc, b, n, 5, 1, acc);
+    else if (k == 5 && st == 2) band_taps(pad, pw, wc, b, n, 5, 2, acc);
+    else band_taps(pad, pw, wc, b, n, k, st, acc);
+    for (int oy = 0; oy < r; oy++)
+      memcpy(yc + (size_t)(oy0 + oy) * s->ow, acc + (size_t)oy * pw, sizeof(float) * s->ow);
+  }
 }
 
 INLINE void depthwise_body(const grad__dw_shape *s, const float *x, const float *weight,
                            const float *bias, int c0, int c1, float *y, float *sums) {
-  const int k = s->kernel, st = s->stride, ow = s->ow;
+  const int k = s->kernel;
   const size_t in_plane = (size_t)s->h * s->w, out_plane = (size_t)s->oh * s->ow;
+  const int rows = band_rows(s);
+  int ox0[GRAD__DW_MAX_KERNEL], ox1[GRAD__DW_MAX_KERNEL];
+  float pad[PAD_MAX], acc[ACC_MAX]; /* 48 KB of stack */
+  if (!rows) valid_columns(s, ox0, ox1);
   for (int c = c0; c < c1; c++) {
-    const float *xc = x + c * in_plane;
-    const float *wc = weight + (size_t)c * k * k;
+    const float *xc = x + c * in_plane, *wc = weight + (size_t)c * k * k;
     float *yc = y + c * out_plane;
     float total = 0.0f;
-    for (int oy = 0; oy < s->oh; oy++) {
-      float *row = yc + (size_t)oy * ow;
-      const float b = bias[c];
-      for (int ox = 0; ox < ow; ox++) row[ox] = b;
-      for (int ky = 0; ky < k; ky++) {
-        int iy = oy * st + ky - s->pad_top;
-        if (iy < 0 || iy >= s->h) continue;
-        const float *in = xc + (size_t)iy * s->w;
-        for (int kx = 0; kx < k; kx++) {
-          const float wv = wc[ky * k + kx];
-          int ox0, ox1;
-          valid_columns(s, kx, &ox0, &ox1);
-          const float *src = in + kx - s->pad_left;
-          if (st == 1)
-            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[ox];
-          else if (st == 2)
-            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[2 * ox];
-          else
-            for (int ox = ox0; ox < ox1; ox++) row[ox] += wv * src[ox * st];
-        }
-      }
-      for (int ox = 0; ox < ow; ox++) row[ox] = swish(row[ox]);
-      if (sums) total += sum_row(row, ow);
+    if (rows) {
+      plane_bands(s, rows, xc, wc, bias[c], pad, acc, yc);
+      if (sums)
+        for (int oy = 0; oy < s->oh; oy++) total += sum_row(yc + (size_t)oy * s->ow, s->ow);
+    } else {
+      plane_rows(s, xc, wc, bias[c], ox0, ox1, yc);
+      total = activate_rows(yc, s->oh, s->ow, sums != NULL);
     }
     if (sums) sums[c] = total;
   }

@@ -27,11 +27,13 @@ typedef struct grad__dw_shape {
   int pad_top, pad_left;
 } grad__dw_shape;
 
+enum { GRAD__DW_MAX_KERNEL = 15 };
+
 /*
  * For channels c in [c0, c1): y_c = swish(depthwise(x_c, weight_c) + bias_c),
  * swish(v) = v * sigmoid(v); x holds planes of h x w, y planes of oh x ow,
- * weight k x k floats per channel. sums (may be NULL) receives the sum of
- * each output plane (sums[c]).
+ * weight k x k floats per channel (odd k <= GRAD__DW_MAX_KERNEL). sums (may
+ * be NULL) receives the sum of each output plane (sums[c]).
  */
 void grad__depthwise_swish(const grad__dw_shape *s, const float *x, const float *weight,
                            const float *bias, int c0, int c1, float *y, float *sums);
