@@ -4,6 +4,7 @@
  * with the last completed step; every model records its provenance.
  */
 #include <grad/grad.h>
+#include <math.h>
 #include <jansson.h>
 
 #include "dataset.h"
@@ -203,6 +204,53 @@ START_TEST(cancelled_mid_epoch_model_scores_and_saves) {
 }
 END_TEST
 
+/* Fine-tuning goes on from the saved store: its first step's loss is that
+ * of a trained store, not of a fresh one. */
+typedef struct first_loss {
+  double loss;
+  int seen;
+} first_loss;
+
+static int record_first_loss(const grad_train_progress *p, void *user) {
+  first_loss *f = user;
+  if (!f->seen++) f->loss = p->loss;
+  return 0;
+}
+
+START_TEST(train_more_continues_the_saved_store) {
+  grad_model_options mo;
+  grad_train_options to;
+  tiny_options(&mo, &to, 3);
+  first_loss fresh = {0}, more = {0};
+  to.progress = record_first_loss;
+  to.progress_user = &fresh;
+  const char *folders[] = {category};
+  grad_model *model = NULL, *tuned = NULL;
+  ck_assert_int_eq(grad_model_train(&mo, &to, folders, 1, &model), GRAD_OK);
+  char path[700];
+  snprintf(path, sizeof path, "%s/base.grad", root);
+  ck_assert_int_eq(grad_model_save(model, path), GRAD_OK);
+  to.epochs = 1;
+  to.progress_user = &more;
+  ck_assert_int_eq(grad_model_train_more(path, &to, folders, 1, &tuned), GRAD_OK);
+  ck_assert_int_eq(more.seen, 3); /* 10 images, batch 4 */
+  ck_assert_double_lt(more.loss, 0.5 * fresh.loss);
+  ck_assert_str_eq(grad_model_provenance(tuned, "more_epochs"), "1");
+  ck_assert_str_eq(grad_model_provenance(tuned, "more_status"), "complete");
+  ck_assert_ptr_nonnull(strstr(grad_model_description(tuned), "then 1 more epochs on"));
+  double sum;
+  char test[800];
+  snprintf(test, sizeof test, "%s/test/good/000.png", category);
+  ck_assert(isfinite(score_of(tuned, test, &sum)));
+  to.resume_path = path;
+  grad_model *refused = (grad_model *)1;
+  ck_assert_int_eq(grad_model_train_more(path, &to, folders, 1, &refused), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_null(refused);
+  grad_model_free(model);
+  grad_model_free(tuned);
+}
+END_TEST
+
 START_TEST(provenance_is_recorded_and_saved) {
   setenv("SOURCE_DATE_EPOCH", "86400", 1);
   grad_model_options mo;
@@ -282,6 +330,7 @@ int main(void) {
   tcase_add_test(tc, cancelled_at_an_epoch_end_equals_the_shorter_run);
   tcase_add_test(tc, cancelled_mid_epoch_model_scores_and_saves);
   tcase_add_test(tc, provenance_is_recorded_and_saved);
+  tcase_add_test(tc, train_more_continues_the_saved_store);
   tcase_add_test(tc, folders_are_named_relative_to_their_parent);
   suite_add_tcase(suite, tc);
   return test_run_suite(suite);

@@ -42,6 +42,10 @@ static void usage(FILE *to) {
       "      --checkpoint FILE     save a checkpoint there every --checkpoint-every epochs\n"
       "      --checkpoint-every N  (default 10 when --checkpoint is given)\n"
       "      --resume FILE         continue from a checkpoint (same data and options)\n"
+      "      --from MODEL          fine-tune: continue MODEL's training on the --data\n"
+      "                            folders for --epochs more epochs (same backbone and\n"
+      "                            reduction; give the old folders too); thresholds\n"
+      "                            calibrated again\n"
       "      --skip-bad            leave out the images that cannot be decoded, with a\n"
       "                            warning each (default: such an image is an error)\n"
       "  -j, --threads N           threads (default: all cores)\n"
@@ -151,7 +155,7 @@ static int readable_images(const char *const *folders, int count, cli_paths *out
 
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
        OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME,
-       OPT_SKIP_BAD, OPT_PRESET };
+       OPT_SKIP_BAD, OPT_PRESET, OPT_FROM };
 
 int cmd_train(int argc, char **argv) {
   static const struct option options[] = {
@@ -167,12 +171,14 @@ int cmd_train(int argc, char **argv) {
     {"checkpoint-every", required_argument, NULL, OPT_EVERY},
     {"resume", required_argument, NULL, OPT_RESUME},
     {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
-    {"preset", required_argument, NULL, OPT_PRESET}, {"help", no_argument, NULL, 'h'}, {0}};
+    {"preset", required_argument, NULL, OPT_PRESET}, {"from", required_argument, NULL, OPT_FROM},
+    {"help", no_argument, NULL, 'h'}, {0}};
   grad_model_options mo;
   grad_model_options_init(&mo);
   grad_train_options to;
   grad_train_options_init(&to);
-  const char *output = NULL, *layers_text = "2,3";
+  const char *output = NULL, *layers_text = "2,3", *from = NULL;
+  const char *fixed = NULL; /* the first option that --from cannot honour */
   const char *folders[64];
   int folder_count = 0, random_given = 0, skip_bad = 0;
   long value;
@@ -255,19 +261,28 @@ int cmd_train(int argc, char **argv) {
       grad_threads_set((int)value);
       break;
     case OPT_PRESET: break; /* applied above */
+    case OPT_FROM: from = optarg; break;
     case 'h': usage(stdout); return CLI_OK;
     default: return cli_bad_option("train", opt, argv);
     }
+    if (!fixed && opt >= OPT_ARCH && opt != OPT_EPOCHS && opt != OPT_BATCH && opt != OPT_SEED &&
+        opt != OPT_FROM)
+      fixed = argv[optind - 1 - (optarg && optarg == argv[optind - 1])];
   }
   if (optind != argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+  if (from && fixed)
+    return cli_usage_error("train", "--from MODEL continues that model as it is: %s cannot be "
+                           "used with it", fixed);
+  if (from && presets) return cli_usage_error("train", "--from MODEL cannot take a --preset");
   if (!output) return cli_usage_error("train", "-o MODEL is required");
   if (!folder_count) return cli_usage_error("train", "at least one --data DIR is required");
   if (mo.weights_path && random_given)
     return cli_usage_error("train", "--weights and --random-weights exclude each other");
   if (to.checkpoint_path && !to.checkpoint_every) to.checkpoint_every = 10;
   int raw_channels = 0;
-  if (cli_check_arch("train", mo.arch, mo.layers, &raw_channels) != CLI_OK) return CLI_USAGE;
-  if (mo.channels > raw_channels)
+  if (!from && cli_check_arch("train", mo.arch, mo.layers, &raw_channels) != CLI_OK)
+    return CLI_USAGE;
+  if (!from && mo.channels > raw_channels)
     return cli_usage_error("train", "--channels %d: %s with layers %s has %d channels (valid: "
                            "1..%d)", mo.channels, mo.arch, layers_text, raw_channels, raw_channels);
 
@@ -275,18 +290,22 @@ int cmd_train(int argc, char **argv) {
   /* Without --checkpoint, an interruption still leaves something to resume
    * from: OUTPUT.checkpoint, removed once the model is saved. */
   char default_checkpoint[4096];
-  int own_checkpoint = !to.checkpoint_path;
+  int own_checkpoint = !to.checkpoint_path && !from; /* --from has no resume */
   if (own_checkpoint) {
     if (snprintf(default_checkpoint, sizeof default_checkpoint, "%s.checkpoint", output) >=
         (int)sizeof default_checkpoint)
       return cli_usage_error("train", "-o %s: path too long", output);
     to.checkpoint_path = default_checkpoint;
-  } else if (!cli_check_writable("train", "--checkpoint", to.checkpoint_path)) {
+  } else if (to.checkpoint_path && !cli_check_writable("train", "--checkpoint", to.checkpoint_path)) {
     return CLI_FAILURE;
   }
 
-  fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
-          mo.weights_path ? mo.weights_path : "seeded random weights (not ImageNet: demo quality)");
+  if (from)
+    fprintf(stderr, "grad train: continuing %s for %d more epochs\n", from, to.epochs);
+  else
+    fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
+            mo.weights_path ? mo.weights_path
+                            : "seeded random weights (not ImageNet: demo quality)");
   train_state state = {.checkpoint_every = to.checkpoint_every};
   cli_progress_init(&state.bar, "training", "steps");
   to.progress = show_progress;
@@ -300,7 +319,9 @@ int cmd_train(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   grad_model *model = NULL;
   grad_status s;
-  if (skip_bad) {
+  if (from) {
+    s = grad_model_train_more(from, &to, folders, folder_count, &model);
+  } else if (skip_bad) {
     cli_paths files = {0};
     if (!readable_images(folders, folder_count, &files)) {
       cli_paths_free(&files);
@@ -327,7 +348,9 @@ int cmd_train(int argc, char **argv) {
       grad_model_free(model);
     }
     struct stat st;
-    if (state.saved_epoch || (to.resume_path && !strcmp(to.resume_path, to.checkpoint_path) &&
+    if (from) {
+      fprintf(stderr, "grad train: to go on, train --from %s\n", output);
+    } else if (state.saved_epoch || (to.resume_path && !strcmp(to.resume_path, to.checkpoint_path) &&
                               stat(to.checkpoint_path, &st) == 0)) {
       if (state.saved_epoch)
         fprintf(stderr, "grad train: checkpoint of epoch %d in %s\n", state.saved_epoch,

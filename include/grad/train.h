@@ -124,6 +124,23 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_train_images(const grad_model_opt
                                                             const grad_image *const *images,
                                                             size_t count, grad_model **out);
 
+/*
+ * Fine-tuning: continues the training of the model saved at model_path on
+ * the normal images of folders (as grad_model_train finds them), for
+ * train_options->epochs more epochs. The backbone and the channel
+ * reduction stay as they are; the store goes on from its parameters with a
+ * fresh optimiser (learning-rate schedule from its start); the thresholds
+ * are calibrated again on the folders' held-out images (the default
+ * fraction, 0.1). Give the old folders too, with the new ones: the store
+ * learns only what it is shown now. The description and the provenance
+ * ("more_epochs", "more_status") say so. resume_path is refused;
+ * cancelling behaves as in grad_model_train. *out is a new model.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_train_more(const char *model_path,
+                                                          const grad_train_options *train_options,
+                                                          const char *const *folders,
+                                                          int folder_count, grad_model **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -146,7 +146,7 @@ static grad_status extract_features(const grad_backbone *bb, const image_set *im
       s = image_set_input(images, first + i, size, inputs + i * input_floats);
     grad__ws_reset(ws);
     if (s == GRAD_OK) s = grad_backbone_features(bb, ws, inputs, n, features);
-    if (s == GRAD_OK) s = grad__pca_fit_add(fit, features, n, positions, ws);
+    if (s == GRAD_OK && fit) s = grad__pca_fit_add(fit, features, n, positions, ws);
     for (int i = 0; s == GRAD_OK && i < n; i++)
       memcpy(grad__feature_cache_image(raw, (int)first + i), features + i * feature_floats,
              feature_floats * sizeof(float));
@@ -463,6 +463,96 @@ grad_status grad_model_train_images(const grad_model_options *options,
   grad__train_record record = {.source = "memory", .model_options = &opts,
                                .train_options = &topts};
   if (s == GRAD_OK) s = train_model(&opts, NULL, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
+  return s;
+}
+
+/*
+ * Continues a saved model's training on new folders: its backbone and
+ * channel reduction stay, its store trains on the reduced features of the
+ * folders' images with a fresh optimiser, and the head is calibrated again
+ * on their held-out images (the default fraction).
+ */
+grad_status grad_model_train_more(const char *model_path, const grad_train_options *train_options,
+                                  const char *const *folders, int folder_count,
+                                  grad_model **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_more: out is NULL");
+  *out = NULL;
+  if (!model_path) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_more: model_path is NULL");
+  if (!folders || folder_count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_more: no folders given");
+  grad_train_options topts;
+  grad_status s = grad__train_options_resolve(train_options, &topts);
+  if (s == GRAD_OK && topts.resume_path)
+    s = grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_more: resume_path is not supported "
+                   "(resume the interrupted grad_model_train_more with a new call)");
+  if (s != GRAD_OK) return s;
+  grad_model_options defaults;
+  grad_model_options_init(&defaults);
+  grad_model *model = NULL;
+  image_set train = {0}, holdout = {0};
+  grad__feature_cache *raw = NULL, *reduced = NULL;
+  char *cancelled = NULL, *description = NULL;
+  s = grad_model_load(model_path, &model);
+  if (s == GRAD_OK) s = gather_folders(folders, folder_count, defaults.holdout_fraction, &train, &holdout);
+  int count = (int)image_set_count(&train), h = 0, w = 0;
+  if (s == GRAD_OK && image_set_count(&train) > (size_t)INT32_MAX)
+    s = grad__fail(GRAD_E_TOO_LARGE, "%zu training images: more than the cache holds",
+                   image_set_count(&train));
+  if (s == GRAD_OK) {
+    h = grad_backbone_feature_height(model->backbone);
+    w = grad_backbone_feature_width(model->backbone);
+    s = grad__feature_cache_create(count, grad_backbone_feature_channels(model->backbone), h, w,
+                                   topts.memory_limit_bytes, NULL, &raw);
+  }
+  if (s == GRAD_OK) s = extract_features(model->backbone, &train, raw, NULL);
+  if (s == GRAD_OK)
+    s = grad__feature_cache_create(count, model->reduce->channels, h, w, topts.memory_limit_bytes,
+                                   NULL, &reduced);
+  if (s == GRAD_OK) s = reduce_features(model->reduce, raw, (size_t)h * w, reduced);
+  grad__feature_cache_free(raw);
+  grad__train_report report;
+  memset(&report, 0, sizeof report);
+  if (s == GRAD_OK) {
+    s = grad__train_store(model->store, reduced, &topts, NULL, &report);
+    if (s == GRAD_E_CANCELLED) { /* as grad_model_train: the last completed step */
+      if (!(cancelled = grad__strdup(grad_last_error())))
+        s = grad__fail(GRAD_E_NOMEM, "out of memory");
+      else
+        s = GRAD_OK;
+    }
+  }
+  if (s == GRAD_OK) s = calibrate(model, &holdout, &train);
+  if (s == GRAD_OK) {
+    char *more = join_names(folders, (size_t)folder_count);
+    size_t n = strlen(model->description) + (more ? strlen(more) : 0) + 64;
+    description = more ? grad__malloc(n) : NULL;
+    if (!description) {
+      s = grad__fail(GRAD_E_NOMEM, "out of memory");
+    } else {
+      snprintf(description, n, "%s; then %d more epochs on %s", model->description,
+               report.epochs_done, more);
+      grad__free(model->description);
+      model->description = description;
+    }
+    grad__free(more);
+  }
+  if (s == GRAD_OK) {
+    char text[32];
+    snprintf(text, sizeof text, "%d", report.epochs_done);
+    s = grad__provenance_set(&model->provenance, "more_epochs", text);
+    if (s == GRAD_OK) s = grad__provenance_set(&model->provenance, "more_status",
+                                               cancelled ? "cancelled" : "complete");
+  }
+  if (s == GRAD_OK) {
+    *out = model;
+    model = NULL;
+    if (cancelled) s = grad__fail(GRAD_E_CANCELLED, "%s", cancelled);
+  }
+  grad_model_free(model);
+  grad__free(cancelled);
+  grad__feature_cache_free(reduced);
   image_set_free(&train);
   image_set_free(&holdout);
   return s;

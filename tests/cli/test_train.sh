@@ -55,6 +55,17 @@ has "left out 1 of 13 images" "$err"
 run 0 info "$work/m3.grad"
 has "provenance.images = 11" "$out"
 
+# Fine-tuning: --from continues a model (its store, not a fresh one).
+run 2 train --from "$work/m.grad" -o "$work/m4.grad" -d "$work/d/weave" --channels 4
+has "--channels cannot be used with it" "$err"
+GRAD_PROGRESS_SECONDS=0 "$grad" train --from "$work/m.grad" -o "$work/m4.grad" \
+  -d "$work/d/weave" --epochs 2 --batch 4 -j 1 >"$out" 2>"$err" || fail "--from failed"
+has "continuing $work/m.grad for 2 more epochs" "$err"
+first=$(sed -n 's/^training: .* loss \([0-9.]*\) .*/\1/p' "$err" | head -n1)
+awk -v l="$first" 'BEGIN { exit !(l > 0 && l < 0.3) }' || fail "first loss $first: not continued"
+run 0 info "$work/m4.grad"
+has "provenance.more_epochs = 2" "$out"
+
 # interrupt SIGNAL EXIT: an endless run stopped by SIGNAL once it trains.
 interrupt() {
   rm -f "$work/i.grad" "$work/i.grad.checkpoint"
