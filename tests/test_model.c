@@ -219,6 +219,35 @@ START_TEST(evaluation_reports_metrics) {
 }
 END_TEST
 
+/* Scoring memory grows with the image (a float map and a mask at its size):
+ * an image over the max_pixels budget is refused before any of it. */
+START_TEST(scoring_refuses_images_over_the_pixel_budget) {
+  grad_model *model = NULL;
+  grad_context *ctx = NULL;
+  grad_image *image = NULL;
+  ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
+  ck_assert_int_eq(grad_context_create(model, &ctx), GRAD_OK);
+  ck_assert_int_eq(grad_image_load(test_image(0), &image), GRAD_OK);
+  grad_image_limits limits;
+  grad_image_limits_init(&limits);
+  limits.max_pixels = (uint64_t)grad_image_width(image) * grad_image_height(image) - 1;
+  ck_assert_int_eq(grad_image_limits_set(&limits), GRAD_OK);
+  grad_result *result = (grad_result *)1;
+  grad__alloc_fail_after(0); /* refused before allocating */
+  grad_status s = grad_model_score(model, ctx, image, &result);
+  grad__alloc_fail_after(-1);
+  ck_assert_int_eq(s, GRAD_E_TOO_LARGE);
+  ck_assert_ptr_null(result);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "max_pixels"));
+  ck_assert_int_eq(grad_image_limits_set(NULL), GRAD_OK);
+  ck_assert_int_eq(grad_model_score(model, ctx, image, &result), GRAD_OK);
+  grad_result_free(result);
+  grad_image_free(image);
+  grad_context_free(ctx);
+  grad_model_free(model);
+}
+END_TEST
+
 /* A ground-truth mask whose size differs from its image's is refused, with
  * both sizes and the mask named (resizing it would misplace the defect). */
 START_TEST(evaluation_refuses_a_mask_of_another_size) {
@@ -533,6 +562,7 @@ int main(void) {
   tcase_add_test(tc, batch_scores_equal_single_calls);
   tcase_add_test(tc, evaluation_reports_metrics);
   tcase_add_test(tc, evaluation_refuses_a_mask_of_another_size);
+  tcase_add_test(tc, scoring_refuses_images_over_the_pixel_budget);
   tcase_add_test(tc, bad_model_files_are_refused);
   tcase_add_test(tc, corrupt_weights_fail_the_checksum);
   tcase_add_test(tc, metadata_that_lies_is_refused);

@@ -15,12 +15,45 @@ extern "C" {
  */
 typedef struct grad_image grad_image;
 
-/* Images with more pixels than this are refused with GRAD_E_TOO_LARGE
- * before any pixel memory is allocated (guards against decompression bombs). */
+/* The most pixels grad_image_limits.max_pixels may be raised to (the
+ * library's arithmetic is sized for it). */
 #define GRAD_IMAGE_MAX_PIXELS ((size_t)1 << 28)
 
 /* Images wider or taller than this are refused with GRAD_E_TOO_LARGE too. */
 #define GRAD_IMAGE_MAX_SIDE (1 << 20)
+
+/*
+ * Budgets of image decoding and scoring, process-wide; each is checked
+ * before the memory or work it bounds is spent, and exceeding one gives
+ * GRAD_E_TOO_LARGE with a message naming the field. docs/reliability.md
+ * explains each default.
+ */
+typedef struct grad_image_limits {
+  size_t struct_size;             /* sizeof(grad_image_limits), set by _init */
+  /* Pixels of an image (decoded, made from pixels, or scored). Default
+   * 2^26 (8192 x 8192): about 0.2 GB decoded, 0.7 GB to score. At most
+   * GRAD_IMAGE_MAX_PIXELS. */
+  uint64_t max_pixels;
+  /* Declared pixels per byte of compressed file (plus 65536): more means a
+   * file that cannot hold what it declares. Default 16384. */
+  uint32_t max_pixels_per_byte;
+  /* Scans of a progressive JPEG (each a pass over the whole image).
+   * Default 100; encoders write about 10. */
+  uint32_t max_jpeg_scans;
+  /* Compressed PNG image data (IDAT) beyond what the pixels can need
+   * (their bytes + 1/8, doubled when interlaced): libpng inflates such a
+   * surplus to discard it. Default 65536 bytes. */
+  uint64_t max_png_surplus_bytes;
+} grad_image_limits;
+
+/* Fills limits with the defaults above. */
+GRAD_API void grad_image_limits_init(grad_image_limits *limits);
+/* Sets the limits of the process (NULL: the defaults again); later calls
+ * in any thread use them. GRAD_E_INVALID_ARG (nothing changed) for a zero
+ * field, max_pixels above GRAD_IMAGE_MAX_PIXELS or a bad struct_size. */
+GRAD_API GRAD_NODISCARD grad_status grad_image_limits_set(const grad_image_limits *limits);
+/* The limits in force. */
+GRAD_API void grad_image_limits_get(grad_image_limits *limits);
 
 /*
  * Decodes a PNG or JPEG file (detected from its content, not its name) into
@@ -29,8 +62,8 @@ typedef struct grad_image grad_image;
  * 1 channel, everything else 3. Errors, with *out set to NULL:
  * GRAD_E_IO (missing or unreadable file), GRAD_E_FORMAT (corrupt or
  * truncated data), GRAD_E_UNSUPPORTED (neither PNG nor JPEG, or a variant
- * such as 12-bit JPEG), GRAD_E_TOO_LARGE (beyond GRAD_IMAGE_MAX_PIXELS or
- * GRAD_IMAGE_MAX_SIDE), GRAD_E_NOMEM. Thread-safe; never prints.
+ * such as 12-bit JPEG), GRAD_E_TOO_LARGE (beyond a grad_image_limits
+ * budget or GRAD_IMAGE_MAX_SIDE), GRAD_E_NOMEM. Thread-safe; never prints.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_image_load(const char *path, grad_image **out);
 

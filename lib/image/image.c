@@ -18,11 +18,13 @@ grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t he
                       (unsigned long long)width, (unsigned long long)height,
                       GRAD_IMAGE_MAX_SIDE);
   /* Both sides are <= 2^20, so the product cannot overflow. */
-  if (width * height > GRAD_IMAGE_MAX_PIXELS)
+  uint64_t limit = grad__image_max_pixels();
+  if (width * height > limit)
     return grad__fail(GRAD_E_TOO_LARGE,
-                      "%s: image of %llu x %llu pixels is over the limit of %zu pixels", name,
-                      (unsigned long long)width, (unsigned long long)height,
-                      (size_t)GRAD_IMAGE_MAX_PIXELS);
+                      "%s: image of %llu x %llu pixels is over the limit of %llu pixels "
+                      "(max_pixels: raise it with grad_image_limits_set, up to %zu)",
+                      name, (unsigned long long)width, (unsigned long long)height,
+                      (unsigned long long)limit, (size_t)GRAD_IMAGE_MAX_PIXELS);
   return GRAD_OK;
 }
 

@@ -18,10 +18,6 @@
 
 #include "image_internal.h"
 
-/* Progressive JPEGs can declare thousands of tiny scans, each a pass over
- * the whole coefficient buffer; real encoders write about ten. */
-#define JPEG_MAX_SCANS 1000
-
 static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 grad_status grad__image_decode(const unsigned char *data, size_t size, const char *name,
@@ -156,9 +152,57 @@ static grad_status png_run(png_job *job) {
   return GRAD_OK;
 }
 
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * The budgets that must hold before libpng runs, from the chunk list: the
+ * declared size against the file's bytes, and the compressed image data
+ * (IDAT) against what the pixels can need - libpng inflates any surplus
+ * after the last row to discard it (1 MB of IDAT can hold a gigabyte).
+ * A malformed chunk list is left for libpng to report.
+ */
+static grad_status png_check_budgets(const unsigned char *data, size_t size, const char *name) {
+  size_t at = sizeof png_signature;
+  if (size < at + 8 + 13 + 4 || be32(data + at) != 13 || memcmp(data + at + 4, "IHDR", 4))
+    return GRAD_OK;
+  const unsigned char *ihdr = data + at + 8;
+  uint64_t width = be32(ihdr), height = be32(ihdr + 4);
+  unsigned depth = ihdr[8], color = ihdr[9], interlaced = ihdr[12];
+  static const unsigned samples[7] = {1, 0, 3, 1, 2, 0, 4};
+  if (width == 0 || height == 0 || color > 6 || !samples[color]) return GRAD_OK;
+  grad_status s = grad__image_check_size(name, width, height);
+  if (s == GRAD_OK) s = grad__image_check_density(name, width, height, size);
+  if (s != GRAD_OK) return s;
+  uint64_t row = (width * samples[color] * depth + 7) / 8 + 1; /* with the filter byte */
+  uint64_t need = height * row * (interlaced ? 2 : 1);
+  need += need / 8 + 1024; /* deflate's worst case is far below this */
+  uint64_t idat = 0;
+  while (at + 12 <= size) {
+    uint64_t length = be32(data + at);
+    if (length > size - at - 12) break;
+    if (!memcmp(data + at + 4, "IDAT", 4)) idat += length;
+    if (!memcmp(data + at + 4, "IEND", 4)) break;
+    at += 12 + (size_t)length;
+  }
+  uint64_t surplus = grad__png_max_surplus();
+  if (idat > need + surplus)
+    return grad__fail(GRAD_E_TOO_LARGE,
+                      "%s: PNG holds %llu bytes of compressed image data where its %llu x %llu "
+                      "pixels need at most %llu; the surplus is over the limit of %llu bytes "
+                      "(max_png_surplus_bytes: raise it with grad_image_limits_set)",
+                      name, (unsigned long long)idat, (unsigned long long)width,
+                      (unsigned long long)height, (unsigned long long)need,
+                      (unsigned long long)surplus);
+  return GRAD_OK;
+}
+
 grad_status grad__png_decode(const unsigned char *data, size_t size, const char *name,
                              grad_image **out) {
   *out = NULL;
+  grad_status budget = png_check_budgets(data, size, name);
+  if (budget != GRAD_OK) return budget;
   png_job job;
   memset(&job, 0, sizeof job);
   job.name = name;
@@ -193,6 +237,7 @@ typedef struct jpeg_job {
   grad_status status; /* of the failure that jumped */
   char message[JMSG_LENGTH_MAX];
   const char *name;
+  uint32_t max_scans;
   unsigned char *row; /* one CMYK row */
   grad_image *image;
 } jpeg_job;
@@ -237,12 +282,16 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
 
 static void jpeg_print_nothing(j_common_ptr cinfo) { (void)cinfo; }
 
+/* Progressive JPEGs can declare thousands of tiny scans, each a pass over
+ * the whole coefficient buffer; real encoders write about ten. */
 static void jpeg_on_progress(j_common_ptr cinfo) {
   j_decompress_ptr d = (j_decompress_ptr)cinfo;
-  if (d->input_scan_number > JPEG_MAX_SCANS) {
-    jpeg_job *job = cinfo->client_data;
-    snprintf(job->message, sizeof job->message, "more than %d scans", JPEG_MAX_SCANS);
-    job->status = GRAD_E_FORMAT;
+  jpeg_job *job = cinfo->client_data;
+  if ((uint32_t)d->input_scan_number > job->max_scans) {
+    snprintf(job->message, sizeof job->message,
+             "more than %u scans (max_jpeg_scans: raise it with grad_image_limits_set)",
+             job->max_scans);
+    job->status = GRAD_E_TOO_LARGE;
     longjmp(job->jump, 1);
   }
 }
@@ -271,6 +320,9 @@ static grad_status jpeg_run(jpeg_job *job, const unsigned char *data, size_t siz
                         job->message);
     case GRAD_E_UNSUPPORTED:
       return grad__fail(GRAD_E_UNSUPPORTED, "%s: unsupported JPEG: %s", job->name, job->message);
+    case GRAD_E_TOO_LARGE:
+      return grad__fail(GRAD_E_TOO_LARGE, "%s: JPEG over a decoding budget: %s", job->name,
+                        job->message);
     default:
       return grad__fail(GRAD_E_FORMAT, "%s: corrupt JPEG: %s", job->name, job->message);
     }
@@ -284,12 +336,9 @@ static grad_status jpeg_run(jpeg_job *job, const unsigned char *data, size_t siz
   if (s != GRAD_OK) return s;
   /* libjpeg fills scans cut short with gray, so a few hundred bytes could
    * make it decode hundreds of megapixels. Even a flat image costs about a
-   * bit per 8 x 8 block (~500 pixels a byte); 16384 a byte is far beyond
-   * any real file. */
-  if ((double)cinfo->image_width * cinfo->image_height > 16384.0 * (double)size + 65536.0)
-    return grad__fail(GRAD_E_FORMAT,
-                      "%s: corrupt JPEG: declares %u x %u pixels in only %zu bytes", job->name,
-                      cinfo->image_width, cinfo->image_height, size);
+   * bit per 8 x 8 block (~500 pixels a byte). */
+  s = grad__image_check_density(job->name, cinfo->image_width, cinfo->image_height, size);
+  if (s != GRAD_OK) return s;
 
   int channels;
   bool cmyk = false;
@@ -347,6 +396,7 @@ grad_status grad__jpeg_decode(const unsigned char *data, size_t size, const char
   jpeg_job job;
   memset(&job, 0, sizeof job);
   job.name = name;
+  job.max_scans = grad__jpeg_max_scans();
   job.cinfo.err = jpeg_std_error(&job.err);
   job.err.error_exit = jpeg_on_error;
   job.err.emit_message = jpeg_on_message;

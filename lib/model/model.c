@@ -343,6 +343,15 @@ static grad_status result_create(const grad_model *model, const grad_image *imag
   int size = grad_model_input_size(model);
   int width = grad_image_width(image), height = grad_image_height(image);
   size_t pixels = (size_t)width * height;
+  /* The result holds a float map and a mask at the image's size: about 6
+   * bytes a pixel on top of the image's 3 (docs/guide.md, memory). */
+  grad_image_limits limits;
+  grad_image_limits_get(&limits);
+  if (pixels > limits.max_pixels)
+    return grad__fail(GRAD_E_TOO_LARGE,
+                      "grad_model_score: image of %d x %d pixels is over the limit of %llu "
+                      "pixels (max_pixels: raise it with grad_image_limits_set)",
+                      width, height, (unsigned long long)limits.max_pixels);
   grad_result *r = grad__calloc(1, sizeof *r);
   if (!r) return grad__fail(GRAD_E_NOMEM, "out of memory scoring an image");
   r->size = size;
