@@ -72,6 +72,11 @@ struct grad_backbone {
   struct grad__effnet *effnet;
 };
 
+/* A caller's options over the defaults, by the struct_size policy of
+ * core.h (in NULL: the defaults). Values are checked when building. */
+grad_status grad__backbone_options_resolve(const grad_backbone_options *in,
+                                           grad_backbone_options *out);
+
 /*
  * Builds the structure for a descriptor (which may be a non-standard
  * configuration, as the golden tests use) with every weight zero: the

@@ -97,11 +97,7 @@ grad_status grad__effnet_arch_channels(const grad__effnet_arch *arch, unsigned l
 }
 
 static grad_status check_options(const grad_backbone_options *opts, const char *arch) {
-  if (opts->struct_size < sizeof *opts)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.struct_size is %zu, expected at least %zu "
-                      "(call grad_backbone_options_init)",
-                      opts->struct_size, sizeof *opts);
+  /* struct_size was resolved by grad_backbone_create (the policy of core.h). */
   if (opts->layers == 0 || (opts->layers & ~all_layers()))
     return grad__fail(GRAD_E_INVALID_ARG,
                       "grad_backbone_options.layers is 0x%x: an EfficientNet (%s) has layers "

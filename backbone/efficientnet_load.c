@@ -186,7 +186,7 @@ grad_status grad__effnet_read(const grad__st_file *f, const char *prefix, grad_b
   if (st == GRAD_OK) st = meta_number(f, prefix, "output_stride", 4, 32, &stride);
   if (st != GRAD_OK) return st;
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.layers = 0;
   for (const char *p = layers; *p; p++) {
     if (*p >= '1' && *p <= '5') opts.layers |= GRAD_BACKBONE_LAYER(*p - '0');

@@ -65,24 +65,28 @@ grad_status grad_backbone_arch_channels(const char *arch, unsigned layers, int *
   return GRAD_OK;
 }
 
-void grad_backbone_options_init(grad_backbone_options *opts) {
-  if (!opts) return;
-  memset(opts, 0, sizeof *opts);
-  opts->struct_size = sizeof *opts;
-  opts->arch = "wide_resnet50_2";
-  opts->weights_path = NULL;
-  opts->random_seed = 0;
-  opts->layers = GRAD_BACKBONE_LAYER(2) | GRAD_BACKBONE_LAYER(3);
-  opts->input_size = 224;
-  opts->output_stride = 8;
+static const grad_backbone_options default_options = {
+  .struct_size = sizeof(grad_backbone_options),
+  .arch = "resnet18",
+  .weights_path = NULL,
+  .random_seed = 0,
+  .layers = GRAD_BACKBONE_LAYER(2) | GRAD_BACKBONE_LAYER(3),
+  .input_size = 224,
+  .output_stride = 8,
+};
+
+void grad_backbone_options_init(grad_backbone_options *opts, size_t struct_size) {
+  grad__struct_init(opts, struct_size, &default_options, sizeof default_options);
+}
+
+grad_status grad__backbone_options_resolve(const grad_backbone_options *in,
+                                           grad_backbone_options *out) {
+  *out = default_options;
+  return grad__struct_read("grad_backbone_options", in,
+                           GRAD__STRUCT_MIN(grad_backbone_options, arch), out, sizeof *out);
 }
 
 static grad_status check_options(const grad_backbone_options *opts) {
-  if (opts->struct_size < sizeof *opts)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.struct_size is %zu, expected at least %zu "
-                      "(call grad_backbone_options_init)",
-                      opts->struct_size, sizeof *opts);
   const unsigned all = GRAD_BACKBONE_LAYER(1) | GRAD_BACKBONE_LAYER(2) |
                        GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);
   if (opts->layers == 0 || (opts->layers & ~all))
@@ -275,6 +279,10 @@ grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbon
   if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: out is NULL");
   *out = NULL;
   if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
+  grad_backbone_options resolved;
+  grad_status st = grad__backbone_options_resolve(opts, &resolved);
+  if (st != GRAD_OK) return st;
+  opts = &resolved;
   const grad__effnet_arch *effnet = grad__effnet_arch_find(opts->arch);
   if (effnet) return grad__effnet_create(effnet, opts, out);
   const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);

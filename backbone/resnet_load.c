@@ -258,7 +258,7 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
                       arch.blocks[0], arch.blocks[1], arch.blocks[2], arch.blocks[3],
                       arch.width_per_group);
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.layers = 0;
   for (int i = 0; i < count; i++) opts.layers |= GRAD_BACKBONE_LAYER(layers[i]);
   opts.input_size = size;

@@ -206,7 +206,7 @@ int main(int argc, char **argv) {
   size_t most = 0;
   for (int a = 0; a < 2; a++) {
     grad_backbone_options o;
-    grad_backbone_options_init(&o);
+    grad_backbone_options_init(&o, sizeof o);
     o.arch = archs[a];
     o.input_size = size;
     if (grad_backbone_create(&o, &bbs[a]) != GRAD_OK) {

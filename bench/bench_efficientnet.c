@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
   close(fd);
 
   grad_backbone_options o;
-  grad_backbone_options_init(&o);
+  grad_backbone_options_init(&o, sizeof o);
   o.arch = arch;
   o.input_size = size;
   o.layers = GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);

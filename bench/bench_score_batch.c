@@ -8,6 +8,7 @@
  *
  * Usage: bench_score_batch [--model FILE] [--images N] [--rounds R] [--size S]
  */
+#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +51,7 @@ int main(int argc, char **argv) {
   char dir[] = "/tmp/grad-bench-XXXXXX";
   if (!mkdtemp(dir)) return 1;
   grad_synth_options so;
-  grad_synth_options_init(&so);
+  grad_synth_options_init(&so, sizeof so);
   so.out_dir = dir;
   so.size = size;
   so.train_count = 8;
@@ -64,11 +65,14 @@ int main(int argc, char **argv) {
   if (model_path) {
     if (grad_model_load(model_path, &model) != GRAD_OK) return fail(model_path);
   } else {
+    grad_backbone_options bo;
+    grad_backbone_options_init(&bo, sizeof bo);
     grad_model_options mo;
-    grad_model_options_init(&mo);
-    mo.input_size = size;
+    grad_model_options_init(&mo, sizeof mo);
+    mo.backbone = &bo;
+    bo.input_size = size;
     grad_train_options to;
-    grad_train_options_init(&to);
+    grad_train_options_init(&to, sizeof to);
     to.epochs = 1;
     const char *folders[] = {category};
     if (grad_model_train(&mo, &to, folders, 1, &model) != GRAD_OK) return fail("training");

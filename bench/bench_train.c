@@ -128,7 +128,7 @@ static result run_ours(const bench_config *c, int images, int steps, bool warm_u
   grad__feature_cache *cache = NULL;
   grad__trainer *t = NULL;
   grad_train_options o;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   grad_status st = grad__store_create(&config, 1, &store);
   if (st == GRAD_OK)
     st = grad__feature_cache_create(images, c->channels, SIZE, SIZE, 0, NULL, &cache);

@@ -55,11 +55,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   /* 1. Train (small and quick here; the defaults are 224 px and 100 epochs). */
+  grad_backbone_options backbone;
+  grad_backbone_options_init(&backbone, sizeof backbone);
+  backbone.input_size = 128;
   grad_model_options options;
-  grad_model_options_init(&options);
-  options.input_size = 128;
+  grad_model_options_init(&options, sizeof options);
+  options.backbone = &backbone;
   grad_train_options training;
-  grad_train_options_init(&training);
+  grad_train_options_init(&training, sizeof training);
   training.epochs = 2;
   const char *folders[] = {argv[1]};
   grad_model *trained = NULL, *model = NULL;

@@ -19,8 +19,10 @@ int main(int argc, char **argv) {
   const std::vector<std::string> paths(argv + 4, argv + argc);
   try {
     // 1. Train (small and quick here; the defaults are 224 px and 100 epochs), 2. save.
+    grad_backbone_options backbone = grad::backbone_options();
+    backbone.input_size = 128;
     grad_model_options options = grad::model_options();
-    options.input_size = 128;
+    options.backbone = &backbone;
     grad_train_options training = grad::train_options();
     training.epochs = 2;
     grad::Model::train_folders({argv[1]}, options, training).save(argv[2]);

@@ -4,7 +4,7 @@
  *
  *   train MODEL EPOCHS FOLDER...
  *
- * Without converted ImageNet weights (options.weights_path) the backbone is
+ * Without converted ImageNet weights (backbone.weights_path) the backbone is
  * seeded random: fine for trying the API, not for real inspection.
  */
 #include <grad/grad.h>
@@ -24,11 +24,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s MODEL EPOCHS FOLDER...\n", argv[0]);
     return 2;
   }
+  grad_backbone_options backbone;
+  grad_backbone_options_init(&backbone, sizeof backbone);
+  backbone.input_size = 128; /* small and quick for the example */
   grad_model_options options;
-  grad_model_options_init(&options);
-  options.input_size = 128; /* small and quick for the example */
+  grad_model_options_init(&options, sizeof options);
+  options.backbone = &backbone;
   grad_train_options training;
-  grad_train_options_init(&training);
+  grad_train_options_init(&training, sizeof training);
   training.epochs = atoi(argv[2]);
   training.progress = on_progress;
 

@@ -48,7 +48,7 @@ static void expect_golden(const grad__st_file *f, const char *name, const float 
 
 static void options(grad_backbone_options *o, const char *arch, unsigned layers, int size,
                     int stride) {
-  grad_backbone_options_init(o);
+  grad_backbone_options_init(o, sizeof *o);
   o->arch = arch;
   o->layers = layers;
   o->input_size = size;

@@ -471,7 +471,7 @@ START_TEST(unreadable_inputs) {
   ck_assert_ptr_null(image);
   ck_assert_ptr_null(file);
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.arch = "resnet18";
   opts.weights_path = dir;
   grad_backbone *bb = NULL;

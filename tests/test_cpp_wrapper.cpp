@@ -2,6 +2,7 @@
 // and memory, cancellation, scoring from two threads, batches, overlays,
 // save and load, and errors as grad::Error with the status and message.
 // A plain C++ program (no Check): each CHECK failure prints and exits 1.
+#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
 #include <grad/grad.hpp>
 
 #include <cmath>
@@ -34,7 +35,7 @@ int main() {
   CHECK(mkdtemp(root));
   std::string data = std::string(root) + "/data";
   grad_synth_options so;
-  grad_synth_options_init(&so);
+  grad_synth_options_init(&so, sizeof so);
   so.out_dir = data.c_str();
   so.size = 64;
   so.train_count = 8;
@@ -43,8 +44,10 @@ int main() {
   grad::check(grad_synth_write(&so));
   std::string category = data + "/weave";
 
+  grad_backbone_options bo = grad::backbone_options();
+  bo.input_size = 64;
   grad_model_options mo = grad::model_options();
-  mo.input_size = 64;
+  mo.backbone = &bo;
   mo.channels = 16;
   mo.blocks = 1;
   mo.holdout_fraction = 0.25;

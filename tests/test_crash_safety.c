@@ -121,7 +121,7 @@ static bool stores_identical(grad_store *a, grad_store *b) {
 
 static grad_train_options options(void) {
   grad_train_options o;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   o.epochs = EPOCHS;
   o.batch = BATCH;
   o.lr_step_epochs = 5;

@@ -57,7 +57,7 @@ static void expect_golden(const grad__st_file *f, const char *name, const float 
 static grad_backbone *create(const grad__effnet_arch *arch, const char *weights, unsigned layers,
                              int size, int stride) {
   grad_backbone_options o;
-  grad_backbone_options_init(&o);
+  grad_backbone_options_init(&o, sizeof o);
   o.layers = layers;
   o.input_size = size;
   o.output_stride = stride;
@@ -264,7 +264,7 @@ START_TEST(b0_to_b7_have_the_published_shapes) {
       const grad__effnet_arch *a = grad__effnet_arch_find(name);
       ck_assert_msg(a != NULL, "%s", name);
       grad_backbone_options o;
-      grad_backbone_options_init(&o);
+      grad_backbone_options_init(&o, sizeof o);
       o.arch = name;
       o.layers = ALL_LAYERS;
       o.input_size = 64;
@@ -279,7 +279,7 @@ START_TEST(b0_to_b7_have_the_published_shapes) {
   /* b4 at 224 with layers 3 and 4 (the paper's): 216 channels at 28 x 28,
    * blocks up to stage 5 only (efficientnet_pytorch's blocks 0..21). */
   grad_backbone_options o;
-  grad_backbone_options_init(&o);
+  grad_backbone_options_init(&o, sizeof o);
   o.arch = "efficientnet_b4_same";
   o.layers = L(3) | L(4);
   grad_backbone *bb = NULL;
@@ -327,7 +327,7 @@ static const char *copy_weights(const char *name, const char *drop, const char *
 
 START_TEST(missing_tensor_and_wrong_arch_are_named) {
   grad_backbone_options o;
-  grad_backbone_options_init(&o);
+  grad_backbone_options_init(&o, sizeof o);
   o.layers = L(3);
   o.input_size = 48;
   o.weights_path = copy_weights("drop.safetensors", "features.2.1.block.2.fc2.bias",
@@ -404,7 +404,7 @@ END_TEST
 
 START_TEST(random_weights_give_finite_varied_features) {
   grad_backbone_options o;
-  grad_backbone_options_init(&o);
+  grad_backbone_options_init(&o, sizeof o);
   o.arch = "efficientnet_b0";
   o.layers = L(3) | L(4);
   o.input_size = 64;

@@ -312,7 +312,7 @@ START_TEST(calibrate_many_normals_quantile) {
   ck_assert_int_eq(grad_head_image_rule(head), GRAD_THRESHOLD_MAX_MARGIN);
   /* Custom options; a failing call leaves the head as it was. */
   grad_calibration_options o;
-  grad_calibration_options_init(&o);
+  grad_calibration_options_init(&o, sizeof o);
   o.quantile = 0.5;
   ck_assert_int_eq(grad_head_calibrate_normal(head, scores, NULL, 200, 0, &o), GRAD_OK);
   ck_assert_double_eq_tol(grad_head_image_threshold(head), 99.5, 1e-9);

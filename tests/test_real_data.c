@@ -44,12 +44,15 @@ START_TEST(loss_falls_and_defects_stand_out) {
   TEST_SKIP_WITHOUT_SHARED_DATA(data);
   char category[1024];
   snprintf(category, sizeof category, "%s/kolektorsdd", data);
+  grad_backbone_options bo;
+  grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
-  grad_model_options_init(&mo);
-  mo.layers = (1u << 1) | (1u << 2); /* the stages that carry texture with random weights */
-  mo.random_seed = 0;
+  grad_model_options_init(&mo, sizeof mo);
+  mo.backbone = &bo;
+  bo.layers = (1u << 1) | (1u << 2); /* the stages that carry texture with random weights */
+  bo.random_seed = 0;
   grad_train_options to;
-  grad_train_options_init(&to);
+  grad_train_options_init(&to, sizeof to);
   to.epochs = 6;
   losses l = {0};
   to.progress = record_losses;

@@ -43,7 +43,7 @@ static size_t mapped_bytes(void) {
  * and the limit; 1: anything else (printed). */
 static int limited_child(long headroom_mb) {
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.arch = "resnet18";
   opts.layers = GRAD_BACKBONE_LAYER(1);
   opts.input_size = 64;
@@ -89,7 +89,7 @@ static int limited_child(long headroom_mb) {
  * not be set up here; 1 otherwise. */
 static int thread_limited_child(void) {
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.arch = "resnet18";
   opts.layers = GRAD_BACKBONE_LAYER(1);
   opts.input_size = 64;

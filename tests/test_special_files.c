@@ -68,7 +68,7 @@ START_TEST(fifo_inputs_are_refused_without_blocking) {
   ck_assert_fails(grad_model_file_bytes(fifo, &bytes), GRAD_E_IO, fifo);
 
   grad_backbone_options opts;
-  grad_backbone_options_init(&opts);
+  grad_backbone_options_init(&opts, sizeof opts);
   opts.weights_path = fifo;
   grad_backbone *bb = NULL;
   ck_assert_fails(grad_backbone_create(&opts, &bb), GRAD_E_IO, fifo);

@@ -64,7 +64,7 @@ static bool stores_identical(grad_store *a, grad_store *b) {
 
 static grad_train_options small_options(void) {
   grad_train_options o;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   o.epochs = 4;
   o.batch = 4;
   o.lr_step_epochs = 2;
@@ -103,7 +103,7 @@ START_TEST(matches_pytorch_golden) {
   ck_assert_int_eq(grad__st_read_f32(f, "input.features", 0, NULL, true, features), GRAD_OK);
   ck_assert_int_eq(grad__st_read_f32(f, "input.noise", 0, NULL, true, noise), GRAD_OK);
   grad_train_options o;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   o.lr_step_epochs = 1;
   grad__trainer *t = NULL;
   ck_assert_int_eq(grad__trainer_create(store, &o, 4, &t), GRAD_OK);
@@ -397,7 +397,7 @@ END_TEST
 
 START_TEST(options_are_checked) {
   grad_train_options o, resolved;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   ck_assert_uint_eq(o.struct_size, sizeof o);
   ck_assert_int_eq(o.epochs, 100);
   ck_assert_int_eq(o.batch, 16);
@@ -405,7 +405,7 @@ START_TEST(options_are_checked) {
   ck_assert_double_eq(o.lr_net, 1e-3);
   ck_assert_double_eq(o.clip_norm, 0.1);
   ck_assert_int_eq(o.lr_step_epochs, 40);
-  grad_train_options_init(NULL);
+  grad_train_options_init(NULL, sizeof(grad_train_options));
   ck_assert_int_eq(grad__train_options_resolve(NULL, &resolved), GRAD_OK);
   ck_assert_int_eq(resolved.batch, 16);
   o.batch = 0;
@@ -456,7 +456,7 @@ START_TEST(loss_falls_on_synthetic_features) {
   }
   grad_store *store = new_store(C, HW, 1, 5);
   grad_train_options o;
-  grad_train_options_init(&o);
+  grad_train_options_init(&o, sizeof o);
   o.epochs = 5;
   o.batch = 4;
   grad__train_report report;

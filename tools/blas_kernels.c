@@ -1,5 +1,6 @@
 /* OpenBLAS settings of the programs: its kernel set, and its thread count
  * before it starts (under resource limits). */
+#define GRAD_EXPERIMENTAL /* uses grad_blas_core (not yet promised) */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>

@@ -72,7 +72,7 @@ int cmd_features(int argc, char **argv) {
     {0},
   };
   grad_backbone_options bo;
-  grad_backbone_options_init(&bo);
+  grad_backbone_options_init(&bo, sizeof bo);
   const char *output = NULL;
   int random_given = 0;
   long value;

@@ -1,4 +1,5 @@
 /* grad synth: write the procedural MVTec-layout data set (grad_synth_write). */
+#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -34,7 +35,7 @@ int cmd_synth(int argc, char **argv) {
     {"help", no_argument, NULL, 'h'},
     {0}};
   grad_synth_options opts;
-  grad_synth_options_init(&opts);
+  grad_synth_options_init(&opts, sizeof opts);
   long value;
   int opt;
   while ((opt = getopt_long(argc, argv, ":o:s:h", options, NULL)) != -1) {

@@ -173,10 +173,13 @@ int cmd_train(int argc, char **argv) {
     {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
     {"preset", required_argument, NULL, OPT_PRESET}, {"from", required_argument, NULL, OPT_FROM},
     {"help", no_argument, NULL, 'h'}, {0}};
+  grad_backbone_options bo;
+  grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
-  grad_model_options_init(&mo);
+  grad_model_options_init(&mo, sizeof mo);
+  mo.backbone = &bo;
   grad_train_options to;
-  grad_train_options_init(&to);
+  grad_train_options_init(&to, sizeof to);
   const char *output = NULL, *layers_text = "2,3", *from = NULL;
   const char *fixed = NULL; /* the first option that --from cannot honour */
   const char *folders[64];
@@ -187,7 +190,7 @@ int cmd_train(int argc, char **argv) {
   grad__model_decoder decoder = {GRAD__DECODER_BASIC, 0};
   const char *preset = cli_train_preset_find(argc, argv, &presets);
   if (presets > 1) return cli_usage_error("train", "--preset given %d times", presets);
-  if (preset && cli_train_preset_apply(preset, &mo, &to, &decoder, &layers_text) != CLI_OK)
+  if (preset && cli_train_preset_apply(preset, &mo, &bo, &to, &decoder, &layers_text) != CLI_OK)
     return CLI_USAGE;
   while ((opt = getopt_long(argc, argv, ":o:d:j:h", options, NULL)) != -1) {
     switch (opt) {
@@ -196,23 +199,23 @@ int cmd_train(int argc, char **argv) {
       if (folder_count == 64) return cli_usage_error("train", "at most 64 --data folders");
       folders[folder_count++] = optarg;
       break;
-    case OPT_ARCH: mo.arch = optarg; break;
-    case OPT_WEIGHTS: mo.weights_path = optarg; break;
+    case OPT_ARCH: bo.arch = optarg; break;
+    case OPT_WEIGHTS: bo.weights_path = optarg; break;
     case OPT_RANDOM:
       if (!cli_parse_int(optarg, 0, LONG_MAX, &value))
         return cli_usage_error("train", "--random-weights needs a seed >= 0");
-      mo.random_seed = (uint64_t)value;
+      bo.random_seed = (uint64_t)value;
       random_given = 1;
       break;
     case OPT_LAYERS:
-      if (!cli_parse_layers(optarg, &mo.layers))
+      if (!cli_parse_layers(optarg, &bo.layers))
         return cli_usage_error("train", "--layers takes stages 1..5 such as 2,3");
       layers_text = optarg;
       break;
     case OPT_SIZE:
       if (!cli_parse_int(optarg, 32, 4096, &value))
         return cli_usage_error("train", "--size must be in 32..4096");
-      mo.input_size = (int)value;
+      bo.input_size = (int)value;
       break;
     case OPT_CHANNELS:
       if (!cli_parse_int(optarg, 1, 4096, &value))
@@ -276,15 +279,15 @@ int cmd_train(int argc, char **argv) {
   if (from && presets) return cli_usage_error("train", "--from MODEL cannot take a --preset");
   if (!output) return cli_usage_error("train", "-o MODEL is required");
   if (!folder_count) return cli_usage_error("train", "at least one --data DIR is required");
-  if (mo.weights_path && random_given)
+  if (bo.weights_path && random_given)
     return cli_usage_error("train", "--weights and --random-weights exclude each other");
   if (to.checkpoint_path && !to.checkpoint_every) to.checkpoint_every = 10;
   int raw_channels = 0;
-  if (!from && cli_check_arch("train", mo.arch, mo.layers, &raw_channels) != CLI_OK)
+  if (!from && cli_check_arch("train", bo.arch, bo.layers, &raw_channels) != CLI_OK)
     return CLI_USAGE;
   if (!from && mo.channels > raw_channels)
     return cli_usage_error("train", "--channels %d: %s with layers %s has %d channels (valid: "
-                           "1..%d)", mo.channels, mo.arch, layers_text, raw_channels, raw_channels);
+                           "1..%d)", mo.channels, bo.arch, layers_text, raw_channels, raw_channels);
 
   if (!cli_check_writable("train", "-o", output)) return CLI_FAILURE;
   /* Without --checkpoint, an interruption still leaves something to resume
@@ -303,8 +306,8 @@ int cmd_train(int argc, char **argv) {
   if (from)
     fprintf(stderr, "grad train: continuing %s for %d more epochs\n", from, to.epochs);
   else
-    fprintf(stderr, "grad train: backbone %s with %s\n", mo.arch,
-            mo.weights_path ? mo.weights_path
+    fprintf(stderr, "grad train: backbone %s with %s\n", bo.arch,
+            bo.weights_path ? bo.weights_path
                             : "seeded random weights (not ImageNet: demo quality)");
   train_state state = {.checkpoint_every = to.checkpoint_every};
   cli_progress_init(&state.bar, "training", "steps");

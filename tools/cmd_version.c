@@ -1,4 +1,5 @@
 /* grad version: the library's version. */
+#define GRAD_EXPERIMENTAL /* uses grad_blas_core (not yet promised) */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>

@@ -149,7 +149,7 @@ int cli_evaluate(const char *command, const grad_model *model, const char *root,
       hook.maps_dir = dir;
     }
     cli_progress_init(&hook.bar, rows[i].name, "images");
-    rows[i].summary.struct_size = sizeof rows[i].summary;
+    grad_eval_summary_init(&rows[i].summary, sizeof rows[i].summary);
     s = grad_model_evaluate(model, ctx, category, on_image, &hook, &rows[i].summary);
     cli_progress_finish(&hook.bar);
     if (hook.write_status != GRAD_OK) code = cli_fail(command, hook.write_status, "cannot write maps");

@@ -39,8 +39,9 @@ void cli_train_presets_usage(FILE *to) {
         to);
 }
 
-int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_train_options *to,
-                           grad__model_decoder *decoder, const char **layers_text) {
+int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_backbone_options *bo,
+                           grad_train_options *to, grad__model_decoder *decoder,
+                           const char **layers_text) {
   const train_preset *p = NULL;
   for (int i = 0; i < PRESETS; i++)
     if (strcmp(name, presets[i].name) == 0) p = &presets[i];
@@ -51,11 +52,11 @@ int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_train_
                            "--preset %s needs the EfficientNet-b4 backbone (%s), which this "
                            "libgrad does not have yet; use --arch with a ResNet instead",
                            p->name, PRESET_ARCH);
-  mo->arch = PRESET_ARCH;
-  mo->layers = PRESET_LAYERS;
+  bo->arch = PRESET_ARCH;
+  bo->layers = PRESET_LAYERS;
   *layers_text = "3,4";
-  mo->input_size = 224;
-  mo->output_stride = 8;
+  bo->input_size = 224;
+  bo->output_stride = 8;
   mo->channels = channels; /* all of them: the official code has no reduction */
   mo->blocks = p->blocks;
   mo->local_res = 8;

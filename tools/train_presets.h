@@ -15,8 +15,9 @@ void cli_train_presets_usage(FILE *to);
  * preset (unknown, or its backbone missing from this libgrad). *layers_text
  * receives the preset's layers as written on the command line.
  */
-int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_train_options *to,
-                           grad__model_decoder *decoder, const char **layers_text);
+int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_backbone_options *bo,
+                           grad_train_options *to, grad__model_decoder *decoder,
+                           const char **layers_text);
 
 /* The value of --preset in argv (NULL if absent), so the preset can be set
  * before the other options, which then override it wherever they stand.

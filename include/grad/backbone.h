@@ -16,7 +16,7 @@ extern "C" {
  * output stride and concatenated along channels.
  *
  *   grad_backbone_options opts;
- *   grad_backbone_options_init(&opts);
+ *   grad_backbone_options_init(&opts, sizeof opts);
  *   opts.arch = "wide_resnet50_2";
  *   opts.weights_path = "wide_resnet50_2.safetensors";  // tools/convert_torchvision.py
  *   grad_backbone *bb = NULL;
@@ -35,13 +35,22 @@ typedef struct grad_backbone grad_backbone;
 /* Bit of a stage in grad_backbone_options.layers: GRAD_BACKBONE_LAYER(2) is layer2. */
 #define GRAD_BACKBONE_LAYER(k) (1u << (k))
 
+/*
+ * Options of grad_backbone_create. Versioned like every option struct of
+ * libgrad: fill it with grad_backbone_options_init(&opts, sizeof opts) and
+ * then change fields. Fields are only ever appended; a program built
+ * against an older, shorter definition keeps the defaults of the fields it
+ * does not know, and one built against a newer definition is accepted as
+ * long as the fields this library does not know are left at zero.
+ */
 typedef struct grad_backbone_options {
-  size_t struct_size;        /* sizeof(grad_backbone_options), set by _init */
+  size_t struct_size;        /* the caller's sizeof(grad_backbone_options), set by _init */
   /* "resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2",
    * "wide_resnet101_2", "efficientnet_b0".."efficientnet_b7" (torchvision's
    * layout) or "efficientnet_b0_same".."efficientnet_b7_same"
    * (efficientnet_pytorch's: TF "same" padding, BatchNorm eps 1e-3; see
-   * docs/backbone.md). Default "wide_resnet50_2". */
+   * docs/backbone.md). Default "resnet18" (the paper uses EfficientNet-b4:
+   * see docs/method.md, "Defaults"). */
   const char *arch;
   /* A safetensors file with torchvision's state-dict names (F32, F16 or
    * BF16), as written by tools/convert_torchvision.py; NULL (the default)
@@ -59,8 +68,13 @@ typedef struct grad_backbone_options {
   int output_stride;
 } grad_backbone_options;
 
-/* Fills opts with the defaults above. */
-GRAD_API void grad_backbone_options_init(grad_backbone_options *opts);
+/*
+ * Fills the struct_size bytes at opts with the defaults above and sets
+ * opts->struct_size; pass sizeof of your struct, so a program built against
+ * an older header is never written past its end. NULL is a no-op.
+ * Thread-safe.
+ */
+GRAD_API void grad_backbone_options_init(grad_backbone_options *opts, size_t struct_size);
 
 /* The known architectures by index from 0, in a fixed order (for option
  * lists and error messages); NULL past the last one. */

@@ -76,13 +76,24 @@ GRAD_API int grad_version_number(void);
 GRAD_API void grad_threads_set(int threads);
 GRAD_API int grad_threads_get(void);
 
+/* ---- Experimental tier --------------------------------------------------
+ * Calls not yet promised: they may change or go in any release, and are
+ * exported under their own symbol version (GRAD_EXPERIMENTAL, not GRAD_0),
+ * so a program that uses them says so at build time by defining
+ * GRAD_EXPERIMENTAL before including a libgrad header, and at link time by
+ * the version it binds to. The synthetic data set (<grad/synth.h>) and the
+ * BLAS diagnostics below are experimental.
+ */
+#ifdef GRAD_EXPERIMENTAL
 /*
  * The name of the OpenBLAS kernel set in use ("SkylakeX", "Haswell", ...).
  * "Prescott" on a recent CPU means OpenBLAS did not recognise it and runs
  * its generic SSE3 kernels, several times slower: set OPENBLAS_CORETYPE
  * (e.g. SkylakeX or Haswell) in the environment before the program starts.
+ * Never NULL ("unknown" when the BLAS cannot say). Thread-safe.
  */
 GRAD_API const char *grad_blas_core(void);
+#endif /* GRAD_EXPERIMENTAL */
 
 /*
  * A workspace holds the scratch memory of compute calls. It grows to what

@@ -93,8 +93,14 @@ GRAD_API GRAD_NODISCARD grad_status grad_pixel_metrics_aupro(grad_pixel_metrics 
 
 /* ---- Evaluation on an MVTec-layout category (method.md section 8) ---- */
 
+/*
+ * What grad_model_evaluate measured. An output struct, versioned like the
+ * option structs: prepare it with grad_eval_summary_init(&s, sizeof s); the
+ * library writes only the fields the caller's struct_size covers (and zeroes
+ * any it does not know, from a newer header).
+ */
 typedef struct grad_eval_summary {
-  size_t struct_size;    /* sizeof(grad_eval_summary): set by the caller */
+  size_t struct_size;    /* the caller's sizeof(grad_eval_summary), set by _init */
   double image_auroc;    /* never flipped: below 0.5 is reported as it is */
   double pixel_auroc;    /* over every test pixel at S x S */
   double aupro;          /* integrated to FPR 0.3, normalised */
@@ -104,6 +110,10 @@ typedef struct grad_eval_summary {
   int anomalous_images;  /* of which defective */
   double seconds;        /* wall time of the scoring (decode + model) */
 } grad_eval_summary;
+
+/* Zeroes struct_size bytes at summary and sets its struct_size; NULL is a
+ * no-op. */
+GRAD_API void grad_eval_summary_init(grad_eval_summary *summary, size_t struct_size);
 
 /* Called after each test image is scored; non-zero stops the evaluation
  * with GRAD_E_CANCELLED. defect is "good" for normal images. */
@@ -116,8 +126,8 @@ typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const gr
  * the maps are compared at S x S. A category without a ground_truth folder
  * (image labels only) gets its image metrics, and NaN for pixel_auroc,
  * aupro and pixel_f1_max (absent); with the folder, a defect image without
- * its mask is GRAD_E_MISSING naming the first one. on_image may be NULL. summary->struct_size
- * must be set.
+ * its mask is GRAD_E_MISSING naming the first one. on_image may be NULL.
+ * summary must have been prepared with grad_eval_summary_init.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
                                                         grad_context *ctx,

@@ -178,15 +178,22 @@ class Result {
   detail::Owned<grad_result, grad_result_free> result_;
 };
 
-/* grad_model_options and grad_train_options with their defaults. */
+/* grad_backbone_options, grad_model_options and grad_train_options with
+ * their defaults (a model's options point to backbone options that must
+ * outlive them: keep both in the same scope). */
+inline grad_backbone_options backbone_options() {
+  grad_backbone_options options;
+  grad_backbone_options_init(&options, sizeof options);
+  return options;
+}
 inline grad_model_options model_options() {
   grad_model_options options;
-  grad_model_options_init(&options);
+  grad_model_options_init(&options, sizeof options);
   return options;
 }
 inline grad_train_options train_options() {
   grad_train_options options;
-  grad_train_options_init(&options);
+  grad_train_options_init(&options, sizeof options);
   return options;
 }
 

@@ -77,13 +77,16 @@ typedef enum grad_threshold_rule {
 /* "none", "quantile", "max_margin", "f1", "manual"; "unknown" otherwise. */
 GRAD_API const char *grad_threshold_rule_name(grad_threshold_rule rule);
 
+/* Versioned as grad_backbone_options: fill with
+ * grad_calibration_options_init(&opts, sizeof opts), then change fields. */
 typedef struct grad_calibration_options {
-  size_t struct_size;  /* sizeof(grad_calibration_options), set by _init */
+  size_t struct_size;  /* the caller's sizeof(grad_calibration_options), set by _init */
   double quantile;     /* in (0, 1]; default 0.99 */
   double margin;       /* >= 0, a fraction of the normal score range; default 0.1 */
 } grad_calibration_options;
 
-GRAD_API void grad_calibration_options_init(grad_calibration_options *opts);
+/* Fills struct_size bytes at opts with the defaults; NULL is a no-op. */
+GRAD_API void grad_calibration_options_init(grad_calibration_options *opts, size_t struct_size);
 
 /*
  * Calibrates from held-out normal images (not used for training).

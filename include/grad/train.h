@@ -4,6 +4,7 @@
 
 #include <grad/common.h>
 #include <grad/image.h>
+#include <grad/backbone.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,12 +46,11 @@ typedef struct grad_train_progress {
 typedef int (*grad_train_progress_fn)(const grad_train_progress *progress, void *user);
 
 /*
- * Training options. Fill with grad_train_options_init() and change fields
- * after: new fields are only ever appended, and struct_size tells the
- * library which ones a caller knows.
+ * Training options, versioned as grad_backbone_options: fill with
+ * grad_train_options_init(&opts, sizeof opts) and change fields after.
  */
 typedef struct grad_train_options {
-  size_t struct_size;
+  size_t struct_size;           /* the caller's sizeof(grad_train_options), set by _init */
   int epochs;                   /* 100 (the paper; CRAD used 50) */
   int batch;                    /* 16; the last, partial batch of an epoch is kept */
   double lr_grid;               /* 0.1: AdamW learning rate of the two grids */
@@ -70,29 +70,38 @@ typedef struct grad_train_options {
   const char *resume_path;      /* NULL: a checkpoint to resume from (same data and options) */
 } grad_train_options;
 
-/* Sets struct_size and the defaults of method.md section 6. NULL is a no-op. */
-GRAD_API void grad_train_options_init(grad_train_options *options);
+/* Fills struct_size bytes at options with the defaults of docs/method.md
+ * (training) and sets options->struct_size. NULL is a no-op. */
+GRAD_API void grad_train_options_init(grad_train_options *options, size_t struct_size);
 
 /* The model that training makes (declared with its calls in <grad/model.h>). */
 typedef struct grad_model grad_model;
 
-/* The configuration of a model to train; fill with grad_model_options_init. */
+/*
+ * The configuration of a model to train, versioned as grad_backbone_options:
+ * fill with grad_model_options_init(&opts, sizeof opts).
+ *
+ * The backbone is described by a grad_backbone_options of its own, pointed
+ * to rather than embedded by value: each of the two structs may then gain
+ * fields without moving the other's (an embedded struct that grows would
+ * shift every field after it, breaking older binaries at run time).
+ */
 typedef struct grad_model_options {
-  size_t struct_size;        /* sizeof(grad_model_options), set by _init */
-  const char *arch;          /* backbone: "resnet18" (default), "wide_resnet50_2", ... */
-  const char *weights_path;  /* converted torchvision weights; NULL: seeded random weights */
-  uint64_t random_seed;      /* seed of the random backbone weights and of the store */
-  unsigned layers;           /* backbone stages, bit k = layerk; default (1<<2)|(1<<3) */
-  int input_size;            /* S, default 224 */
-  int output_stride;         /* feature stride, default 8 */
-  int channels;              /* C after the PCA reduction */
-  int blocks;                /* decoder BasicBlocks */
+  size_t struct_size;        /* the caller's sizeof(grad_model_options), set by _init */
+  /* The backbone (architecture, weights, stages, input size S, stride).
+   * NULL (the default) means grad_backbone_options_init's defaults. Its
+   * random_seed also seeds the store's initial parameters. Only read during
+   * grad_model_train. */
+  const grad_backbone_options *backbone;
+  int channels;              /* C after the PCA reduction; default 64 */
+  int blocks;                /* decoder BasicBlocks; default 2 */
   int local_res;             /* Rl, default 8 */
   int global_res;            /* Rg, default 4 */
   double holdout_fraction;   /* normal images kept out of training to calibrate, default 0.1 */
 } grad_model_options;
 
-GRAD_API void grad_model_options_init(grad_model_options *options);
+/* Fills struct_size bytes at options with the defaults; NULL is a no-op. */
+GRAD_API void grad_model_options_init(grad_model_options *options, size_t struct_size);
 
 /*
  * Trains a unified model on the normal images of every folder. A folder is

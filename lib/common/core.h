@@ -90,4 +90,36 @@ grad_status grad__ws_reserve(grad_workspace *ws, size_t bytes);
 size_t grad__ws_mark(const grad_workspace *ws);
 void grad__ws_release(grad_workspace *ws, size_t mark);
 
+/* ---- Versioned structs ------------------------------------------------
+ * Every public option and summary struct starts with size_t struct_size and
+ * only ever gains fields at its end. One policy for all of them:
+ *  - a caller built against an older, shorter definition is accepted: the
+ *    fields its struct_size does not cover take their defaults;
+ *  - a caller built against a newer, longer one is accepted when every byte
+ *    this library does not know is zero (the newer fields left at their
+ *    zero defaults), else refused with GRAD_E_INVALID_ARG naming the struct;
+ *  - a size below the struct's first field, or absurdly large
+ *    (uninitialised), is refused.
+ * min_size is GRAD__STRUCT_MIN(type, first field after struct_size).
+ * Fields that an older definition's tail padding covers are read from it:
+ * the _init call filled them with their defaults. */
+#define GRAD__STRUCT_MIN(type, first) (offsetof(type, first) + sizeof(((type *)0)->first))
+
+/* The _init of a struct: zeroes the caller's `size` bytes, copies the
+ * library's defaults (lib_size bytes) over the part both know, and sets
+ * struct_size to size. Does nothing for NULL or a size below a size_t. */
+void grad__struct_init(void *caller, size_t size, const void *defaults, size_t lib_size);
+
+/* Input structs: `resolved` holds the library's defaults (lib_size bytes);
+ * the fields the caller's struct covers are copied over them and
+ * resolved->struct_size becomes lib_size. caller NULL leaves the defaults. */
+grad_status grad__struct_read(const char *name, const void *caller, size_t min_size,
+                              void *resolved, size_t lib_size);
+
+/* Output structs: copies the fields of `value` (lib_size bytes) that the
+ * caller's struct_size covers, and zeroes the caller's bytes past what this
+ * library knows. caller must not be NULL; its struct_size is kept. */
+grad_status grad__struct_write(const char *name, void *caller, size_t min_size, const void *value,
+                               size_t lib_size);
+
 #endif /* GRAD_CORE_H */

@@ -38,15 +38,23 @@ static grad_status load_mask(const char *path, const grad_image *of, int size, u
   return s;
 }
 
+void grad_eval_summary_init(grad_eval_summary *summary, size_t struct_size) {
+  static const grad_eval_summary empty = {.struct_size = sizeof empty};
+  grad__struct_init(summary, struct_size, &empty, sizeof empty);
+}
+
 grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, const char *category,
                                 grad_eval_image_fn on_image, void *user,
                                 grad_eval_summary *summary) {
   if (!model || !ctx || !category || !summary)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_evaluate: NULL argument");
-  if (summary->struct_size < sizeof *summary)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_evaluate: summary->struct_size not set");
+  grad_eval_summary out = {.struct_size = sizeof out};
+  static const size_t summary_min = GRAD__STRUCT_MIN(grad_eval_summary, image_auroc);
+  /* Checked before the work, written after it. */
+  grad_status s = grad__struct_write("grad_eval_summary", summary, summary_min, &out, sizeof out);
+  if (s != GRAD_OK) return s;
   grad__test_set set;
-  grad_status s = grad__category_test_set(category, &set);
+  s = grad__category_test_set(category, &set);
   if (s != GRAD_OK) return s;
   int size = grad_model_input_size(model);
   size_t pixels = (size_t)size * size;
@@ -79,7 +87,6 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
     grad_result_free(result);
     grad_image_free(image);
   }
-  grad_eval_summary out = {.struct_size = sizeof out};
   out.images = (int)set.count;
   out.seconds = seconds;
   for (size_t i = 0; s == GRAD_OK && i < set.count; i++) out.anomalous_images += labels[i];
@@ -90,7 +97,8 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
   if (s == GRAD_OK && set.has_masks) s = grad_pixel_metrics_f1_max(pm, &out.pixel_f1_max, NULL);
   if (s == GRAD_OK && set.has_masks)
     s = grad_pixel_metrics_aupro(pm, GRAD_AUPRO_FPR_LIMIT, &out.aupro);
-  if (s == GRAD_OK) *summary = out;
+  if (s == GRAD_OK)
+    s = grad__struct_write("grad_eval_summary", summary, summary_min, &out, sizeof out);
   else if (!strstr(grad_last_error(), category)) grad__fail_context(s, "evaluating %s", category);
   grad_pixel_metrics_free(pm);
   grad__free(scores);

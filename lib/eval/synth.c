@@ -365,14 +365,16 @@ grad_status grad__synth_render(int category, int kind, uint64_t image_seed, int 
 
 /* ---- Writing ------------------------------------------------------------ */
 
-void grad_synth_options_init(grad_synth_options *opts) {
-  if (!opts) return;
-  memset(opts, 0, sizeof *opts);
-  opts->struct_size = sizeof *opts;
-  opts->seed = 1;
-  opts->size = 128;
-  opts->train_count = 40;
-  opts->test_count = 20;
+static const grad_synth_options default_synth = {
+  .struct_size = sizeof(grad_synth_options),
+  .seed = 1,
+  .size = 128,
+  .train_count = 40,
+  .test_count = 20,
+};
+
+void grad_synth_options_init(grad_synth_options *opts, size_t struct_size) {
+  grad__struct_init(opts, struct_size, &default_synth, sizeof default_synth);
 }
 
 /* mkdir -p */
@@ -445,11 +447,15 @@ static grad_status write_category(const grad_synth_options *o, int c, uint8_t *p
 
 grad_status grad_synth_write(const grad_synth_options *opts) {
   static const char *fn = "grad_synth_write";
-  if (!opts || !opts->out_dir || !*opts->out_dir)
-    return grad__fail(GRAD_E_INVALID_ARG, "%s: %s", fn, !opts ? "opts is NULL" : "no out_dir");
-  if (opts->struct_size < sizeof *opts)
-    return grad__fail(GRAD_E_INVALID_ARG, "%s: opts->struct_size %zu; fill opts with "
-                      "grad_synth_options_init", fn, opts->struct_size);
+  if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "%s: opts is NULL", fn);
+  grad_synth_options resolved = default_synth;
+  grad_status rs = grad__struct_read("grad_synth_options", opts,
+                                     GRAD__STRUCT_MIN(grad_synth_options, out_dir), &resolved,
+                                     sizeof resolved);
+  if (rs != GRAD_OK) return rs;
+  opts = &resolved;
+  if (!opts->out_dir || !*opts->out_dir)
+    return grad__fail(GRAD_E_INVALID_ARG, "%s: no out_dir", fn);
   if (opts->size < 32 || opts->size > 4096 || opts->train_count < 0 || opts->test_count < 0 ||
       opts->train_count > 100000 || opts->test_count > 100000)
     return grad__fail(GRAD_E_INVALID_ARG, "%s: size %d must be in [32, 4096] and the counts "

@@ -134,12 +134,14 @@ const char *grad_threshold_rule_name(grad_threshold_rule rule) {
   return "unknown";
 }
 
-void grad_calibration_options_init(grad_calibration_options *opts) {
-  if (!opts) return;
-  memset(opts, 0, sizeof *opts);
-  opts->struct_size = sizeof *opts;
-  opts->quantile = 0.99;
-  opts->margin = 0.1;
+static const grad_calibration_options default_calibration = {
+  .struct_size = sizeof(grad_calibration_options),
+  .quantile = 0.99,
+  .margin = 0.1,
+};
+
+void grad_calibration_options_init(grad_calibration_options *opts, size_t struct_size) {
+  grad__struct_init(opts, struct_size, &default_calibration, sizeof default_calibration);
 }
 
 static grad_status check_finite(const float *v, size_t n, const char *what) {
@@ -182,14 +184,14 @@ grad_status grad_head_calibrate_normal(grad_head *head, const float *image_score
                                        const float *maps, size_t count, size_t map_pixels,
                                        const grad_calibration_options *opts) {
   static const char *fn = "grad_head_calibrate_normal";
-  grad_calibration_options defaults;
-  grad_calibration_options_init(&defaults);
-  if (!opts) opts = &defaults;
   if (!head || !image_scores)
     return grad__fail(GRAD_E_INVALID_ARG, "%s: %s is NULL", fn, !head ? "head" : "image_scores");
-  if (opts->struct_size < sizeof *opts)
-    return grad__fail(GRAD_E_INVALID_ARG, "%s: opts->struct_size %zu; fill opts with "
-                      "grad_calibration_options_init", fn, opts->struct_size);
+  grad_calibration_options resolved = default_calibration;
+  grad_status st = grad__struct_read("grad_calibration_options", opts,
+                                     GRAD__STRUCT_MIN(grad_calibration_options, quantile),
+                                     &resolved, sizeof resolved);
+  if (st != GRAD_OK) return st;
+  opts = &resolved;
   if (!(opts->quantile > 0.0 && opts->quantile <= 1.0) || !(opts->margin >= 0.0) ||
       !isfinite(opts->margin))
     return grad__fail(GRAD_E_INVALID_ARG, "%s: quantile %g must be in (0, 1] and margin %g "
@@ -200,7 +202,7 @@ grad_status grad_head_calibrate_normal(grad_head *head, const float *image_score
   size_t total = 0;
   if (maps && !grad__mul_size(count, map_pixels, &total))
     return grad__fail(GRAD_E_TOO_LARGE, "%s: %zu maps of %zu pixels", fn, count, map_pixels);
-  grad_status st = check_finite(image_scores, count, "image score");
+  st = check_finite(image_scores, count, "image score");
   if (st == GRAD_OK && maps) st = check_finite(maps, total, "map value");
   if (st != GRAD_OK) return grad__fail_context(st, "%s: ", fn);
 

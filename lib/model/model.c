@@ -10,23 +10,6 @@
 
 #define CHECKSUM_KEY "data_crc32"
 
-void grad_model_options_init(grad_model_options *options) {
-  if (!options) return;
-  memset(options, 0, sizeof *options);
-  options->struct_size = sizeof *options;
-  options->arch = "resnet18";
-  options->weights_path = NULL;
-  options->random_seed = 0;
-  options->layers = (1u << 2) | (1u << 3);
-  options->input_size = 224;
-  options->output_stride = 8;
-  options->channels = 64;
-  options->blocks = 2;
-  options->local_res = 8;
-  options->global_res = 4;
-  options->holdout_fraction = 0.1;
-}
-
 grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,
                                  grad_head *head, const char *description, grad_model **out) {
   *out = NULL;

@@ -21,16 +21,31 @@ enum { EXTRACT_BATCH = 8 };
 
 /* Resolves a caller's options over the defaults (older, shorter structs
  * keep the defaults of the fields they do not have) and checks them. */
-static grad_status resolve_options(const grad_model_options *in, grad_model_options *out) {
-  grad_model_options_init(out);
-  if (in) {
-    if (in->struct_size < offsetof(grad_model_options, arch) || in->struct_size > sizeof *out)
-      return grad__fail(GRAD_E_INVALID_ARG, "grad_model_options: bad struct_size %zu (call "
-                        "grad_model_options_init)", in->struct_size);
-    memcpy(out, in, in->struct_size);
-    out->struct_size = sizeof *out;
-  }
-  if (!out->arch) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_options: arch is NULL");
+static const grad_model_options default_model = {
+  .struct_size = sizeof(grad_model_options),
+  .backbone = NULL,
+  .channels = 64,
+  .blocks = 2,
+  .local_res = 8,
+  .global_res = 4,
+  .holdout_fraction = 0.1,
+};
+
+void grad_model_options_init(grad_model_options *options, size_t struct_size) {
+  grad__struct_init(options, struct_size, &default_model, sizeof default_model);
+}
+
+/* Resolves a caller's options (and their backbone options) over the
+ * defaults by the struct_size policy of core.h, and checks them. */
+static grad_status resolve_options(const grad_model_options *in, grad_model_options *out,
+                                   grad_backbone_options *backbone) {
+  *out = default_model;
+  grad_status s = grad__struct_read("grad_model_options", in,
+                                    GRAD__STRUCT_MIN(grad_model_options, backbone), out,
+                                    sizeof *out);
+  if (s == GRAD_OK) s = grad__backbone_options_resolve(out->backbone, backbone);
+  if (s != GRAD_OK) return s;
+  out->backbone = backbone;
   if (out->channels < 1 || out->channels > 4096)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_options: channels %d not in 1..4096",
                       out->channels);
@@ -286,15 +301,7 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
     s = grad__fail(GRAD_E_TOO_LARGE, "%zu training images: more than the cache holds",
                    image_set_count(train));
   if (s == GRAD_OK) {
-    grad_backbone_options bo;
-    grad_backbone_options_init(&bo);
-    bo.arch = opts->arch;
-    bo.weights_path = opts->weights_path;
-    bo.random_seed = opts->random_seed;
-    bo.layers = opts->layers;
-    bo.input_size = opts->input_size;
-    bo.output_stride = opts->output_stride;
-    s = grad_backbone_create(&bo, &bb);
+    s = grad_backbone_create(opts->backbone, &bb);
   }
   int h = 0, w = 0, raw_channels = 0;
   if (s == GRAD_OK) {
@@ -321,7 +328,7 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
                                  crad ? (decoder->expansion ? decoder->expansion
                                                             : 4 * pca->channels)
                                       : 0};
-    s = grad__store_create(&config, opts->random_seed, &store);
+    s = grad__store_create(&config, opts->backbone->random_seed, &store);
   }
   grad__train_report report;
   memset(&report, 0, sizeof report);
@@ -338,7 +345,7 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   record->epochs_done = report.epochs_done;
   record->cancelled = cancelled != NULL;
   record->resumed = topts->resume_path != NULL;
-  if (s == GRAD_OK) s = grad_head_create(opts->input_size, &head);
+  if (s == GRAD_OK) s = grad_head_create(opts->backbone->input_size, &head);
   if (s == GRAD_OK && !(description = describe(record)))
     s = grad__fail(GRAD_E_NOMEM, "out of memory");
   grad_model *model = NULL;
@@ -377,10 +384,11 @@ static grad_status check_decoder(const grad__model_decoder *decoder) {
  * option structs. */
 static grad_status begin(const grad_model_options *options,
                          const grad_train_options *train_options, grad_model **out,
-                         grad_model_options *opts, grad_train_options *topts) {
+                         grad_model_options *opts, grad_backbone_options *backbone,
+                         grad_train_options *topts) {
   if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: out is NULL");
   *out = NULL;
-  grad_status s = resolve_options(options, opts);
+  grad_status s = resolve_options(options, opts, backbone);
   if (s == GRAD_OK) s = grad__train_options_resolve(train_options, topts);
   return s;
 }
@@ -391,8 +399,9 @@ grad_status grad__model_train_decoder(const grad_model_options *options,
                                       const char *const *folders, int folder_count,
                                       grad_model **out) {
   grad_model_options opts;
+  grad_backbone_options bo; /* opts.backbone points here */
   grad_train_options topts;
-  grad_status s = begin(options, train_options, out, &opts, &topts);
+  grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
   if (s == GRAD_OK) s = check_decoder(decoder);
   if (s != GRAD_OK) return s;
   if (!folders || folder_count < 1)
@@ -420,8 +429,9 @@ grad_status grad__model_train_files_decoder(const grad_model_options *options,
                                             const char *const *paths, size_t count,
                                             grad_model **out) {
   grad_model_options opts;
+  grad_backbone_options bo; /* opts.backbone points here */
   grad_train_options topts;
-  grad_status s = begin(options, train_options, out, &opts, &topts);
+  grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
   if (s == GRAD_OK) s = check_decoder(decoder);
   if (s != GRAD_OK) return s;
   if (!paths || count < 1)
@@ -447,8 +457,9 @@ grad_status grad_model_train_images(const grad_model_options *options,
                                     const grad_image *const *images, size_t count,
                                     grad_model **out) {
   grad_model_options opts;
+  grad_backbone_options bo; /* opts.backbone points here */
   grad_train_options topts;
-  grad_status s = begin(options, train_options, out, &opts, &topts);
+  grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
   if (s != GRAD_OK) return s;
   if (!images || count < 1)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_images: no images given");
@@ -489,7 +500,7 @@ grad_status grad_model_train_more(const char *model_path, const grad_train_optio
                    "(resume the interrupted grad_model_train_more with a new call)");
   if (s != GRAD_OK) return s;
   grad_model_options defaults;
-  grad_model_options_init(&defaults);
+  grad_model_options_init(&defaults, sizeof defaults);
   grad_model *model = NULL;
   image_set train = {0}, holdout = {0};
   grad__feature_cache *raw = NULL, *reduced = NULL;

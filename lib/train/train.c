@@ -5,41 +5,39 @@
 
 #include "train_internal.h"
 
-void grad_train_options_init(grad_train_options *options) {
-  if (!options) return;
-  memset(options, 0, sizeof *options);
-  options->struct_size = sizeof *options;
-  options->epochs = 100;
-  options->batch = 16;
-  options->lr_grid = 0.1;
-  options->lr_net = 1e-3;
-  options->weight_decay = 0.01;
-  options->lr_step_epochs = 40;
-  options->lr_gamma = 0.1;
-  options->clip_norm = 0.1;
-  options->noise_prob = 0.5;
-  options->noise_std = 0.05;
-  options->seed = 0;
-  options->checkpoint_path = NULL;
-  options->checkpoint_every = 0;
-  options->memory_limit_bytes = (size_t)2 << 30;
-  options->progress = NULL;
-  options->progress_user = NULL;
+static const grad_train_options default_train = {
+  .struct_size = sizeof(grad_train_options),
+  .epochs = 100,
+  .batch = 16,
+  .lr_grid = 0.1,
+  .lr_net = 1e-3,
+  .weight_decay = 0.01,
+  .lr_step_epochs = 40,
+  .lr_gamma = 0.1,
+  .clip_norm = 0.1,
+  .noise_prob = 0.5,
+  .noise_std = 0.05,
+  .seed = 0,
+  .checkpoint_path = NULL,
+  .checkpoint_every = 0,
+  .memory_limit_bytes = (size_t)2 << 30,
+  .progress = NULL,
+  .progress_user = NULL,
+  .resume_path = NULL,
+};
+
+void grad_train_options_init(grad_train_options *options, size_t struct_size) {
+  grad__struct_init(options, struct_size, &default_train, sizeof default_train);
 }
 
 static bool nonneg(double x) { return isfinite(x) && x >= 0; }
 
 grad_status grad__train_options_resolve(const grad_train_options *in, grad_train_options *out) {
-  grad_train_options_init(out);
-  if (!in) return GRAD_OK;
-  if (in->struct_size < sizeof(size_t) + sizeof(int))
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "training options: struct_size %zu is too small (call "
-                      "grad_train_options_init first)",
-                      in->struct_size);
-  size_t known = in->struct_size < sizeof *out ? in->struct_size : sizeof *out;
-  memcpy(out, in, known);
-  out->struct_size = sizeof *out;
+  *out = default_train;
+  grad_status s = grad__struct_read("grad_train_options", in,
+                                    GRAD__STRUCT_MIN(grad_train_options, epochs), out,
+                                    sizeof *out);
+  if (s != GRAD_OK) return s;
   const char *bad = NULL;
   if (out->epochs < 0) bad = "epochs";
   else if (out->batch < 1) bad = "batch";

@@ -108,8 +108,9 @@ static grad_status file_folders(const char *const *paths, size_t count, grad__pa
 
 static json_t *model_options_json(const grad_model *model, const grad__train_record *r) {
   const grad_model_options *o = r->model_options;
-  const char *weights = o->weights_path ? strrchr(o->weights_path, '/') : NULL;
-  weights = weights ? weights + 1 : o->weights_path;
+  const grad_backbone_options *b = o->backbone; /* resolved: never NULL here */
+  const char *weights = b->weights_path ? strrchr(b->weights_path, '/') : NULL;
+  weights = weights ? weights + 1 : b->weights_path;
   json_t *layers = json_array();
   unsigned mask = grad_backbone_layers(model->backbone);
   for (int k = 1; k <= 4; k++)
@@ -118,7 +119,7 @@ static json_t *model_options_json(const grad_model *model, const grad__train_rec
   return json_pack("{s:s, s:o, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:f}",
                    "arch", grad_backbone_arch(model->backbone),
                    "weights", weights ? text_value(weights) : json_null(),
-                   "random_seed", seed_value(o->random_seed), "layers", layers,
+                   "random_seed", seed_value(b->random_seed), "layers", layers,
                    "input_size", grad_backbone_input_size(model->backbone),
                    "output_stride", grad_backbone_output_stride(model->backbone),
                    "channels", c->channels,

@@ -4,6 +4,7 @@
  * the whole file is its padding source, the header alone its seed.
  * Usage: make_model_seed WORK_DIR MODEL_OUT HEADER_OUT
  */
+#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   grad_synth_options so;
-  grad_synth_options_init(&so);
+  grad_synth_options_init(&so, sizeof so);
   so.out_dir = argv[1];
   so.size = 64;
   so.train_count = 6;
@@ -31,15 +32,18 @@ int main(int argc, char **argv) {
   char folder[4096];
   snprintf(folder, sizeof folder, "%s/%s", argv[1], so.category);
 
+  grad_backbone_options bo;
+  grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
-  grad_model_options_init(&mo);
-  mo.layers = 1u << 1;
-  mo.input_size = 64;
+  grad_model_options_init(&mo, sizeof mo);
+  mo.backbone = &bo;
+  bo.layers = 1u << 1;
+  bo.input_size = 64;
   mo.channels = 8;
   mo.blocks = 1;
   mo.holdout_fraction = 0.34;
   grad_train_options to;
-  grad_train_options_init(&to);
+  grad_train_options_init(&to, sizeof to);
   to.epochs = 1;
   to.batch = 4;
   const char *folders[] = {folder};
