@@ -7,6 +7,9 @@
 
 #include "rng.h"
 #include "store_impl.h"
+#ifdef GRAD_HAVE_DNNL
+#include "conv_dnnl.h"
+#endif
 
 enum { NAME_SLOT = 64 };
 
@@ -224,6 +227,9 @@ grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
 
 void grad_store_free(grad_store *store) {
   if (!store) return;
+#ifdef GRAD_HAVE_DNNL
+  grad__conv_dnnl_set_free(store->dnnl);
+#endif
   grad__free(store->values);
   grad__free(store->grads);
   grad__free(store->buffer_values);

@@ -26,8 +26,8 @@ static void tanh_backward(float *d, const float *y, size_t count) {
 static grad_status block_backward(grad_store *s, const grad__store_tape *t, int b, float *d,
                                   float *tmp, float *r1, float *dr1, grad_workspace *ws) {
   const grad__store_config *c = &s->config;
-  const int n = t->n, C2 = 2 * c->channels, h = c->height, w = c->width;
-  const size_t P = (size_t)h * w, maps = (size_t)n * C2 * P;
+  const int n = t->n, C2 = 2 * c->channels;
+  const size_t P = (size_t)c->height * c->width, maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
   const float *stats = t->stats + (size_t)b * t->stats_per_block;
   relu_mask(d, t->act[b + 1], maps); /* d is now dL/d(bn2 + input) */
@@ -38,18 +38,16 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
   grad__bn_apply(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
                  store__w(s, store__block(s, b, BLOCK_BN1_B)), stats, stats + C2, true, r1);
   memset(dr1, 0, sizeof(float) * maps);
-  grad_status st = grad__conv2d_backward(&conv3, store__w(s, store__block(s, b, BLOCK_CONV2)), r1,
-                                         n, h, w, tmp, dr1,
-                                         store__g(s, store__block(s, b, BLOCK_CONV2)), NULL, ws);
+  grad_status st = grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV2), r1, n, tmp,
+                                             dr1, store__bg(s, b, BLOCK_CONV2), ws);
   if (st != GRAD_OK) return st;
   relu_mask(dr1, r1, maps);
   grad__bn_backward(t->conv1[b], dr1, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
                     stats, stats + C2, tmp, store__g(s, store__block(s, b, BLOCK_BN1_W)),
                     store__g(s, store__block(s, b, BLOCK_BN1_B)));
   /* The residual path already sits in d; conv1's input gradient adds to it. */
-  return grad__conv2d_backward(&conv3, store__w(s, store__block(s, b, BLOCK_CONV1)), t->act[b], n,
-                               h, w, tmp, d, store__g(s, store__block(s, b, BLOCK_CONV1)), NULL,
-                               ws);
+  return grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV1), t->act[b], n, tmp, d,
+                                   store__bg(s, b, BLOCK_CONV1), ws);
 }
 
 /* Global coordinate net backward for one image, given dL/dv. */
@@ -138,8 +136,9 @@ grad_status grad__store_backward(grad_store *s, grad__store_tape *t, const float
   }
   memset(d, 0, sizeof(float) * maps);
   const grad__conv out = {C2, C, 1, 1, 0};
-  grad_status st = grad__conv2d_backward(&out, store__w(s, store__out(s)), t->act[c->blocks], n,
-                                         h, w, dR, d, store__g(s, store__out(s)), NULL, ws);
+  grad_status st = grad__store_conv_backward(s, &out, store__w(s, store__out(s)),
+                                             t->act[c->blocks], n, dR, d,
+                                             store__g(s, store__out(s)), ws);
   for (int b = c->blocks - 1; b >= 0 && st == GRAD_OK; b--)
     st = crad ? grad__crad_block_backward(s, t, b, d, tmp, r1, dr1, ws)
               : block_backward(s, t, b, d, tmp, r1, dr1, ws);

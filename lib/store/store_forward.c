@@ -211,20 +211,20 @@ static grad_status tape_alloc(const grad_store *s, grad_workspace *ws, int n,
 static grad_status block_train(grad_store *s, grad__store_tape *t, int b, float *scratch,
                                grad_workspace *ws) {
   const grad__store_config *c = &s->config;
-  const int n = t->n, C2 = 2 * c->channels, h = c->height, w = c->width;
+  const int n = t->n, C2 = 2 * c->channels;
   const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
   float *stats = t->stats + (size_t)b * t->stats_per_block;
-  grad_status st = grad__conv2d(&conv3, store__w(s, store__block(s, b, BLOCK_CONV1)), NULL, false,
-                                t->act[b], n, h, w, t->conv1[b], ws);
+  grad_status st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV1), t->act[b],
+                                            n, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
                          store__w(s, store__block(s, b, BLOCK_BN1_B)),
                          s->buffers[store__buf(s, b, BLOCK_BN1_MEAN)].value,
                          s->buffers[store__buf(s, b, BLOCK_BN1_VAR)].value, stats, stats + C2,
                          true, scratch);
-  st = grad__conv2d(&conv3, store__w(s, store__block(s, b, BLOCK_CONV2)), NULL, false, scratch, n,
-                    h, w, t->conv2[b], ws);
+  st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV2), scratch, n,
+                                t->conv2[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv2[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN2_W)),
                          store__w(s, store__block(s, b, BLOCK_BN2_B)),
@@ -274,8 +274,8 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
                                           : block_train(s, t, b, scratch, ws);
   if (st == GRAD_OK) {
     const grad__conv out = {C2, C, 1, 1, 0};
-    st = grad__conv2d(&out, store__w(s, store__out(s)), NULL, false, t->act[c->blocks], n,
-                      c->height, c->width, R, ws);
+    st = grad__store_conv_forward(s, &out, store__w(s, store__out(s)), t->act[c->blocks], n, R,
+                                  ws);
   }
   grad__ws_release(ws, mark);
   if (st != GRAD_OK) return grad__fail_context(st, "grad__store_forward_train");

@@ -6,7 +6,10 @@
 #ifndef GRAD_STORE_IMPL_H
 #define GRAD_STORE_IMPL_H
 
+#include "conv.h"
 #include "store_internal.h"
+
+typedef struct grad__conv_dnnl_set grad__conv_dnnl_set;
 
 /* Parameter indices, in the order of grad__store_param(). The decoder's
  * blocks follow, per_block tensors each, then the output conv. */
@@ -46,6 +49,7 @@ struct grad_store {
   float *grads;          /* their gradients, same layout */
   float *buffer_values;  /* the running statistics */
   char *names;           /* storage of all the names */
+  grad__conv_dnnl_set *dnnl;  /* training convolutions' primitives (store_conv.c), or NULL */
 };
 
 static inline size_t store__block(const grad_store *s, int block, int k) {
@@ -115,6 +119,16 @@ grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, fl
  * se_scratch n x (2E + E/4). */
 grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, int b, float *d,
                                       float *tmp, float *emaps, float *se_scratch,
+                                      grad_workspace *ws);
+
+/* The decoder's training convolutions (no bias), store_conv.c: y = conv(x);
+ * backward adds into dx and dweight (either may be NULL). Maps are
+ * n x channels x height x width of the store's configuration. */
+grad_status grad__store_conv_forward(grad_store *s, const grad__conv *conv, const float *weight,
+                                     const float *x, int n, float *y, grad_workspace *ws);
+grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
+                                      const float *weight, const float *x, int n,
+                                      const float *dy, float *dx, float *dweight,
                                       grad_workspace *ws);
 
 /* Validates a configuration (limits included); message on failure. */

@@ -1,0 +1,409 @@
+/*
+ * Training convolutions on oneDNN (conv_dnnl.h). Per shape: the three
+ * convolution primitives in the layouts oneDNN picks ("any"), and for each
+ * tensor that the caller holds in another layout a reorder in or out. The
+ * gradient outputs always leave through a reorder with a sum post-op, which
+ * adds them into the caller's buffers in the same pass. Every primitive
+ * takes its scratchpad from the caller's workspace (user scratchpad mode), so
+ * nothing is allocated per call and sets used by different threads share no
+ * memory.
+ */
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "conv_dnnl.h"
+
+enum { SHAPES = 8 };
+
+typedef struct prim {
+  dnnl_primitive_t p;
+  dnnl_memory_t scratch;  /* NULL when the primitive needs none */
+} prim;
+
+/* A tensor between the caller's layout (user) and a primitive's (inner). */
+typedef struct operand {
+  prim reorder;  /* NULL p: the primitive uses the caller's buffer directly */
+  dnnl_memory_t user, inner;
+  size_t inner_bytes;
+} operand;
+
+typedef struct shape {
+  grad__conv conv;
+  int n, h, w;
+  int threads;  /* oneDNN fixes a primitive's thread count when it creates it */
+  prim fwd, bwd_data, bwd_weights;
+  operand f_src, f_wei, f_dst;    /* forward */
+  operand d_ddst, d_wei, d_dsrc;  /* backward data; d_dsrc adds into dx */
+  operand w_src, w_ddst, w_dwei;  /* backward weights; w_dwei adds into dweight */
+  size_t scratch_bytes;           /* the largest scratchpad of all of them */
+  bool ddst_shared;               /* both backward passes read dy in one layout */
+} shape;
+
+struct grad__conv_dnnl_set {
+  dnnl_stream_t stream;
+  shape *shapes[SHAPES];
+  int count, next_evict;
+};
+
+static struct {
+  pthread_once_t once;
+  dnnl_engine_t engine;
+  dnnl_status_t status;
+} cpu = {PTHREAD_ONCE_INIT, NULL, dnnl_success};
+
+static void engine_init(void) { cpu.status = dnnl_engine_create(&cpu.engine, dnnl_cpu, 0); }
+
+static grad_status fail_dnnl(dnnl_status_t s, const char *what, const grad__conv *c) {
+  grad_status st = s == dnnl_out_of_memory ? GRAD_E_NOMEM
+                   : s == dnnl_unimplemented ? GRAD_E_UNSUPPORTED
+                                             : GRAD_E_INTERNAL;
+  return grad__fail(st, "oneDNN %s of a %dx%d convolution %d -> %d (stride %d, pad %d): status %d",
+                    what, c->kernel, c->kernel, c->in_channels, c->out_channels, c->stride,
+                    c->pad, (int)s);
+}
+
+#define TRY(call, what)                                   \
+  do {                                                     \
+    dnnl_status_t s_ = (call);                             \
+    if (s_ != dnnl_success) return fail_dnnl(s_, what, conv); \
+  } while (0)
+
+static dnnl_status_t attr_create(bool sum, dnnl_primitive_attr_t *attr) {
+  dnnl_status_t s = dnnl_primitive_attr_create(attr);
+  if (s != dnnl_success) return s;
+  s = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+  if (s == dnnl_success && sum) {
+    dnnl_post_ops_t ops;
+    s = dnnl_post_ops_create(&ops);
+    if (s != dnnl_success) return s;
+    s = dnnl_post_ops_append_sum(ops, 1.0f);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(*attr, ops);
+    dnnl_post_ops_destroy(ops);
+  }
+  return s;
+}
+
+/* The primitive of pd, and a memory object for its scratchpad if it has one. */
+static dnnl_status_t prim_create(const_dnnl_primitive_desc_t pd, prim *out, size_t *scratch) {
+  const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+  if (bytes > 0) {
+    dnnl_status_t s = dnnl_memory_create(&out->scratch, md, cpu.engine, DNNL_MEMORY_NONE);
+    if (s != dnnl_success) return s;
+    if (bytes > *scratch) *scratch = bytes;
+  }
+  return dnnl_primitive_create(&out->p, pd);
+}
+
+static void prim_destroy(prim *p) {
+  if (p->p) dnnl_primitive_destroy(p->p);
+  if (p->scratch) dnnl_memory_destroy(p->scratch);
+  p->p = NULL;
+  p->scratch = NULL;
+}
+
+typedef enum { OPERAND_IN, OPERAND_OUT, OPERAND_ADD } operand_kind;
+
+static dnnl_status_t operand_init(operand *op, const dnnl_memory_desc_t *user,
+                                  const dnnl_memory_desc_t *inner, operand_kind kind,
+                                  size_t *scratch) {
+  dnnl_status_t s = dnnl_memory_create(&op->user, user, cpu.engine, DNNL_MEMORY_NONE);
+  if (s == dnnl_success) s = dnnl_memory_create(&op->inner, inner, cpu.engine, DNNL_MEMORY_NONE);
+  if (s != dnnl_success) return s;
+  op->inner_bytes = dnnl_memory_desc_get_size(inner);
+  if (kind != OPERAND_ADD && dnnl_memory_desc_equal(user, inner)) return dnnl_success;
+  dnnl_primitive_attr_t attr;
+  s = attr_create(kind == OPERAND_ADD, &attr);
+  if (s != dnnl_success) return s;
+  dnnl_primitive_desc_t pd;
+  s = kind == OPERAND_IN
+          ? dnnl_reorder_primitive_desc_create(&pd, user, cpu.engine, inner, cpu.engine, attr)
+          : dnnl_reorder_primitive_desc_create(&pd, inner, cpu.engine, user, cpu.engine, attr);
+  dnnl_primitive_attr_destroy(attr);
+  if (s != dnnl_success) return s;
+  s = prim_create(pd, &op->reorder, scratch);
+  dnnl_primitive_desc_destroy(pd);
+  return s;
+}
+
+static void operand_destroy(operand *op) {
+  prim_destroy(&op->reorder);
+  if (op->user) dnnl_memory_destroy(op->user);
+  if (op->inner) dnnl_memory_destroy(op->inner);
+}
+
+static void shape_free(shape *sh) {
+  if (!sh) return;
+  prim_destroy(&sh->fwd);
+  prim_destroy(&sh->bwd_data);
+  prim_destroy(&sh->bwd_weights);
+  operand *ops[] = {&sh->f_src, &sh->f_wei, &sh->f_dst, &sh->d_ddst, &sh->d_wei,
+                    &sh->d_dsrc, &sh->w_src, &sh->w_ddst, &sh->w_dwei};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) operand_destroy(ops[i]);
+  grad__free(sh);
+}
+
+static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+  return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+/* Descriptors, primitives and reorders of one shape. */
+static grad_status shape_build(shape *sh) {
+  const grad__conv *conv = &sh->conv;
+  const int oh = grad__conv_out_size(conv, sh->h), ow = grad__conv_out_size(conv, sh->w);
+  const dnnl_dims_t src_dims = {sh->n, conv->in_channels, sh->h, sh->w};
+  const dnnl_dims_t dst_dims = {sh->n, conv->out_channels, oh, ow};
+  const dnnl_dims_t wei_dims = {conv->out_channels, conv->in_channels, conv->kernel,
+                                conv->kernel};
+  const dnnl_dims_t strides = {conv->stride, conv->stride}, pad = {conv->pad, conv->pad};
+  dnnl_memory_desc_t src, dst, wei, src_any, dst_any, wei_any;
+  TRY(dnnl_memory_desc_init_by_tag(&src, 4, src_dims, dnnl_f32, dnnl_nchw), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, dnnl_f32, dnnl_nchw), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wei_dims, dnnl_f32, dnnl_oihw), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+      "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+      "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&wei_any, 4, wei_dims, dnnl_f32, dnnl_format_tag_any),
+      "layout");
+
+  dnnl_primitive_attr_t attr;
+  TRY(attr_create(false, &attr), "attributes");
+  dnnl_convolution_desc_t fd, dd, wd;
+  dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+  dnnl_status_t s = dnnl_convolution_forward_desc_init(
+      &fd, dnnl_forward_training, dnnl_convolution_direct, &src_any, &wei_any, NULL, &dst_any,
+      strides, pad, pad);
+  if (s == dnnl_success) s = dnnl_primitive_desc_create(&fpd, &fd, attr, cpu.engine, NULL);
+  if (s == dnnl_success)
+    s = dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &src_any,
+                                                 &wei_any, &dst_any, strides, pad, pad);
+  if (s == dnnl_success) s = dnnl_primitive_desc_create(&dpd, &dd, attr, cpu.engine, fpd);
+  if (s == dnnl_success)
+    s = dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &src_any,
+                                                    &wei_any, NULL, &dst_any, strides, pad,
+                                                    pad);
+  if (s == dnnl_success) s = dnnl_primitive_desc_create(&wpd, &wd, attr, cpu.engine, fpd);
+  dnnl_primitive_attr_destroy(attr);
+  size_t *scratch = &sh->scratch_bytes;
+  if (s == dnnl_success) s = prim_create(fpd, &sh->fwd, scratch);
+  if (s == dnnl_success) s = prim_create(dpd, &sh->bwd_data, scratch);
+  if (s == dnnl_success) s = prim_create(wpd, &sh->bwd_weights, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->f_src, &src, md_of(fpd, dnnl_query_src_md), OPERAND_IN, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->f_wei, &wei, md_of(fpd, dnnl_query_weights_md), OPERAND_IN, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->f_dst, &dst, md_of(fpd, dnnl_query_dst_md), OPERAND_OUT, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->d_ddst, &dst, md_of(dpd, dnnl_query_diff_dst_md), OPERAND_IN,
+                     scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->d_wei, &wei, md_of(dpd, dnnl_query_weights_md), OPERAND_IN, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->d_dsrc, &src, md_of(dpd, dnnl_query_diff_src_md), OPERAND_ADD,
+                     scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->w_src, &src, md_of(wpd, dnnl_query_src_md), OPERAND_IN, scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->w_ddst, &dst, md_of(wpd, dnnl_query_diff_dst_md), OPERAND_IN,
+                     scratch);
+  if (s == dnnl_success)
+    s = operand_init(&sh->w_dwei, &wei, md_of(wpd, dnnl_query_diff_weights_md), OPERAND_ADD,
+                     scratch);
+  if (s == dnnl_success)
+    sh->ddst_shared = dnnl_memory_desc_equal(md_of(dpd, dnnl_query_diff_dst_md),
+                                             md_of(wpd, dnnl_query_diff_dst_md));
+  if (fpd) dnnl_primitive_desc_destroy(fpd);
+  if (dpd) dnnl_primitive_desc_destroy(dpd);
+  if (wpd) dnnl_primitive_desc_destroy(wpd);
+  return s == dnnl_success ? GRAD_OK : fail_dnnl(s, "setup", conv);
+}
+
+grad_status grad__conv_dnnl_set_create(grad__conv_dnnl_set **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad__conv_dnnl_set_create: out is NULL");
+  *out = NULL;
+  pthread_once(&cpu.once, engine_init);
+  if (cpu.status != dnnl_success)
+    return grad__fail(GRAD_E_UNSUPPORTED, "oneDNN: no CPU engine (status %d)", (int)cpu.status);
+  grad__conv_dnnl_set *set = grad__calloc(1, sizeof *set);
+  if (!set) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution set: out of memory");
+  dnnl_status_t s = dnnl_stream_create(&set->stream, cpu.engine, dnnl_stream_default_flags);
+  if (s != dnnl_success) {
+    grad__free(set);
+    return grad__fail(GRAD_E_INTERNAL, "oneDNN: no stream (status %d)", (int)s);
+  }
+  *out = set;
+  return GRAD_OK;
+}
+
+void grad__conv_dnnl_set_free(grad__conv_dnnl_set *set) {
+  if (!set) return;
+  for (int i = 0; i < set->count; i++) shape_free(set->shapes[i]);
+  dnnl_stream_destroy(set->stream);
+  grad__free(set);
+}
+
+/* The shape's primitives, built on first use; the oldest shape makes room
+ * when the set is full. */
+static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
+                             int w, int threads, shape **out) {
+  for (int i = 0; i < set->count; i++) {
+    shape *sh = set->shapes[i];
+    if (sh->n == n && sh->h == h && sh->w == w && sh->threads == threads &&
+        !memcmp(&sh->conv, conv, sizeof *conv)) {
+      *out = sh;
+      return GRAD_OK;
+    }
+  }
+  if (grad__conv_out_size(conv, h) <= 0 || grad__conv_out_size(conv, w) <= 0)
+    return grad__fail(GRAD_E_SHAPE, "convolution input %dx%d is smaller than its %dx%d kernel",
+                      h, w, conv->kernel, conv->kernel);
+  shape *sh = grad__calloc(1, sizeof *sh);
+  if (!sh) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: out of memory");
+  sh->conv = *conv;
+  sh->n = n;
+  sh->h = h;
+  sh->w = w;
+  sh->threads = threads;
+  grad_status st = shape_build(sh);
+  if (st != GRAD_OK) {
+    shape_free(sh);
+    return st;
+  }
+  int slot = set->count < SHAPES ? set->count++ : set->next_evict++ % SHAPES;
+  if (set->shapes[slot]) shape_free(set->shapes[slot]);
+  set->shapes[slot] = sh;
+  *out = sh;
+  return GRAD_OK;
+}
+
+/* One execution: every primitive's scratchpad is `scratch` (they run one after another). */
+typedef struct run {
+  grad__conv_dnnl_set *set;
+  const grad__conv *conv;
+  void *scratch;
+  grad_workspace *ws;
+} run;
+
+static dnnl_status_t execute(const run *r, prim *p, int nargs, dnnl_exec_arg_t *args) {
+  dnnl_exec_arg_t all[8];
+  memcpy(all, args, sizeof(dnnl_exec_arg_t) * (size_t)nargs);
+  if (p->scratch) {
+    dnnl_memory_set_data_handle(p->scratch, r->scratch);
+    all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
+  }
+  return dnnl_primitive_execute(p->p, r->set->stream, nargs, all);
+}
+
+/* The operand's inner memory bound to a buffer: the caller's own when no
+ * reorder is needed, else workspace; for inputs, the reorder is run. */
+static grad_status bind(const run *r, operand *op, const float *user, bool input) {
+  const grad__conv *conv = r->conv;
+  dnnl_memory_set_data_handle(op->user, (void *)user);
+  if (!op->reorder.p) {
+    dnnl_memory_set_data_handle(op->inner, (void *)user);
+    return GRAD_OK;
+  }
+  void *buffer = grad__ws_alloc(r->ws, op->inner_bytes);
+  if (!buffer) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for a reorder");
+  dnnl_memory_set_data_handle(op->inner, buffer);
+  if (input) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, op->user}, {DNNL_ARG_TO, op->inner}};
+    TRY(execute(r, &op->reorder, 2, args), "reorder");
+  }
+  return GRAD_OK;
+}
+
+/* Moves an output from the primitive's layout to the caller's (adding for OPERAND_ADD). */
+static grad_status unbind(const run *r, operand *op) {
+  const grad__conv *conv = r->conv;
+  if (!op->reorder.p) return GRAD_OK;
+  dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, op->inner}, {DNNL_ARG_TO, op->user}};
+  TRY(execute(r, &op->reorder, 2, args), "reorder");
+  return GRAD_OK;
+}
+
+static grad_status run_begin(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
+                             int w, grad_workspace *ws, shape **sh, run *r) {
+  /* oneDNN runs on OpenMP and sizes a primitive's work split to the threads
+   * there are when the primitive is made: as many as grad_threads_set()
+   * asked for, and a new primitive when that changes (or the split and with
+   * it the sums' order would not follow the setting). */
+  const int threads = grad_threads_get();
+  omp_set_num_threads(threads);
+  grad_status st = shape_get(set, conv, n, h, w, threads, sh);
+  if (st != GRAD_OK) return st;
+  *r = (run){set, conv, NULL, ws};
+  if ((*sh)->scratch_bytes && !(r->scratch = grad__ws_alloc(ws, (*sh)->scratch_bytes)))
+    return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for its scratchpad");
+  return GRAD_OK;
+}
+
+grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *conv,
+                                    const float *weight, const float *x, int n, int h, int w,
+                                    float *y, grad_workspace *ws) {
+  size_t mark = grad__ws_mark(ws);
+  shape *sh;
+  run r;
+  grad_status st = run_begin(set, conv, n, h, w, ws, &sh, &r);
+  if (st == GRAD_OK) st = bind(&r, &sh->f_src, x, true);
+  if (st == GRAD_OK) st = bind(&r, &sh->f_wei, weight, true);
+  if (st == GRAD_OK) st = bind(&r, &sh->f_dst, y, false);
+  if (st == GRAD_OK) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->f_src.inner},
+                              {DNNL_ARG_WEIGHTS, sh->f_wei.inner},
+                              {DNNL_ARG_DST, sh->f_dst.inner}};
+    dnnl_status_t s = execute(&r, &sh->fwd, 3, args);
+    st = s == dnnl_success ? unbind(&r, &sh->f_dst) : fail_dnnl(s, "forward", conv);
+  }
+  if (st == GRAD_OK) dnnl_stream_wait(set->stream);
+  grad__ws_release(ws, mark);
+  return st;
+}
+
+grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
+                                     const float *weight, const float *x, int n, int h, int w,
+                                     const float *dy, float *dx, float *dweight,
+                                     grad_workspace *ws) {
+  size_t mark = grad__ws_mark(ws);
+  shape *sh;
+  run r;
+  grad_status st = run_begin(set, conv, n, h, w, ws, &sh, &r);
+  if (st == GRAD_OK && dx) {
+    st = bind(&r, &sh->d_ddst, dy, true);
+    if (st == GRAD_OK) st = bind(&r, &sh->d_wei, weight, true);
+    if (st == GRAD_OK) st = bind(&r, &sh->d_dsrc, dx, false);
+    if (st == GRAD_OK) {
+      dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, sh->d_ddst.inner},
+                                {DNNL_ARG_WEIGHTS, sh->d_wei.inner},
+                                {DNNL_ARG_DIFF_SRC, sh->d_dsrc.inner}};
+      dnnl_status_t s = execute(&r, &sh->bwd_data, 3, args);
+      st = s == dnnl_success ? unbind(&r, &sh->d_dsrc) : fail_dnnl(s, "backward data", conv);
+    }
+  }
+  if (st == GRAD_OK && dweight) {
+    st = bind(&r, &sh->w_src, x, true);
+    /* dy in the weights primitive's layout: often the one just made for the data pass. */
+    if (st == GRAD_OK && dx && sh->ddst_shared) {
+      void *inner = NULL;
+      dnnl_memory_get_data_handle(sh->d_ddst.inner, &inner);
+      dnnl_memory_set_data_handle(sh->w_ddst.inner, inner);
+    } else if (st == GRAD_OK) {
+      st = bind(&r, &sh->w_ddst, dy, true);
+    }
+    if (st == GRAD_OK) st = bind(&r, &sh->w_dwei, dweight, false);
+    if (st == GRAD_OK) {
+      dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->w_src.inner},
+                                {DNNL_ARG_DIFF_DST, sh->w_ddst.inner},
+                                {DNNL_ARG_DIFF_WEIGHTS, sh->w_dwei.inner}};
+      dnnl_status_t s = execute(&r, &sh->bwd_weights, 3, args);
+      st = s == dnnl_success ? unbind(&r, &sh->w_dwei) : fail_dnnl(s, "backward weights", conv);
+    }
+  }
+  if (st == GRAD_OK) dnnl_stream_wait(set->stream);
+  grad__ws_release(ws, mark);
+  return st;
+}
