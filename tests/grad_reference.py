@@ -1,4 +1,4 @@
-"""PyTorch reference of libgrad's grid feature store (docs/method.md 4-7).
+"""PyTorch reference of libgrad's grid feature store (docs/method.md sections 4-7).
 
 Run with Debian's /usr/bin/python3 (it has torch; the python3 first on PATH
 may not). Import it from a fixture script in tests/:
@@ -6,7 +6,7 @@ may not). Import it from a fixture script in tests/:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from grad_reference import GradStore, fusion_loss, read_safetensors, ...
 
-GradStore follows method.md, not the official code line by line; its
+GradStore follows docs/method.md, not the official code line by line; its
 state_dict() names, prefixed with "store.", are the model file's tensor
 names (store_tensors() / load_store_tensors()). Safetensors files are read
 and written by hand (json + struct), so nothing beyond torch is needed.
@@ -213,7 +213,7 @@ class GradStore(nn.Module):
 
 
 def method_init(store):
-    """method.md section 6 with torch's generator: conv and linear weights
+    """docs/method.md section 6 with torch's generator: conv and linear weights
     N(0, 0.01^2), biases 0, BatchNorm 1 / 0, grids Xavier-normal."""
     with torch.no_grad():
         nn.init.xavier_normal_(store.local_grid)
@@ -238,7 +238,7 @@ def store_from_tensors(tensors, metadata):
 
 
 def fusion_weights(rec, feats):
-    """s per position (n x 1 x H x W), as method.md section 7."""
+    """s per position (n x 1 x H x W), as docs/method.md section 7."""
     e = torch.mean((rec - feats) ** 2, dim=1)
     m = 1 - torch.round((e * 0.05).clamp(0, 1))
     cos = F.cosine_similarity(rec, feats, dim=1)

@@ -7,8 +7,8 @@ Usage (Debian's Python, which has torch 1.13; the pyenv python3 has no torch):
 Writes, under tests/fixtures/train/:
   optim_golden.safetensors  torch.optim.AdamW with two parameter groups,
       StepLR and clip_grad_norm_ over five steps on given gradients.
-  store_train_golden.safetensors  the grid feature store of method.md 4-7
-      (tests/grad_reference.py, method.md initialisation) trained for two
+  store_train_golden.safetensors  the grid feature store of docs/method.md sections 4-7
+      (tests/grad_reference.py, docs/method.md initialisation) trained for two
       epochs of two batches (4 images, then the partial batch of 2), StepLR
       x0.1 after the first epoch, coordinate noise on one batch, clipping at
       0.1: the initial store ("store.*" tensors and metadata, readable by

@@ -244,7 +244,7 @@ END_TEST
 
 /*
  * The whole store is checked against a plain double-precision reference of
- * its forward pass written here from method.md (direct convolutions, its own
+ * its forward pass written here from docs/method.md (direct convolutions, its own
  * bilinear sampler, BatchNorm, the fusion loss), differentiated by central
  * differences with a step of 1e-6: kinks (ReLU, cell borders, the rounded
  * step) are then almost never crossed and the quotient carries ~1e-10 of

@@ -1,4 +1,4 @@
-/* libgrad: The frozen ResNet/WideResNet feature extractor and its neck (method.md sections 2-3). */
+/* libgrad: The frozen ResNet/WideResNet feature extractor and its neck (docs/method.md sections 2-3). */
 #ifndef GRAD_BACKBONE_H
 #define GRAD_BACKBONE_H
 

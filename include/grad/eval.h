@@ -1,4 +1,4 @@
-/* libgrad: Evaluation: metrics (AUROC, AUPRO, F1-max; method.md section 8),
+/* libgrad: Evaluation: metrics (AUROC, AUPRO, F1-max; docs/method.md section 8),
  * a model evaluated on an MVTec-layout category, and heatmap overlays. */
 #ifndef GRAD_EVAL_H
 #define GRAD_EVAL_H
@@ -91,7 +91,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_pixel_metrics_f1_max(grad_pixel_metrics
 GRAD_API GRAD_NODISCARD grad_status grad_pixel_metrics_aupro(grad_pixel_metrics *pm,
                                                              double fpr_limit, double *aupro);
 
-/* ---- Evaluation on an MVTec-layout category (method.md section 8) ---- */
+/* ---- Evaluation on an MVTec-layout category (docs/method.md section 8) ---- */
 
 /*
  * What grad_model_evaluate measured. An output struct, versioned like the

@@ -1,4 +1,4 @@
-/* libgrad: The scoring head: fusion, anomaly map, image score, threshold (method.md section 7). */
+/* libgrad: The scoring head: fusion, anomaly map, image score, threshold (docs/method.md section 7). */
 #ifndef GRAD_HEAD_H
 #define GRAD_HEAD_H
 
@@ -23,7 +23,7 @@ extern "C" {
  */
 typedef struct grad_head grad_head;
 
-/* The fixed window sizes of method.md. */
+/* The fixed window sizes of docs/method.md. */
 #define GRAD_HEAD_SMOOTH_SIZE 21
 #define GRAD_HEAD_POOL_SIZE 32
 

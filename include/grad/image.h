@@ -1,4 +1,4 @@
-/* libgrad: image decoding, encoding, resizing and normalisation (method.md section 1). */
+/* libgrad: image decoding, encoding, resizing and normalisation (docs/method.md section 1). */
 #ifndef GRAD_IMAGE_H
 #define GRAD_IMAGE_H
 

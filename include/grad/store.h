@@ -1,4 +1,4 @@
-/* libgrad: The grid feature store and its decoder: reconstruction and training (method.md sections 4-6). */
+/* libgrad: The grid feature store and its decoder: reconstruction and training (docs/method.md sections 4-6). */
 #ifndef GRAD_STORE_H
 #define GRAD_STORE_H
 

@@ -22,7 +22,7 @@ typedef struct grad_train_progress {
   int step;               /* 1-based step within the epoch */
   int steps_per_epoch;
   int64_t total_steps;    /* optimiser steps taken so far, over all epochs and resumes */
-  double loss;            /* this step's training loss (method.md section 6) */
+  double loss;            /* this step's training loss (docs/method.md section 6) */
   double epoch_loss;      /* mean loss per image over the epoch so far */
   int epoch_done;         /* 1 on the last step of an epoch */
   double lr_grid;         /* learning rates used by this step */

@@ -1,5 +1,5 @@
 /*
- * The scoring head (method.md section 7): anomaly map, image score,
+ * The scoring head (docs/method.md section 7): anomaly map, image score,
  * threshold calibration, normalised scores and masks, model-file metadata.
  */
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * Resizing (method.md section 1) and the network input tensor.
+ * Resizing (docs/method.md section 1) and the network input tensor.
  *
  * The bilinear filter reproduces PIL's Image.resize(..., BILINEAR) (Pillow's
  * Resample.c) operation for operation, so that results are equal to the

@@ -1,5 +1,5 @@
 /*
- * BatchNorm2d (method.md section 5) for the decoder: x is n x channels x
+ * BatchNorm2d (docs/method.md section 5) for the decoder: x is n x channels x
  * plane (plane = H * W). Training normalises with the batch statistics
  * (biased variance) and updates the running statistics as torch does:
  * running = (1 - momentum) * running + momentum * batch, with the unbiased

@@ -1,4 +1,4 @@
-/* Fusion weights and anomaly values (method.md section 7). */
+/* Fusion weights and anomaly values (docs/method.md section 7). */
 #include <math.h>
 
 #include "fusion.h"

@@ -1,5 +1,5 @@
 /*
- * The fusion of method.md section 7, shared by training (its loss) and the
+ * The fusion of docs/method.md section 7, shared by training (its loss) and the
  * scoring head. R and F are one image's C x P maps (P = H * W positions,
  * channel-major planes). For each position p:
  *   e_p = mean_c (R - F)^2,  m_p = 1 - round(clamp(0.05 e_p, 0, 1)),

@@ -1,5 +1,5 @@
 /*
- * The training loss (method.md section 6): the mean of (R' - F)^2 over all
+ * The training loss (docs/method.md section 6): the mean of (R' - F)^2 over all
  * elements, R' the fused reconstruction of section 7. Per position p,
  * R'_p - F_p = (1 - s_p)(R_p - F_p), so the loss is
  *   L = sum_p (1 - s_p)^2 d2_p / (n C P),   d2_p = ||R_p - F_p||^2,

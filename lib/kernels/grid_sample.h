@@ -1,6 +1,6 @@
 /*
  * Bilinear grid sampling, as torch.nn.functional.grid_sample with
- * mode='bilinear', padding_mode='zeros', align_corners=False (method.md
+ * mode='bilinear', padding_mode='zeros', align_corners=False (docs/method.md
  * section 4). A grid holds `channels` planes of gh x gw cells (channel-major).
  * A point (x, y) in normalised coordinates: x runs along the width (torch's
  * grid[..., 0]) and y along the height (grid[..., 1]); -1 is the outer edge

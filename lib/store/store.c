@@ -188,7 +188,7 @@ static bool is_bn_weight(const grad_store *s, size_t k) {
   return k == BLOCK_BN1_W || k == BLOCK_BN2_W;
 }
 
-/* method.md section 6. One generator, drawn in parameter order: every
+/* docs/method.md section 6. One generator, drawn in parameter order: every
  * convolution and linear weight N(0, 0.01^2), as the official code's
  * initialiser does for every Conv2d and Linear (the CRAD bottleneck's
  * depthwise and squeeze-and-excitation weights included). */

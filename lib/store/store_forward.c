@@ -1,5 +1,5 @@
 /*
- * The store's forward passes (method.md sections 4-5): coordinate nets,
+ * The store's forward passes (docs/method.md sections 4-5): coordinate nets,
  * grid sampling into the query, the decoder. Inference leaves the store
  * untouched; the training forward records its tape in the workspace.
  */

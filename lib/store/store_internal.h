@@ -1,5 +1,5 @@
 /*
- * Internal interface of the grid feature store (method.md sections 4-6):
+ * Internal interface of the grid feature store (docs/method.md sections 4-6):
  * local and global grids, coordinate nets, decoder; forward for inference
  * and training, backward, and the parameter list the optimiser walks.
  * Layouts are N,C,H,W float32. The public handle is grad_store (store.h in
@@ -47,7 +47,7 @@ typedef struct grad__param {
   grad__param_group group;
 } grad__param;
 
-/* Initialised as method.md section 6: weights N(0, 0.01^2), biases 0, BN
+/* Initialised as docs/method.md section 6: weights N(0, 0.01^2), biases 0, BN
  * weight 1 / bias 0 / running mean 0 / running var 1, grids Xavier-normal
  * (torch's fans for 1 x C x Rl x Rl and 1 x CHW x Rg x Rg). One grad__rng
  * seeded with seed fills the tensors in parameter order. Parameters are
@@ -95,7 +95,7 @@ grad_status grad__store_backward(grad_store *store, grad__store_tape *tape, cons
                                  grad_workspace *ws);
 
 /*
- * The training loss of method.md section 6: the mean over all n*C*H*W
+ * The training loss of docs/method.md section 6: the mean over all n*C*H*W
  * elements of (R' - F)^2, R' the fused reconstruction; dR (may be NULL)
  * receives dL/dR, with the gradient flowing through the cosine term only.
  */

@@ -1,7 +1,7 @@
 /*
  * The cached (reduced) features of all training images, n x C x H x W
  * float32, filled once and read by every epoch (the backbone never trains,
- * method.md section 6).
+ * docs/method.md section 6).
  *
  * Where the data lives: in memory when n*C*H*W*4 bytes fit under the
  * memory limit (default GRAD__FEATURE_CACHE_DEFAULT_LIMIT, 2 GiB);

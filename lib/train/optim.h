@@ -1,5 +1,5 @@
 /*
- * The optimiser of method.md section 6, written to match PyTorch step for
+ * The optimiser of docs/method.md section 6, written to match PyTorch step for
  * step: torch.optim.AdamW with two parameter groups (the grids, and
  * everything else), torch.optim.lr_scheduler.StepLR stepped once per epoch,
  * and torch.nn.utils.clip_grad_norm_ on the total L2 norm.

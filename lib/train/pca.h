@@ -1,5 +1,5 @@
 /*
- * The channel reduction of method.md section 3: a fixed linear map from the
+ * The channel reduction of docs/method.md section 3: a fixed linear map from the
  * C_raw concatenated backbone channels to C, fitted once by PCA on the
  * training features and stored in the model. Every spatial position of
  * every training image is one sample of C_raw values.
@@ -7,7 +7,7 @@
  *   y = P (x - mean),  P: C x C_raw, rows the top-C principal axes.
  *
  * No whitening: the rows of P are orthonormal, so distances and the
- * features' scale are kept (the fusion's error threshold of method.md 7
+ * features' scale are kept (the fusion's error threshold of docs/method.md section 7
  * works on that scale). With C_raw <= C the map is the identity (mean 0,
  * P = I, C = C_raw). Features are N,C,H,W float32, channel-major planes.
  */

@@ -1,4 +1,4 @@
-/* The training loop over cached features (method.md section 6). */
+/* The training loop over cached features (docs/method.md section 6). */
 #include <math.h>
 #include <string.h>
 #include <time.h>

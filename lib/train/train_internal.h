@@ -1,5 +1,5 @@
 /*
- * The training loop of method.md section 6 over cached features: shuffled
+ * The training loop of docs/method.md section 6 over cached features: shuffled
  * mini-batches, coordinate noise, the fused-reconstruction loss, backward,
  * gradient clipping, AdamW and StepLR, with progress, cancellation,
  * checkpoints and resume. The public "train a model from folders of images"
