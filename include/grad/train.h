@@ -10,8 +10,18 @@
 extern "C" {
 #endif
 
+/* The phases of grad_model_train, in order, as grad_train_progress.phase. */
+typedef enum grad_train_phase {
+  GRAD_TRAIN_PHASE_EPOCHS = 0,      /* training the store: one call per optimiser step */
+  GRAD_TRAIN_PHASE_FEATURES = 1,    /* backbone features of the training images */
+  GRAD_TRAIN_PHASE_REDUCTION = 2,   /* PCA fit and reduction of the cached features */
+  GRAD_TRAIN_PHASE_CALIBRATION = 3  /* scoring the held-out images for the thresholds */
+} grad_train_phase;
+
 /*
- * What the progress callback sees after every optimiser step. The struct
+ * What the progress callback sees after every optimiser step, and (from
+ * grad_model_train) after each unit of work of the other phases, where
+ * epoch_done is 0 and the epoch fields describe the run ahead. The struct
  * may grow: read struct_size before any field added after the first
  * release.
  */
@@ -29,7 +39,11 @@ typedef struct grad_train_progress {
   double lr_net;
   double grad_norm;       /* total gradient L2 norm before clipping */
   double elapsed_seconds; /* since this training call started */
-  double eta_seconds;     /* estimate of the time still needed by this call */
+  double eta_seconds;     /* estimate of the time still needed by this phase; < 0: unknown */
+  /* Added after 0.1.0 (struct_size tells): */
+  int phase;              /* a grad_train_phase */
+  int64_t phase_done;     /* units done in this phase: images, or steps in EPOCHS */
+  int64_t phase_total;    /* units the phase has */
 } grad_train_progress;
 
 /*
@@ -42,6 +56,10 @@ typedef struct grad_train_progress {
  * Runs resume only from epoch boundaries: when the stop comes on an
  * epoch's last step (epoch_done) and checkpoint_path is set, a checkpoint
  * of that epoch is saved before returning. On any other error *out is NULL.
+ * grad_model_train also calls it during its other phases (phase): a stop
+ * during feature extraction or channel reduction returns GRAD_E_CANCELLED
+ * with no model (no step was taken); calibration, short and needed by the
+ * model, is reported but not stopped.
  */
 typedef int (*grad_train_progress_fn)(const grad_train_progress *progress, void *user);
 

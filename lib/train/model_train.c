@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "dataset.h"
 #include "feature_cache.h"
@@ -141,10 +142,64 @@ static grad_status gather_folders(const char *const *folders, int count, double 
   return GRAD_OK;
 }
 
+/* Progress of every phase (train.h): the caller's callback with the phase,
+ * its units, and the time since the training call began. */
+typedef struct reporter {
+  const grad_train_options *user; /* the caller's options: progress, progress_user, epochs */
+  double start, phase_start;
+  int phase;
+} reporter;
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *phase_name(int phase) {
+  return phase == GRAD_TRAIN_PHASE_FEATURES ? "feature extraction"
+         : phase == GRAD_TRAIN_PHASE_REDUCTION ? "channel reduction"
+         : phase == GRAD_TRAIN_PHASE_CALIBRATION ? "calibration" : "training";
+}
+
+/* Reports done of total units of phase; GRAD_E_CANCELLED when the
+ * callback asks to stop, unless the phase cannot be stopped. */
+static grad_status report_phase(reporter *r, int phase, int64_t done, int64_t total) {
+  if (!r->user->progress) return GRAD_OK;
+  double now = now_seconds();
+  if (phase != r->phase) {
+    r->phase = phase;
+    r->phase_start = now;
+  }
+  grad_train_progress p;
+  memset(&p, 0, sizeof p);
+  p.struct_size = sizeof p;
+  p.epochs = r->user->epochs;
+  p.loss = p.epoch_loss = NAN;
+  p.elapsed_seconds = now - r->start;
+  p.eta_seconds = done > 0 ? (now - r->phase_start) / (double)done * (double)(total - done) : -1;
+  p.phase = phase;
+  p.phase_done = done;
+  p.phase_total = total;
+  if (r->user->progress(&p, r->user->progress_user) != 0 && phase != GRAD_TRAIN_PHASE_CALIBRATION)
+    return grad__fail(GRAD_E_CANCELLED, "training cancelled by the progress callback during %s",
+                      phase_name(phase));
+  return GRAD_OK;
+}
+
+/* The store's per-step reports, with the time counted from the call's start. */
+static int forward_step(const grad_train_progress *progress, void *user) {
+  reporter *r = user;
+  grad_train_progress p = *progress;
+  p.elapsed_seconds = now_seconds() - r->start;
+  r->phase = GRAD_TRAIN_PHASE_EPOCHS;
+  return r->user->progress(&p, r->user->progress_user);
+}
+
 /* Backbone features of every training image into `raw` (n x C_raw x H x W),
  * in batches, feeding the PCA fit on the way. */
 static grad_status extract_features(const grad_backbone *bb, const image_set *images,
-                                    grad__feature_cache *raw, grad__pca_fit *fit) {
+                                    grad__feature_cache *raw, grad__pca_fit *fit, reporter *r) {
   int size = grad_backbone_input_size(bb);
   size_t input_floats = 3 * (size_t)size * size, count = image_set_count(images);
   size_t positions = (size_t)grad_backbone_feature_height(bb) * grad_backbone_feature_width(bb);
@@ -165,6 +220,8 @@ static grad_status extract_features(const grad_backbone *bb, const image_set *im
     for (int i = 0; s == GRAD_OK && i < n; i++)
       memcpy(grad__feature_cache_image(raw, (int)first + i), features + i * feature_floats,
              feature_floats * sizeof(float));
+    if (s == GRAD_OK)
+      s = report_phase(r, GRAD_TRAIN_PHASE_FEATURES, (int64_t)(first + n), (int64_t)count);
   }
   grad_workspace_free(ws);
   grad__free(inputs);
@@ -173,13 +230,15 @@ static grad_status extract_features(const grad_backbone *bb, const image_set *im
 }
 
 static grad_status reduce_features(const grad__pca *pca, const grad__feature_cache *raw,
-                                   size_t positions, grad__feature_cache *reduced) {
+                                   size_t positions, grad__feature_cache *reduced, reporter *r) {
   grad_workspace *ws = NULL;
   grad_status s = grad_workspace_create(&ws);
-  for (int i = 0; s == GRAD_OK && i < grad__feature_cache_count(raw); i++) {
+  int count = grad__feature_cache_count(raw);
+  for (int i = 0; s == GRAD_OK && i < count; i++) {
     grad__ws_reset(ws);
     s = grad__pca_apply(pca, grad__feature_cache_image_const(raw, i), 1, positions,
                         grad__feature_cache_image(reduced, i), ws);
+    if (s == GRAD_OK) s = report_phase(r, GRAD_TRAIN_PHASE_REDUCTION, i + 1, count);
   }
   grad_workspace_free(ws);
   return s;
@@ -187,7 +246,8 @@ static grad_status reduce_features(const grad__pca *pca, const grad__feature_cac
 
 /* Scores the held-out normal images and sets the head's thresholds. With
  * nothing held out, the training images stand in (documented: biased low). */
-static grad_status calibrate(grad_model *model, const image_set *holdout, const image_set *train) {
+static grad_status calibrate(grad_model *model, const image_set *holdout, const image_set *train,
+                             reporter *r) {
   const image_set *images = image_set_count(holdout) ? holdout : train;
   size_t count = image_set_count(images);
   int size = grad_model_input_size(model);
@@ -202,6 +262,8 @@ static grad_status calibrate(grad_model *model, const image_set *holdout, const 
     s = image_set_input(images, i, size, ctx->input);
     if (s == GRAD_OK)
       s = grad__model_score_tensor(model, ctx, ctx->input, maps + i * map_pixels, &scores[i]);
+    /* Reported, not cancellable: it is short and the model needs it. */
+    if (s == GRAD_OK) s = report_phase(r, GRAD_TRAIN_PHASE_CALIBRATION, (int64_t)i + 1, (int64_t)count);
   }
   if (s == GRAD_OK)
     s = grad_head_calibrate_normal(model->head, scores, maps, count, map_pixels, NULL);
@@ -297,6 +359,12 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   char *description = NULL, *cancelled = NULL;
   int train_count = (int)image_set_count(train);
   grad_status s = GRAD_OK;
+  reporter rep = {topts, now_seconds(), now_seconds(), -1};
+  grad_train_options store_options = *topts;
+  if (topts->progress) {
+    store_options.progress = forward_step;
+    store_options.progress_user = &rep;
+  }
   if (image_set_count(train) > (size_t)INT32_MAX)
     s = grad__fail(GRAD_E_TOO_LARGE, "%zu training images: more than the cache holds",
                    image_set_count(train));
@@ -312,12 +380,13 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
                                    NULL, &raw);
   }
   if (s == GRAD_OK) s = grad__pca_fit_create(raw_channels, &fit);
-  if (s == GRAD_OK) s = extract_features(bb, train, raw, fit);
+  if (s == GRAD_OK) s = extract_features(bb, train, raw, fit, &rep);
+  if (s == GRAD_OK) s = report_phase(&rep, GRAD_TRAIN_PHASE_REDUCTION, 0, train_count);
   if (s == GRAD_OK) s = grad__pca_fit_finish(fit, opts->channels, &pca);
   if (s == GRAD_OK)
     s = grad__feature_cache_create(train_count, pca->channels, h, w, topts->memory_limit_bytes,
                                    NULL, &reduced);
-  if (s == GRAD_OK) s = reduce_features(pca, raw, (size_t)h * w, reduced);
+  if (s == GRAD_OK) s = reduce_features(pca, raw, (size_t)h * w, reduced, &rep);
   grad__feature_cache_free(raw);
   raw = NULL;
   if (s == GRAD_OK) {
@@ -332,7 +401,8 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   }
   grad__train_report report;
   memset(&report, 0, sizeof report);
-  if (s == GRAD_OK) s = grad__train_store(store, reduced, topts, topts->resume_path, &report);
+  if (s == GRAD_OK)
+    s = grad__train_store(store, reduced, &store_options, topts->resume_path, &report);
   if (s == GRAD_E_CANCELLED) {
     /* The store holds the last completed step: finish the model with it. */
     if (!(cancelled = grad__strdup(grad_last_error())))
@@ -354,7 +424,7 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
     bb = NULL, pca = NULL, store = NULL, head = NULL; /* owned by the model now (or freed) */
   }
   if (s == GRAD_OK) s = grad__model_measure(model);
-  if (s == GRAD_OK) s = calibrate(model, holdout, train);
+  if (s == GRAD_OK) s = calibrate(model, holdout, train, &rep);
   if (s == GRAD_OK) s = grad__train_record_provenance(model, record);
   if (s == GRAD_OK) {
     *out = model;

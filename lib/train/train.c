@@ -200,6 +200,9 @@ static grad_status report_step(run_state *r, int epoch, int step, double loss, d
   p.elapsed_seconds = now_seconds() - r->start;
   p.eta_seconds = p.elapsed_seconds / (double)r->steps_done *
                   (double)(r->steps_planned - r->steps_done);
+  p.phase = GRAD_TRAIN_PHASE_EPOCHS;
+  p.phase_done = r->steps_done;
+  p.phase_total = r->steps_planned;
   if (o->progress(&p, o->progress_user) != 0)
     return grad__fail(GRAD_E_CANCELLED,
                       "training cancelled by the progress callback at epoch %d, step %d", epoch,
