@@ -150,6 +150,7 @@ typedef struct cancel_at {
 
 static int cancel_progress(const grad_train_progress *p, void *user) {
   cancel_at *c = user;
+  if (p->phase != GRAD_TRAIN_PHASE_EPOCHS) return 0; /* steps only */
   c->calls++;
   return p->total_steps >= c->stop_at;
 }
@@ -218,6 +219,7 @@ typedef struct first_loss {
 
 static int record_first_loss(const grad_train_progress *p, void *user) {
   first_loss *f = user;
+  if (p->phase != GRAD_TRAIN_PHASE_EPOCHS) return 0;
   if (!f->seen++) f->loss = p->loss;
   return 0;
 }
@@ -253,6 +255,66 @@ START_TEST(train_more_continues_the_saved_store) {
   ck_assert_ptr_null(refused);
   grad_model_free(model);
   grad_model_free(tuned);
+}
+END_TEST
+
+/* Every phase of grad_model_train reports, in order, up to its total. */
+typedef struct phase_log {
+  int order[64], count;          /* phases in the order first seen */
+  int64_t last_done[4], last_total[4];
+  double last_elapsed;
+  int elapsed_went_back, stop_in_phase;
+} phase_log;
+
+static int log_phase(const grad_train_progress *p, void *user) {
+  phase_log *log = user;
+  ck_assert_uint_ge(p->struct_size, sizeof *p);
+  if (log->count == 0 || log->order[log->count - 1] != p->phase) log->order[log->count++] = p->phase;
+  log->last_done[p->phase] = p->phase_done;
+  log->last_total[p->phase] = p->phase_total;
+  if (p->elapsed_seconds < log->last_elapsed) log->elapsed_went_back = 1;
+  log->last_elapsed = p->elapsed_seconds;
+  return p->phase == log->stop_in_phase;
+}
+
+START_TEST(every_phase_reports_progress_in_order) {
+  grad_model_options mo;
+  grad_train_options to;
+  tiny_options(&mo, &to, 2);
+  phase_log log = {.stop_in_phase = -1};
+  to.progress = log_phase;
+  to.progress_user = &log;
+  const char *folders[] = {category};
+  grad_model *model = NULL;
+  ck_assert_int_eq(grad_model_train(&mo, &to, folders, 1, &model), GRAD_OK);
+  ck_assert_int_eq(log.count, 4);
+  ck_assert_int_eq(log.order[0], GRAD_TRAIN_PHASE_FEATURES);
+  ck_assert_int_eq(log.order[1], GRAD_TRAIN_PHASE_REDUCTION);
+  ck_assert_int_eq(log.order[2], GRAD_TRAIN_PHASE_EPOCHS);
+  ck_assert_int_eq(log.order[3], GRAD_TRAIN_PHASE_CALIBRATION);
+  /* 10 images trained on (3 steps per epoch, 2 epochs), 2 held out */
+  ck_assert_int_eq(log.last_done[GRAD_TRAIN_PHASE_FEATURES], 10);
+  ck_assert_int_eq(log.last_total[GRAD_TRAIN_PHASE_FEATURES], 10);
+  ck_assert_int_eq(log.last_done[GRAD_TRAIN_PHASE_REDUCTION], 10);
+  ck_assert_int_eq(log.last_done[GRAD_TRAIN_PHASE_EPOCHS], 6);
+  ck_assert_int_eq(log.last_total[GRAD_TRAIN_PHASE_EPOCHS], 6);
+  ck_assert_int_eq(log.last_done[GRAD_TRAIN_PHASE_CALIBRATION], 2);
+  ck_assert_int_eq(log.last_total[GRAD_TRAIN_PHASE_CALIBRATION], 2);
+  ck_assert_int_eq(log.elapsed_went_back, 0);
+  grad_model_free(model);
+
+  /* A stop before the first step gives no model; calibration cannot stop. */
+  phase_log early = {.stop_in_phase = GRAD_TRAIN_PHASE_FEATURES};
+  to.progress_user = &early;
+  model = (grad_model *)1;
+  ck_assert_int_eq(grad_model_train(&mo, &to, folders, 1, &model), GRAD_E_CANCELLED);
+  ck_assert_ptr_null(model);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "feature extraction"));
+  phase_log late = {.stop_in_phase = GRAD_TRAIN_PHASE_CALIBRATION};
+  to.progress_user = &late;
+  ck_assert_int_eq(grad_model_train(&mo, &to, folders, 1, &model), GRAD_OK);
+  ck_assert_int_eq(late.last_done[GRAD_TRAIN_PHASE_CALIBRATION], 2);
+  grad_model_free(model);
 }
 END_TEST
 
@@ -336,6 +398,7 @@ int main(void) {
   tcase_add_test(tc, cancelled_mid_epoch_model_scores_and_saves);
   tcase_add_test(tc, provenance_is_recorded_and_saved);
   tcase_add_test(tc, train_more_continues_the_saved_store);
+  tcase_add_test(tc, every_phase_reports_progress_in_order);
   tcase_add_test(tc, folders_are_named_relative_to_their_parent);
   suite_add_tcase(suite, tc);
   return test_run_suite(suite);

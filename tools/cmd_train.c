@@ -63,15 +63,35 @@ static void on_signal(int sig) {
 }
 
 typedef struct train_state {
-  cli_progress bar;
+  cli_progress bar;  /* of the current phase */
+  int phase;         /* of bar; -1 before the first report */
   int checkpoint_every;
   int saved_epoch;   /* the epoch the checkpoint file holds, 0: none yet */
   int finishing;     /* the notice about finishing the epoch was printed */
 } train_state;
 
+/* A new bar when the phase changes: each phase has its own rate and ETA. */
+static void enter_phase(train_state *t, int phase) {
+  static const char *const labels[4] = {"training", "features", "reduction", "calibration"};
+  static const char *const units[4] = {"steps", "images", "images", "images"};
+  if (phase == t->phase || phase < 0 || phase > 3) return;
+  if (t->phase >= 0) cli_progress_finish(&t->bar);
+  cli_progress_init(&t->bar, labels[phase], units[phase]);
+  t->phase = phase;
+}
+
 static int show_progress(const grad_train_progress *p, void *user) {
   train_state *t = user;
+  enter_phase(t, p->phase);
   char detail[96];
+  if (p->phase != GRAD_TRAIN_PHASE_EPOCHS) {
+    /* Before the first step there is nothing to save: stop at once. */
+    snprintf(detail, sizeof detail, "%lld/%lld images", (long long)p->phase_done,
+             (long long)p->phase_total);
+    cli_progress_update(&t->bar, (double)p->phase_done, (double)p->phase_total, detail,
+                        p->eta_seconds);
+    return signals_seen > 0;
+  }
   snprintf(detail, sizeof detail, "epoch %d/%d loss %.5f", p->epoch + 1, p->epochs, p->loss);
   double total = (double)p->epochs * p->steps_per_epoch;
   double done = (double)p->epoch * p->steps_per_epoch + p->step;
@@ -309,8 +329,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "grad train: backbone %s with %s\n", bo.arch,
             bo.weights_path ? bo.weights_path
                             : "seeded random weights (not ImageNet: demo quality)");
-  train_state state = {.checkpoint_every = to.checkpoint_every};
-  cli_progress_init(&state.bar, "training", "steps");
+  train_state state = {.checkpoint_every = to.checkpoint_every, .phase = -1};
   to.progress = show_progress;
   to.progress_user = &state;
   struct sigaction sa;
@@ -336,7 +355,7 @@ int cmd_train(int argc, char **argv) {
   } else {
     s = grad__model_train_decoder(&mo, &decoder, &to, folders, folder_count, &model);
   }
-  cli_progress_finish(&state.bar);
+  if (state.phase >= 0) cli_progress_finish(&state.bar);
   if (s == GRAD_E_CANCELLED && signals_seen) {
     int code = 128 + last_signal; /* 130 for SIGINT, 143 for SIGTERM */
     fprintf(stderr, "grad train: stopped by %s\n", last_signal == SIGTERM ? "SIGTERM" : "SIGINT");

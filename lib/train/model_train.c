@@ -401,14 +401,16 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   }
   grad__train_report report;
   memset(&report, 0, sizeof report);
-  if (s == GRAD_OK)
+  if (s == GRAD_OK) {
     s = grad__train_store(store, reduced, &store_options, topts->resume_path, &report);
-  if (s == GRAD_E_CANCELLED) {
-    /* The store holds the last completed step: finish the model with it. */
-    if (!(cancelled = grad__strdup(grad_last_error())))
-      s = grad__fail(GRAD_E_NOMEM, "out of memory");
-    else
-      s = GRAD_OK;
+    if (s == GRAD_E_CANCELLED) {
+      /* The store holds the last completed step: finish the model with it
+       * (a stop in an earlier phase has no model to give). */
+      if (!(cancelled = grad__strdup(grad_last_error())))
+        s = grad__fail(GRAD_E_NOMEM, "out of memory");
+      else
+        s = GRAD_OK;
+    }
   }
   record->images = image_set_count(train);
   record->holdout_images = image_set_count(holdout);
@@ -587,16 +589,22 @@ grad_status grad_model_train_more(const char *model_path, const grad_train_optio
     s = grad__feature_cache_create(count, grad_backbone_feature_channels(model->backbone), h, w,
                                    topts.memory_limit_bytes, NULL, &raw);
   }
-  if (s == GRAD_OK) s = extract_features(model->backbone, &train, raw, NULL);
+  reporter rep = {&topts, now_seconds(), now_seconds(), -1};
+  grad_train_options store_options = topts;
+  if (topts.progress) {
+    store_options.progress = forward_step;
+    store_options.progress_user = &rep;
+  }
+  if (s == GRAD_OK) s = extract_features(model->backbone, &train, raw, NULL, &rep);
   if (s == GRAD_OK)
     s = grad__feature_cache_create(count, model->reduce->channels, h, w, topts.memory_limit_bytes,
                                    NULL, &reduced);
-  if (s == GRAD_OK) s = reduce_features(model->reduce, raw, (size_t)h * w, reduced);
+  if (s == GRAD_OK) s = reduce_features(model->reduce, raw, (size_t)h * w, reduced, &rep);
   grad__feature_cache_free(raw);
   grad__train_report report;
   memset(&report, 0, sizeof report);
   if (s == GRAD_OK) {
-    s = grad__train_store(model->store, reduced, &topts, NULL, &report);
+    s = grad__train_store(model->store, reduced, &store_options, NULL, &report);
     if (s == GRAD_E_CANCELLED) { /* as grad_model_train: the last completed step */
       if (!(cancelled = grad__strdup(grad_last_error())))
         s = grad__fail(GRAD_E_NOMEM, "out of memory");
@@ -604,7 +612,7 @@ grad_status grad_model_train_more(const char *model_path, const grad_train_optio
         s = GRAD_OK;
     }
   }
-  if (s == GRAD_OK) s = calibrate(model, &holdout, &train);
+  if (s == GRAD_OK) s = calibrate(model, &holdout, &train, &rep);
   if (s == GRAD_OK) {
     char *more = join_names(folders, (size_t)folder_count);
     size_t n = strlen(model->description) + (more ? strlen(more) : 0) + 64;

@@ -24,6 +24,7 @@ run 0 train -o "$work/m2.grad" $tiny --epochs 3
 [ "$(grep -c '^training: ' "$err")" -ge 2 ] || fail "fewer than 2 progress lines"
 has "training: 100% epoch 3/3" "$err"
 has "steps/s ETA" "$err"
+for phase in features reduction calibration; do has "$phase: 100%" "$err"; done
 [ ! -e "$work/m2.grad.checkpoint" ] || fail "the default checkpoint was left behind"
 
 # Degenerate training: warnings on stderr, once each, and in the model.
