@@ -78,7 +78,9 @@ int main() {
   longer.epochs = 3;
   int calls = 0;
   grad::Model stopped = grad::Model::train_folders(
-      {category}, mo, longer, [&](const grad_train_progress &) { return ++calls < 2; });
+      {category}, mo, longer, [&](const grad_train_progress &p) {
+        return p.phase != GRAD_TRAIN_PHASE_EPOCHS || ++calls < 2;  // stop on the second step
+      });
   CHECK(calls == 2);
   CHECK(stopped.cancelled());
   CHECK(std::isfinite(stopped.image_threshold()));
