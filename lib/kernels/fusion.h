@@ -14,6 +14,22 @@
 /* Guards the cosine's denominator, as torch.cosine_similarity's eps. */
 #define GRAD__COSINE_EPS 1e-8f
 
+/* The constants of the fusion, written once so scoring and the training
+ * loss cannot drift apart: e_p's scale and the weights of m_p and c_p. */
+#define GRAD__FUSION_ERROR_SCALE 0.05
+#define GRAD__FUSION_MASK_WEIGHT 0.3
+#define GRAD__FUSION_COSINE_WEIGHT 0.7
+
+/* The statistics of one position, in double. norm_r and norm_f are the
+ * unclamped norms; cosine uses each clamped at GRAD__COSINE_EPS. */
+typedef struct grad__fusion_stats {
+  double s, cosine, d2, norm_r, norm_f;
+} grad__fusion_stats;
+
+/* The statistics at position p of R and F (channels x positions each). */
+grad__fusion_stats grad__fusion_stats_at(const float *R, const float *F, int channels,
+                                         size_t positions, size_t p);
+
 /* Per position: s (fusion weight), and optionally (NULL to skip) the cosine
  * c, the squared distance d2 = ||R_p - F_p||^2 and the norms of R_p and F_p. */
 void grad__fusion_weights(const float *R, const float *F, int channels, size_t positions,

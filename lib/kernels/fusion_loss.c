@@ -5,8 +5,8 @@
  *   L = sum_p (1 - s_p)^2 d2_p / (n C P),   d2_p = ||R_p - F_p||^2,
  * and with s_p = 0.3 m_p + 0.7 c_p (m_p a rounded step, zero gradient):
  *   dL/dR_p = 2 / (n C P) * [(1 - s_p)^2 (R_p - F_p) - 0.7 (1 - s_p) d2_p dc_p/dR_p].
- * Everything is accumulated in double; the per-position statistics follow
- * fusion.c (separate eps clamps of the two norms, round half to even).
+ * Everything is accumulated in double; the per-position statistics are
+ * fusion.c's (grad__fusion_stats_at), the very ones scoring uses.
  */
 #include <math.h>
 
@@ -23,24 +23,16 @@ double grad__fusion_loss(const float *R, const float *F, int n, int channels, si
     const float *f = F + (size_t)i * channels * positions;
     float *d = dR ? dR + (size_t)i * channels * positions : NULL;
     for (size_t p = 0; p < positions; p++) {
-      double dot = 0.0, rr = 0.0, ff = 0.0, dd = 0.0;
-      for (int c = 0; c < channels; c++) {
-        double a = r[(size_t)c * positions + p], b = f[(size_t)c * positions + p];
-        dot += a * b;
-        rr += a * a;
-        ff += b * b;
-        dd += (a - b) * (a - b);
-      }
-      double m = 1.0 - nearbyint(fmin(fmax(0.05 * dd / channels, 0.0), 1.0));
-      double nr = sqrt(rr), nf = sqrt(ff);
-      double cr = fmax(nr, eps), cf = fmax(nf, eps);
-      double cosine = dot / (cr * cf);
-      double one = 1.0 - (0.3 * m + 0.7 * cosine);
+      grad__fusion_stats st = grad__fusion_stats_at(r, f, channels, positions, p);
+      const double dd = st.d2, nr = st.norm_r, cosine = st.cosine;
+      const double cr = fmax(nr, eps), cf = fmax(st.norm_f, eps);
+      const double one = 1.0 - st.s;
       total += one * one * dd;
       if (!d) continue;
       /* dc/dr = f / (|r| |f|) - c r / |r|^2; a clamped |r| is a constant. */
-      double ka = one * one, kf = -0.7 * one * dd / (cr * cf);
-      double kr = nr > eps ? 0.7 * one * dd * cosine / (nr * nr) : 0.0;
+      const double w = GRAD__FUSION_COSINE_WEIGHT;
+      double ka = one * one, kf = -w * one * dd / (cr * cf);
+      double kr = nr > eps ? w * one * dd * cosine / (nr * nr) : 0.0;
       for (int c = 0; c < channels; c++) {
         size_t at = (size_t)c * positions + p;
         double a = r[at], b = f[at];
