@@ -7,7 +7,7 @@
 #include <grad/grad.h>
 
 #include "model_internal.h"
-#include "model_train_internal.h"
+#include "store_internal.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -25,12 +25,14 @@ static void make_data(void) {
   ck_assert_int_eq(grad_synth_write(&so), GRAD_OK);
 }
 
-static grad_model *train_tiny(const grad__model_decoder *decoder) {
+static grad_model *train_tiny(const char *decoder, int expansion) {
   grad_backbone_options bo;
   grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
   grad_model_options_init(&mo, sizeof mo);
   mo.backbone = &bo;
+  mo.decoder = decoder;
+  mo.expansion = expansion;
   bo.layers = 1u << 1;
   bo.input_size = 32;
   mo.channels = 8;
@@ -43,7 +45,7 @@ static grad_model *train_tiny(const grad__model_decoder *decoder) {
   snprintf(folder, sizeof folder, "%s/%s", data_dir, grad_synth_category_name(0));
   const char *folders[1] = {folder};
   grad_model *model = NULL;
-  grad_status st = grad__model_train_decoder(&mo, decoder, &to, folders, 1, &model);
+  grad_status st = grad_model_train(&mo, &to, folders, 1, &model);
   ck_assert_msg(st == GRAD_OK, "%s", grad_last_error());
   return model;
 }
@@ -66,8 +68,7 @@ static double score_first_test_image(const grad_model *model) {
 
 START_TEST(crad_model_trains_saves_and_loads) {
   make_data();
-  const grad__model_decoder decoder = {GRAD__DECODER_CRAD, 16};
-  grad_model *model = train_tiny(&decoder);
+  grad_model *model = train_tiny("crad", 16);
   const grad__store_config *c = grad__store_config_of(model->store);
   ck_assert_int_eq(c->decoder, GRAD__DECODER_CRAD);
   ck_assert_int_eq(c->expansion, 16);
@@ -94,15 +95,13 @@ END_TEST
 
 START_TEST(crad_width_defaults_to_four_channels) {
   make_data();
-  const grad__model_decoder decoder = {GRAD__DECODER_CRAD, 0};
-  grad_model *model = train_tiny(&decoder);
+  grad_model *model = train_tiny("crad", 0);
   ck_assert_int_eq(grad__store_config_of(model->store)->expansion, 4 * 8);
   grad_model_free(model);
-  /* NULL and an unknown type. */
-  grad_model *basic = train_tiny(NULL);
+  /* NULL means BasicBlocks; an unknown name or a width without CRAD is refused. */
+  grad_model *basic = train_tiny(NULL, 0);
   ck_assert_int_eq(grad__store_config_of(basic->store)->decoder, GRAD__DECODER_BASIC);
   grad_model_free(basic);
-  const grad__model_decoder bad = {(grad__decoder)7, 0};
   grad_backbone_options bo;
   grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
@@ -110,8 +109,12 @@ START_TEST(crad_width_defaults_to_four_channels) {
   mo.backbone = &bo;
   const char *folders[1] = {data_dir};
   grad_model *none = NULL;
-  ck_assert_int_eq(grad__model_train_decoder(&mo, &bad, NULL, folders, 1, &none),
-                   GRAD_E_INVALID_ARG);
+  mo.decoder = "mobilenet";
+  ck_assert_int_eq(grad_model_train(&mo, NULL, folders, 1, &none), GRAD_E_INVALID_ARG);
+  ck_assert(strstr(grad_last_error(), "mobilenet") != NULL);
+  mo.decoder = "basic";
+  mo.expansion = 16;
+  ck_assert_int_eq(grad_model_train(&mo, NULL, folders, 1, &none), GRAD_E_INVALID_ARG);
   ck_assert_ptr_null(none);
 }
 END_TEST

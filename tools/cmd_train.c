@@ -207,10 +207,9 @@ int cmd_train(int argc, char **argv) {
   long value;
   int opt, presets = 0;
   /* The preset first, so that every option given explicitly overrides it. */
-  grad__model_decoder decoder = {GRAD__DECODER_BASIC, 0};
   const char *preset = cli_train_preset_find(argc, argv, &presets);
   if (presets > 1) return cli_usage_error("train", "--preset given %d times", presets);
-  if (preset && cli_train_preset_apply(preset, &mo, &bo, &to, &decoder, &layers_text) != CLI_OK)
+  if (preset && cli_train_preset_apply(preset, &mo, &bo, &to, &layers_text) != CLI_OK)
     return CLI_USAGE;
   while ((opt = getopt_long(argc, argv, ":o:d:j:h", options, NULL)) != -1) {
     switch (opt) {
@@ -349,11 +348,10 @@ int cmd_train(int argc, char **argv) {
       cli_paths_free(&files);
       return CLI_FAILURE;
     }
-    s = grad__model_train_files_decoder(&mo, &decoder, &to, (const char *const *)files.paths,
-                                        files.count, &model);
+    s = grad_model_train_files(&mo, &to, (const char *const *)files.paths, files.count, &model);
     cli_paths_free(&files);
   } else {
-    s = grad__model_train_decoder(&mo, &decoder, &to, folders, folder_count, &model);
+    s = grad_model_train(&mo, &to, folders, folder_count, &model);
   }
   if (state.phase >= 0) cli_progress_finish(&state.bar);
   if (s == GRAD_E_CANCELLED && signals_seen) {

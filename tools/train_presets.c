@@ -11,17 +11,16 @@
 typedef struct train_preset {
   const char *name;
   const char *summary;
-  grad__decoder decoder;
+  const char *decoder; /* grad_model_options.decoder */
   int expansion; /* CRAD's E */
   int blocks;
   int epochs;
 } train_preset;
 
 static const train_preset presets[] = {
-  {"grad", "GRAD: 7 BasicBlocks, 100 epochs", GRAD__DECODER_BASIC, 0, 7, 100},
-  {"crad", "CRAD: 11 bottlenecks of width 864, 50 epochs", GRAD__DECODER_CRAD, 864, 11, 50},
-  {"crad-s", "CRAD-s: 11 bottlenecks of width 216, 50 epochs", GRAD__DECODER_CRAD, 216, 11,
-   50},
+  {"grad", "GRAD: 7 BasicBlocks, 100 epochs", "basic", 0, 7, 100},
+  {"crad", "CRAD: 11 bottlenecks of width 864, 50 epochs", "crad", 864, 11, 50},
+  {"crad-s", "CRAD-s: 11 bottlenecks of width 216, 50 epochs", "crad", 216, 11, 50},
 };
 enum { PRESETS = sizeof presets / sizeof presets[0] };
 
@@ -40,7 +39,7 @@ void cli_train_presets_usage(FILE *to) {
 }
 
 int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_backbone_options *bo,
-                           grad_train_options *to, grad__model_decoder *decoder,
+                           grad_train_options *to,
                            const char **layers_text) {
   const train_preset *p = NULL;
   for (int i = 0; i < PRESETS; i++)
@@ -61,8 +60,8 @@ int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_backbo
   mo->blocks = p->blocks;
   mo->local_res = 8;
   mo->global_res = 4;
-  decoder->type = p->decoder;
-  decoder->expansion = p->expansion;
+  mo->decoder = p->decoder;
+  mo->expansion = p->expansion;
   to->epochs = p->epochs;
   to->batch = 16;
   to->lr_grid = 0.1;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "model_train_internal.h"
 
 /* Prints the presets for --help. */
 void cli_train_presets_usage(FILE *to);
@@ -16,7 +15,7 @@ void cli_train_presets_usage(FILE *to);
  * receives the preset's layers as written on the command line.
  */
 int cli_train_preset_apply(const char *name, grad_model_options *mo, grad_backbone_options *bo,
-                           grad_train_options *to, grad__model_decoder *decoder,
+                           grad_train_options *to,
                            const char **layers_text);
 
 /* The value of --preset in argv (NULL if absent), so the preset can be set

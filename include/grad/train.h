@@ -116,6 +116,10 @@ typedef struct grad_model_options {
   int local_res;             /* Rl, default 8 */
   int global_res;            /* Rg, default 4 */
   double holdout_fraction;   /* normal images kept out of training to calibrate, default 0.1 */
+  const char *decoder;       /* "basic" (default; NULL too): BasicBlocks (GRAD); "crad": CRAD's
+                                MobileNetV3 bottlenecks (docs/store.md) */
+  int expansion;             /* CRAD's bottleneck width E (864 in CRAD, 216 in CRAD-s);
+                                0 (default): 4 * channels; must be 0 with "basic" */
 } grad_model_options;
 
 /* Fills struct_size bytes at options with the defaults; NULL is a no-op. */

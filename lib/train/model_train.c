@@ -15,10 +15,13 @@
 #include "dataset.h"
 #include "feature_cache.h"
 #include "model_internal.h"
-#include "model_train_internal.h"
 #include "train_internal.h"
 
 enum { EXTRACT_BATCH = 8 };
+
+static bool model_is_crad(const grad_model_options *o) {
+  return o->decoder && strcmp(o->decoder, "crad") == 0;
+}
 
 /* Resolves a caller's options over the defaults (older, shorter structs
  * keep the defaults of the fields they do not have) and checks them. */
@@ -56,6 +59,14 @@ static grad_status resolve_options(const grad_model_options *in, grad_model_opti
   if (out->local_res < 1 || out->local_res > 256 || out->global_res < 1 || out->global_res > 64)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_options: grid resolutions %d / %d out of "
                       "range", out->local_res, out->global_res);
+  if (out->decoder && strcmp(out->decoder, "basic") != 0 && strcmp(out->decoder, "crad") != 0)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_model_options: decoder \"%s\" is neither \"basic\" nor \"crad\"",
+                      out->decoder);
+  if (out->expansion < 0 || out->expansion > 16384 || (out->expansion && !model_is_crad(out)))
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_model_options: expansion %d (for the \"crad\" decoder, 0 or 4..16384)",
+                      out->expansion);
   if (!(out->holdout_fraction >= 0.0 && out->holdout_fraction < 1.0))
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_options: holdout_fraction %g not in [0, 1)",
                       out->holdout_fraction);
@@ -346,8 +357,7 @@ static char *describe(grad__train_record *record) {
  * options; the rest of it is filled here. A cancelled store training still
  * gives a model (train.h), with GRAD_E_CANCELLED.
  */
-static grad_status train_model(const grad_model_options *opts, const grad__model_decoder *decoder,
-                               const grad_train_options *topts,
+static grad_status train_model(const grad_model_options *opts, const grad_train_options *topts,
                                const image_set *train, const image_set *holdout,
                                grad__train_record *record, grad_model **out) {
   grad_backbone *bb = NULL;
@@ -391,11 +401,10 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   raw = NULL;
   if (s == GRAD_OK) {
     /* CRAD's default width is 4C: 864 at C = 216, as the official code. */
-    const bool crad = decoder && decoder->type == GRAD__DECODER_CRAD;
+    const bool crad = model_is_crad(opts);
     grad__store_config config = {pca->channels, h, w, opts->local_res, opts->global_res,
                                  opts->blocks, crad ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
-                                 crad ? (decoder->expansion ? decoder->expansion
-                                                            : 4 * pca->channels)
+                                 crad ? (opts->expansion ? opts->expansion : 4 * pca->channels)
                                       : 0};
     s = grad__store_create(&config, opts->backbone->random_seed, &store);
   }
@@ -445,13 +454,6 @@ static grad_status train_model(const grad_model_options *opts, const grad__model
   return s;
 }
 
-static grad_status check_decoder(const grad__model_decoder *decoder) {
-  if (decoder && decoder->type != GRAD__DECODER_BASIC && decoder->type != GRAD__DECODER_CRAD)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: unknown decoder type %d",
-                      (int)decoder->type);
-  return GRAD_OK;
-}
-
 /* What every public training call does first: check out and resolve both
  * option structs. */
 static grad_status begin(const grad_model_options *options,
@@ -465,16 +467,13 @@ static grad_status begin(const grad_model_options *options,
   return s;
 }
 
-grad_status grad__model_train_decoder(const grad_model_options *options,
-                                      const grad__model_decoder *decoder,
-                                      const grad_train_options *train_options,
-                                      const char *const *folders, int folder_count,
-                                      grad_model **out) {
+grad_status grad_model_train(const grad_model_options *options,
+                             const grad_train_options *train_options,
+                             const char *const *folders, int folder_count, grad_model **out) {
   grad_model_options opts;
   grad_backbone_options bo; /* opts.backbone points here */
   grad_train_options topts;
   grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
-  if (s == GRAD_OK) s = check_decoder(decoder);
   if (s != GRAD_OK) return s;
   if (!folders || folder_count < 1)
     return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train: no folders given");
@@ -483,36 +482,7 @@ grad_status grad__model_train_decoder(const grad_model_options *options,
   grad__train_record record = {.source = "folders", .folders = folders,
                                .folder_count = (size_t)folder_count, .model_options = &opts,
                                .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, decoder, &topts, &train, &holdout, &record, out);
-  image_set_free(&train);
-  image_set_free(&holdout);
-  return s;
-}
-
-grad_status grad_model_train(const grad_model_options *options,
-                             const grad_train_options *train_options,
-                             const char *const *folders, int folder_count, grad_model **out) {
-  return grad__model_train_decoder(options, NULL, train_options, folders, folder_count, out);
-}
-
-grad_status grad__model_train_files_decoder(const grad_model_options *options,
-                                            const grad__model_decoder *decoder,
-                                            const grad_train_options *train_options,
-                                            const char *const *paths, size_t count,
-                                            grad_model **out) {
-  grad_model_options opts;
-  grad_backbone_options bo; /* opts.backbone points here */
-  grad_train_options topts;
-  grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
-  if (s == GRAD_OK) s = check_decoder(decoder);
-  if (s != GRAD_OK) return s;
-  if (!paths || count < 1)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_files: no files given");
-  image_set train = {0}, holdout = {0};
-  s = split_files(paths, count, opts.holdout_fraction, &train, &holdout);
-  grad__train_record record = {.source = "files", .files = paths, .file_count = count,
-                               .model_options = &opts, .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, decoder, &topts, &train, &holdout, &record, out);
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
   image_set_free(&train);
   image_set_free(&holdout);
   return s;
@@ -521,7 +491,21 @@ grad_status grad__model_train_files_decoder(const grad_model_options *options,
 grad_status grad_model_train_files(const grad_model_options *options,
                                    const grad_train_options *train_options,
                                    const char *const *paths, size_t count, grad_model **out) {
-  return grad__model_train_files_decoder(options, NULL, train_options, paths, count, out);
+  grad_model_options opts;
+  grad_backbone_options bo; /* opts.backbone points here */
+  grad_train_options topts;
+  grad_status s = begin(options, train_options, out, &opts, &bo, &topts);
+  if (s != GRAD_OK) return s;
+  if (!paths || count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_model_train_files: no files given");
+  image_set train = {0}, holdout = {0};
+  s = split_files(paths, count, opts.holdout_fraction, &train, &holdout);
+  grad__train_record record = {.source = "files", .files = paths, .file_count = count,
+                               .model_options = &opts, .train_options = &topts};
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
+  image_set_free(&train);
+  image_set_free(&holdout);
+  return s;
 }
 
 grad_status grad_model_train_images(const grad_model_options *options,
@@ -545,7 +529,7 @@ grad_status grad_model_train_images(const grad_model_options *options,
   }
   grad__train_record record = {.source = "memory", .model_options = &opts,
                                .train_options = &topts};
-  if (s == GRAD_OK) s = train_model(&opts, NULL, &topts, &train, &holdout, &record, out);
+  if (s == GRAD_OK) s = train_model(&opts, &topts, &train, &holdout, &record, out);
   image_set_free(&train);
   image_set_free(&holdout);
   return s;
