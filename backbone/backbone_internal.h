@@ -70,6 +70,9 @@ struct grad_backbone {
   /* An EfficientNet (efficientnet_internal.h) instead of a ResNet: then
    * arch, stem and blocks are unused and layers go up to 5. */
   struct grad__effnet *effnet;
+  grad_engine engine;         /* GRAD_ENGINE_ONEDNN or GRAD_ENGINE_IM2COL */
+  grad_precision precision;
+  struct grad__bb_dnnl *dnnl; /* the oneDNN engine's primitives and weights (resnet_dnnl.c) */
 };
 
 /* A caller's options over the defaults, by the struct_size policy of
@@ -111,6 +114,28 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
  * that keep their own data in ws. */
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                     const float *images, int n, float *out);
+
+/* Receives a requested stage's output: n images of a group, the first
+ * being image `first` of the group, in C,N,H,W order (fp32). */
+typedef void (*grad__bb_sink)(void *ctx, int stage, const float *x, int n, int first,
+                              int channels, int size);
+
+/* Images per group; a group's blocks up to `split` (grad__bb_split) run
+ * one image at a time. */
+enum { GRAD__BB_GROUP_MAX = 8 };
+
+/* ---- The oneDNN engine (resnet_dnnl.c) ---- */
+/* The engine's state, created with the backbone; freed with it. */
+grad_status grad__bb_dnnl_create(grad_backbone *bb);
+void grad__bb_dnnl_free(grad_backbone *bb);
+/* Workspace bytes of a call on n images (n <= GRAD__BB_GROUP_MAX) with
+ * `threads` threads, making the primitives it needs; 0 with the status in
+ * *st on failure. */
+size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st);
+/* One group of n images (n x 3 x S x S) through the network; every
+ * requested stage goes to sink. Scratch from ws (mark/release). */
+grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                              int n, grad__bb_sink sink, void *ctx);
 
 /* Max pooling 3x3, stride 2, padding 1 (torchvision's stem) of planes
  * h x w into planes of ((h - 1) / 2 + 1) x ((w - 1) / 2 + 1). */

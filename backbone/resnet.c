@@ -7,6 +7,7 @@
 
 #include "backbone_internal.h"
 #include "efficientnet_internal.h"
+#include "dnnl_engine_internal.h"
 
 static const grad__resnet_arch arch_table[] = {
   {"resnet18", false, {2, 2, 2, 2}, 64},
@@ -239,6 +240,13 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
   }
   float *cursor = bb->storage;
   (void)grad__backbone_each_conv(bb, place_weights, &cursor);
+  bb->engine = grad__dnnl_available() ? GRAD_ENGINE_ONEDNN : GRAD_ENGINE_IM2COL;
+  bb->precision = GRAD_PRECISION_FP32;
+  st = grad__bb_dnnl_create(bb);
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return st;
+  }
   *out = bb;
   return GRAD_OK;
 }
@@ -292,6 +300,7 @@ grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbon
 
 void grad_backbone_free(grad_backbone *bb) {
   if (!bb) return;
+  grad__bb_dnnl_free(bb);
   grad__free(bb->storage);
   grad__free(bb->blocks);
   grad__effnet_free(bb->effnet);
@@ -308,6 +317,45 @@ int grad_backbone_output_stride(const grad_backbone *bb) { return bb ? bb->outpu
 unsigned grad_backbone_layers(const grad_backbone *bb) { return bb ? bb->layers : 0; }
 const char *grad_backbone_arch(const grad_backbone *bb) { return bb ? bb->arch_name : ""; }
 const char *grad_backbone_weights_source(const grad_backbone *bb) { return bb ? bb->source : ""; }
+
+grad_status grad_backbone_compute_set(grad_backbone *bb, grad_engine engine,
+                                      grad_precision precision) {
+  if (!bb) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_compute_set: bb is NULL");
+  if (engine != GRAD_ENGINE_AUTO && engine != GRAD_ENGINE_ONEDNN && engine != GRAD_ENGINE_IM2COL)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_compute_set: unknown engine %d",
+                      (int)engine);
+  if (precision != GRAD_PRECISION_FP32 && precision != GRAD_PRECISION_BF16)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_compute_set: unknown precision %d",
+                      (int)precision);
+  if (bb->effnet) { /* its own native forward (efficientnet_forward.c), fp32 only */
+    if (engine == GRAD_ENGINE_ONEDNN || precision != GRAD_PRECISION_FP32)
+      return grad__fail(GRAD_E_UNSUPPORTED, "grad_backbone_compute_set: the EfficientNet "
+                                            "backbone runs on its own kernels, in fp32 only");
+    return GRAD_OK;
+  }
+  if (engine == GRAD_ENGINE_AUTO)
+    engine = grad__dnnl_available() ? GRAD_ENGINE_ONEDNN : GRAD_ENGINE_IM2COL;
+  if (engine == GRAD_ENGINE_ONEDNN && !grad__dnnl_available())
+    return grad__fail(GRAD_E_UNSUPPORTED, "grad_backbone_compute_set: the oneDNN engine is not "
+                                          "available (libgrad built without oneDNN)");
+  if (precision == GRAD_PRECISION_BF16 && engine != GRAD_ENGINE_ONEDNN)
+    return grad__fail(GRAD_E_UNSUPPORTED, "grad_backbone_compute_set: bf16 needs the oneDNN engine");
+  if (precision == GRAD_PRECISION_BF16 && !grad__dnnl_bf16_native())
+    return grad__fail(GRAD_E_UNSUPPORTED, "grad_backbone_compute_set: this CPU has no native bf16 "
+                                          "(AVX512_BF16 or AMX; oneDNN dispatches to %s)",
+                      grad__dnnl_isa_name());
+  bb->engine = engine;
+  bb->precision = precision;
+  return GRAD_OK;
+}
+
+grad_engine grad_backbone_engine(const grad_backbone *bb) {
+  if (bb && bb->effnet) return GRAD_ENGINE_IM2COL; /* its own kernels: the portable kind */
+  return bb ? bb->engine : GRAD_ENGINE_AUTO;
+}
+grad_precision grad_backbone_precision(const grad_backbone *bb) {
+  return bb ? bb->precision : GRAD_PRECISION_FP32;
+}
 
 int grad_backbone_stage_channels(const grad_backbone *bb, int layer) {
   int last = bb && bb->effnet ? GRAD__EFFNET_LAYERS : 4;

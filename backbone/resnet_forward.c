@@ -17,9 +17,10 @@
 
 #include "backbone_internal.h"
 #include "efficientnet_internal.h"
+#include "threading.h"
 #include "upsample.h"
 
-enum { GROUP_MAX = 8, SMALL_MAP = 24 * 24 };
+enum { GROUP_MAX = GRAD__BB_GROUP_MAX, SMALL_MAP = 24 * 24 };
 
 /* How a group of n images goes through the network. */
 typedef struct plan {
@@ -67,10 +68,7 @@ static plan make_plan(const grad_backbone *bb, int n) {
   return p;
 }
 
-/* Receives a requested stage's output: n images of the group, the first
- * being image `first` of the group, in C,N,H,W order. */
-typedef void (*stage_sink)(void *ctx, int stage, const float *x, int n, int first, int channels,
-                           int size);
+typedef grad__bb_sink stage_sink;
 
 static inline float max2(float a, float b) { return a > b ? a : b; }
 
@@ -180,9 +178,9 @@ static grad_status take_buffers(grad_workspace *ws, size_t floats, float *buf[4]
   return GRAD_OK;
 }
 
-/* n (<= GROUP_MAX) images through the network, per the plan. */
-static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const float *images,
-                             int n, stage_sink sink, void *ctx) {
+/* n (<= GROUP_MAX) images through the network, per the plan (the im2col engine). */
+static grad_status run_group_im2col(const grad_backbone *bb, grad_workspace *ws,
+                                    const float *images, int n, stage_sink sink, void *ctx) {
   const plan p = make_plan(bb, n);
   const bool batched = p.split < bb->block_count;
   const int s = bb->input_size;
@@ -217,6 +215,12 @@ static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const 
   }
   grad__ws_release(ws, mark);
   return st;
+}
+
+static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                             int n, stage_sink sink, void *ctx) {
+  if (bb->engine == GRAD_ENGINE_ONEDNN) return grad__bb_dnnl_run(bb, ws, images, n, sink, ctx);
+  return run_group_im2col(bb, ws, images, n, sink, ctx);
 }
 
 static grad_status check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
@@ -268,6 +272,7 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
 typedef struct neck_ctx {
   const grad_backbone *bb;
   float *out;  /* the group's first image */
+  int team;    /* oneDNN engine: its OpenMP team's threads; 0: our pool */
 } neck_ctx;
 
 typedef struct resize_job {
@@ -303,7 +308,10 @@ static void neck_sink(void *ctx, int stage, const float *x, int n, int first, in
   resize_job job = {x,      c->out + first * feature_floats, n, channels, offset, size,
                     bb->feature_size, bb->feature_channels};
   size_t work = (size_t)n * channels * (size_t)bb->feature_size * bb->feature_size;
-  grad__parallel(grad__parallel_width(work), resize_part, &job);
+  if (c->team)
+    grad__parallel_team(c->team, grad__parallel_width(work), resize_part, &job);
+  else
+    grad__parallel(grad__parallel_width(work), resize_part, &job);
 }
 
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
@@ -315,7 +323,8 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
   const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
   for (int first = 0; st == GRAD_OK && first < n; first += GROUP_MAX) {
     int count = n - first < GROUP_MAX ? n - first : GROUP_MAX;
-    neck_ctx ctx = {bb, out + first * feature_floats};
+    neck_ctx ctx = {bb, out + first * feature_floats,
+                    bb->engine == GRAD_ENGINE_ONEDNN ? grad__threads(ws) : 0};
     st = run_group(bb, ws, images + first * image_floats, count, neck_sink, &ctx);
   }
   return st;
@@ -324,7 +333,9 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
 static size_t arena_bytes(size_t floats) { return (floats * sizeof(float) + 63) & ~(size_t)63; }
 
 /* Workspace bytes run_group takes for n images, rounded as the arena rounds. */
-static size_t group_bytes(const grad_backbone *bb, int n) {
+static size_t group_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
+  if (bb->engine == GRAD_ENGINE_ONEDNN) return grad__bb_dnnl_bytes(bb, n, threads, st);
+  *st = GRAD_OK;
   const plan p = make_plan(bb, n);
   size_t bytes = 4 * arena_bytes(p.single) + arena_bytes(p.scratch);
   if (p.split < bb->block_count) bytes += 4 * arena_bytes((size_t)n * p.batched);
@@ -338,13 +349,15 @@ grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
   /* One block for the whole call: the passes release their scratch as they
    * go, so without this the arena would not settle into one block. */
   grad__ws_reset(ws);
+  const int threads = grad__threads(ws);
   size_t bytes = bb->effnet ? grad__effnet_workspace_bytes(bb, n)
-                            : group_bytes(bb, n < GROUP_MAX ? n : GROUP_MAX);
-  if (!bb->effnet && n > GROUP_MAX && n % GROUP_MAX) { /* the last, smaller group may be planned otherwise */
-    size_t last = group_bytes(bb, n % GROUP_MAX);
+                            : group_bytes(bb, n < GROUP_MAX ? n : GROUP_MAX, threads, &st);
+  if (st == GRAD_OK && !bb->effnet && n > GROUP_MAX && n % GROUP_MAX) {
+    /* the last, smaller group may be planned otherwise */
+    size_t last = group_bytes(bb, n % GROUP_MAX, threads, &st);
     if (last > bytes) bytes = last;
   }
-  st = grad__ws_reserve(ws, bytes);
+  if (st == GRAD_OK) st = grad__ws_reserve(ws, bytes);
   if (st != GRAD_OK) return st;
   return grad__backbone_features(bb, ws, images, n, out);
 }

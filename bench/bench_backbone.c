@@ -1,28 +1,29 @@
 /*
- * bench_backbone: libgrad's backbone against PyTorch's on the same input and
- * thread count, in one run. For resnet18 and wide_resnet50_2 up to layer3
- * (the usual layer2 + layer3 features) at 224 x 224, batch 1 and 8, prints
- * ms/image for both, their ratio, the convolutions' GFLOP/s (2 x multiply-
- * adds of every conv, over the whole forward time) and that as a fraction
- * of this machine's sgemm peak (a 2048^3 sgemm, measured each round; the
- * highest is used). The PyTorch column comes from bench_backbone_torch.py
- * (next to this file, run with /usr/bin/python3 or $GRAD_BENCH_PYTHON),
- * kept running beside this program: each round times every configuration
- * on our side and then on PyTorch's, back to back, and the best of all
- * rounds counts on both sides, so drifts in the machine's speed (these
- * cores are shared) hit both alike. The column is skipped when the script
- * or torch is absent.
+ * bench_backbone: libgrad's backbone against PyTorch's and ONNX Runtime's
+ * on the same input and thread count, in one run, one table. For resnet18
+ * and wide_resnet50_2 up to layer3 (the usual layer2 + layer3 features) at
+ * 224 x 224, batch 1 and 8, it prints ms/image for:
+ *   ours: the oneDNN engine in fp32 and bf16 (where the CPU has native
+ *     bf16), the im2col engine in fp32, and the oneDNN fp32 engine on one
+ *     thread (for the scaling column: t(1) / (T * t(T)), 1.00 = linear);
+ *   PyTorch (bench_backbone_torch.py, /usr/bin/python3 or
+ *     $GRAD_BENCH_PYTHON): NCHW, channels_last, and channels_last under
+ *     bf16 autocast;
+ *   ONNX Runtime fp32 (bench_backbone_ort.js under node, with
+ *     onnxruntime-node from $GRAD_BENCH_ORT/node_modules, default
+ *     /work/ort; the models exported by the PyTorch script);
+ * and the oneDNN fp32 (bf16) engine's GFLOP/s as a fraction of the CPU's
+ * measured fp32 FMA peak (twice that for bf16: one bf16 dot-product
+ * instruction does two fp32 FMAs' work). The external sides run beside this
+ * program: each round times every configuration on every side back to back,
+ * and the best of all rounds counts, so drifts in the machine's speed (these
+ * cores are shared) hit all alike. A side that is missing is skipped.
  *
- * Usage: bench_backbone [--threads T] [--reps R] [--rounds N] [--size S] [--no-torch]
- *
- * OpenBLAS 0.3.21 does not know recent Xeons and falls back to its generic
- * Prescott (SSE3) kernels, about 8x slower than the AVX-512 ones. When that
- * happens and OPENBLAS_CORETYPE is not set, the benchmark sets it (SkylakeX
- * with AVX-512, Haswell with AVX2) and runs itself again; it prints the
- * kernels used either way.
+ * Usage: bench_backbone [--threads T] [--reps R] [--rounds N] [--size S]
+ *                       [--no-torch] [--no-ort]
  */
-#include <cblas.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,6 @@
 #include <unistd.h>
 
 #include "backbone_internal.h"
-#include "blas_kernels.h"
 #include "rng.h"
 
 #ifndef BENCH_SOURCE_DIR
@@ -55,21 +55,62 @@ static double load_average(void) {
   return load;
 }
 
-/* Best of 3 square sgemms of side n, in FLOP/s. */
-static double sgemm_peak(int n) {
-  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
-  float *c = malloc(sizeof(float) * n * n);
-  if (!a || !b || !c) return 0.0;
-  for (int i = 0; i < n * n; i++) a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
-  double best = 1e30;
-  for (int r = 0; r < 4; r++) {
-    double t = now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    t = now() - t;
-    if (r > 0 && t < best) best = t;
+/* ---- The CPU's fp32 FMA peak: independent FMA chains on every thread ---- */
+enum { PEAK_ITERS = 1 << 22, PEAK_CHAINS = 12 };
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+
+__attribute__((target("avx512f"))) static float fma_loop_512(float seed) {
+  v16 acc[PEAK_CHAINS], m = {0}, a = {0};
+  for (int i = 0; i < 16; i++) m[i] = 0.999999f, a[i] = 1e-7f * seed;
+  for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = a * (float)(c + 1);
+  for (long i = 0; i < PEAK_ITERS; i++)
+    for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = acc[c] * m + a;
+  float s = 0;
+  for (int c = 0; c < PEAK_CHAINS; c++) s += acc[c][0];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) static float fma_loop_256(float seed) {
+  v8 acc[PEAK_CHAINS], m = {0}, a = {0};
+  for (int i = 0; i < 8; i++) m[i] = 0.999999f, a[i] = 1e-7f * seed;
+  for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = a * (float)(c + 1);
+  for (long i = 0; i < PEAK_ITERS; i++)
+    for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = acc[c] * m + a;
+  float s = 0;
+  for (int c = 0; c < PEAK_CHAINS; c++) s += acc[c][0];
+  return s;
+}
+
+static int vector_width(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 16;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 8;
+  return 0;
+}
+
+static void *fma_thread(void *arg) {
+  float *r = arg;
+  *r = vector_width() == 16 ? fma_loop_512(*r) : fma_loop_256(*r);
+  return NULL;
+}
+
+/* FLOP/s of `threads` threads running FMA chains at once (0 without AVX2). */
+static double fma_peak(int threads) {
+  const int width = vector_width();
+  if (!width) return 0.0;
+  pthread_t t[64];
+  float seeds[64];
+  if (threads > 64) threads = 64;
+  double start = now();
+  for (int i = 0; i < threads; i++) {
+    seeds[i] = (float)(i + 1);
+    pthread_create(&t[i], NULL, fma_thread, &seeds[i]);
   }
-  free(a), free(b), free(c);
-  return 2.0 * n * n * n / best;
+  for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+  double sec = now() - start;
+  return 2.0 * width * PEAK_CHAINS * (double)PEAK_ITERS * threads / sec;
 }
 
 /* Multiply-adds of one image through every conv (stem, blocks, downsamples). */
@@ -89,32 +130,33 @@ static double backbone_macs(const grad_backbone *bb) {
   return macs;
 }
 
+/* One configuration of the table and its best times (ms per image; < 0:
+ * not measured). */
+enum { OURS_FP32, OURS_BF16, OURS_IM2COL, OURS_ONE_THREAD, TORCH_NCHW, TORCH_CL, TORCH_BF16,
+       ORT_FP32, COLUMNS };
+static const char *const column_names[COLUMNS] = {
+    "ours fp32", "ours bf16", "im2col", "ours 1thr", "pt nchw", "pt cl", "pt bf16", "ort fp32"};
+
 typedef struct run {
-  const char *arch;
+  int arch;  /* index into archs */
   int batch;
-  double ours_ms;   /* per image, best so far */
-  double torch_ms;  /* per image, best so far; < 0 when not measured */
+  double ms[COLUMNS];
 } run;
 
-/* The PyTorch script, running beside us: requests on `to`, answers on `from`. */
-typedef struct torch_side {
+/* A program running beside us: requests on `to`, answers on `from`. */
+typedef struct side {
   pid_t pid;
   FILE *to, *from;
-} torch_side;
+} side;
 
-static int torch_start(torch_side *t, int threads, int size, const char *input_path) {
-  const char *python = getenv("GRAD_BENCH_PYTHON");
-  if (!python) python = "/usr/bin/python3";
-  char script[1024], thr[16], sz[16];
-  snprintf(script, sizeof script, "%s/bench_backbone_torch.py", BENCH_SOURCE_DIR);
-  if (access(python, X_OK) != 0 || access(script, R_OK) != 0) {
-    fprintf(stderr, "PyTorch column skipped: %s or %s not found\n", python, script);
+/* Starts argv[0] with argv and waits for its "ready"; 0 when it cannot. */
+static int side_start(side *t, char *const argv[], const char *what) {
+  if (access(argv[0], X_OK) != 0) {
+    fprintf(stderr, "%s skipped: %s not found\n", what, argv[0]);
     return 0;
   }
   int down[2], up[2];
   if (pipe(down) || pipe(up)) return 0;
-  snprintf(thr, sizeof thr, "%d", threads);
-  snprintf(sz, sizeof sz, "%d", size);
   fflush(NULL);
   t->pid = fork();
   if (t->pid < 0) return 0;
@@ -122,8 +164,7 @@ static int torch_start(torch_side *t, int threads, int size, const char *input_p
     dup2(down[0], 0);
     dup2(up[1], 1);
     close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-    execl(python, python, script, "--threads", thr, "--size", sz, "--last-stage", "3", "--input",
-          input_path, (char *)NULL);
+    execv(argv[0], argv);
     _exit(127);
   }
   close(down[0]);
@@ -132,57 +173,89 @@ static int torch_start(torch_side *t, int threads, int size, const char *input_p
   t->from = fdopen(up[0], "r");
   char line[64];
   if (!t->to || !t->from || !fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) {
-    fprintf(stderr, "PyTorch column skipped: the script did not start (no torch?)\n");
+    fprintf(stderr, "%s skipped: it did not start\n", what);
     return 0;
   }
   return 1;
 }
 
-static double torch_time(torch_side *t, const run *r, int reps) {
-  double ms = -1.0;
-  fprintf(t->to, "%s %d %d\n", r->arch, r->batch, reps);
+/* Sends one request line and reads a number back; -1 on failure. */
+static double side_ask(side *t, const char *request) {
+  char line[128];
+  fprintf(t->to, "%s\n", request);
   fflush(t->to);
-  if (fscanf(t->from, "%lf", &ms) != 1) return -1.0;
-  return ms;
+  if (!fgets(line, sizeof line, t->from)) return -1.0;
+  char *end = NULL;
+  double v = strtod(line, &end);
+  return end == line ? -1.0 : v;
 }
 
-static void torch_stop(torch_side *t) {
-  if (t->to) fclose(t->to); /* end of input: the script exits */
+static void side_stop(side *t) {
+  if (t->to) fclose(t->to); /* end of input: the program exits */
   if (t->from) fclose(t->from);
   if (t->pid > 0) waitpid(t->pid, NULL, 0);
 }
 
+static void keep_best(double *best, double ms) {
+  if (ms > 0 && (*best < 0 || ms < *best)) *best = ms;
+}
+
+/* Best ms/image of reps calls after one that sizes the workspace; < 0 on failure. */
+static double time_ours(grad_backbone *bb, grad_workspace *ws, const float *input, int batch,
+                        int reps, float *out) {
+  double best = -1.0;
+  for (int r = 0; r <= reps; r++) {
+    double t = now();
+    if (grad_backbone_features(bb, ws, input, batch, out) != GRAD_OK) {
+      fprintf(stderr, "bench_backbone: %s\n", grad_last_error());
+      return -1.0;
+    }
+    t = (now() - t) * 1e3 / batch;
+    if (r > 0) keep_best(&best, t);
+  }
+  return best;
+}
+
+static void cell(char *buf, size_t size, double v, const char *fmt) {
+  if (v > 0)
+    snprintf(buf, size, fmt, v);
+  else
+    snprintf(buf, size, "-");
+}
+
 int main(int argc, char **argv) {
-  int threads = 2, reps = 5, rounds = 3, size = 224, use_torch = 1;
+  int threads = 2, reps = 3, rounds = 3, size = 224, use_torch = 1, use_ort = 1;
   static const struct option options[] = {{"threads", required_argument, NULL, 't'},
                                           {"reps", required_argument, NULL, 'r'},
                                           {"rounds", required_argument, NULL, 'R'},
                                           {"size", required_argument, NULL, 's'},
                                           {"no-torch", no_argument, NULL, 'n'},
+                                          {"no-ort", no_argument, NULL, 'o'},
                                           {"help", no_argument, NULL, 'h'},
                                           {0}};
   int opt;
-  while ((opt = getopt_long(argc, argv, "t:r:R:s:nh", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "t:r:R:s:noh", options, NULL)) != -1) {
     switch (opt) {
     case 't': threads = atoi(optarg); break;
     case 'r': reps = atoi(optarg); break;
     case 'R': rounds = atoi(optarg); break;
     case 's': size = atoi(optarg); break;
     case 'n': use_torch = 0; break;
+    case 'o': use_ort = 0; break;
     default:
       printf("Usage: bench_backbone [--threads T] [--reps R] [--rounds N] [--size S] "
-             "[--no-torch]\n");
+             "[--no-torch] [--no-ort]\n");
       return opt == 'h' ? 0 : 2;
     }
   }
   if (threads < 1 || reps < 1 || rounds < 1 || size < 32) return 2;
-  cli_choose_blas_kernels(argv, 1);
   grad_threads_set(threads);
 
   const char *archs[2] = {"resnet18", "wide_resnet50_2"};
-  run runs[] = {{"resnet18", 1, 1e30, -1}, {"resnet18", 8, 1e30, -1},
-                {"wide_resnet50_2", 1, 1e30, -1}, {"wide_resnet50_2", 8, 1e30, -1}};
+  run runs[] = {{0, 1, {0}}, {0, 8, {0}}, {1, 1, {0}}, {1, 8, {0}}};
   const int count = (int)(sizeof runs / sizeof runs[0]);
+  for (int i = 0; i < count; i++)
+    for (int c = 0; c < COLUMNS; c++) runs[i].ms[c] = -1.0;
   const int max_batch = 8;
   const size_t image = (size_t)3 * size * size;
   float *input = malloc(sizeof(float) * image * max_batch);
@@ -199,8 +272,11 @@ int main(int argc, char **argv) {
   }
   close(fd);
 
-  grad_backbone *bbs[2] = {NULL, NULL};
-  grad_workspace *ws = NULL;
+  /* Our three engine/precision settings per architecture. */
+  const int have_bf16 = grad_precision_available(GRAD_PRECISION_BF16);
+  const int have_onednn = grad_engine_available(GRAD_ENGINE_ONEDNN);
+  grad_backbone *bbs[2][3] = {{NULL}};
+  grad_workspace *ws = NULL, *ws_one = NULL;
   double flops[2];
   float *out = NULL;
   size_t most = 0;
@@ -209,68 +285,155 @@ int main(int argc, char **argv) {
     grad_backbone_options_init(&o, sizeof o);
     o.arch = archs[a];
     o.input_size = size;
-    if (grad_backbone_create(&o, &bbs[a]) != GRAD_OK) {
-      fprintf(stderr, "bench_backbone: %s\n", grad_last_error());
-      return 1;
+    for (int m = 0; m < 3; m++) {
+      if ((m == OURS_FP32 && !have_onednn) || (m == OURS_BF16 && !have_bf16)) continue;
+      grad_engine e = m == OURS_IM2COL ? GRAD_ENGINE_IM2COL : GRAD_ENGINE_ONEDNN;
+      grad_precision p = m == OURS_BF16 ? GRAD_PRECISION_BF16 : GRAD_PRECISION_FP32;
+      if (grad_backbone_create(&o, &bbs[a][m]) != GRAD_OK ||
+          grad_backbone_compute_set(bbs[a][m], e, p) != GRAD_OK) {
+        fprintf(stderr, "bench_backbone: %s\n", grad_last_error());
+        return 1;
+      }
     }
-    flops[a] = 2.0 * backbone_macs(bbs[a]);
-    size_t feat = (size_t)grad_backbone_feature_channels(bbs[a]) *
-                  grad_backbone_feature_height(bbs[a]) * grad_backbone_feature_width(bbs[a]);
+    flops[a] = 2.0 * backbone_macs(bbs[a][OURS_IM2COL]);
+    size_t feat = (size_t)grad_backbone_feature_channels(bbs[a][OURS_IM2COL]) *
+                  grad_backbone_feature_height(bbs[a][OURS_IM2COL]) *
+                  grad_backbone_feature_width(bbs[a][OURS_IM2COL]);
     if (feat > most) most = feat;
   }
   out = malloc(sizeof(float) * most * max_batch);
-  if (!out || grad_workspace_create(&ws) != GRAD_OK) return 1;
+  if (!out || grad_workspace_create(&ws) != GRAD_OK || grad_workspace_create(&ws_one) != GRAD_OK)
+    return 1;
+  grad_workspace_threads_set(ws_one, 1);
 
   signal(SIGPIPE, SIG_IGN);
-  torch_side torch = {0, NULL, NULL};
-  int have_torch = use_torch && torch_start(&torch, threads, size, input_path);
+  char thr[16], sz[16];
+  snprintf(thr, sizeof thr, "%d", threads);
+  snprintf(sz, sizeof sz, "%d", size);
+  side torch = {0, NULL, NULL}, ort = {0, NULL, NULL};
+  int have_torch = 0, have_ort = 0;
+  char onnx[2][64] = {"", ""};
+  if (use_torch) {
+    const char *python = getenv("GRAD_BENCH_PYTHON");
+    char script[1024];
+    snprintf(script, sizeof script, "%s/bench_backbone_torch.py", BENCH_SOURCE_DIR);
+    char *targv[] = {(char *)(python ? python : "/usr/bin/python3"), script, "--threads", thr,
+                     "--size", sz, "--last-stage", "3", "--input", input_path, NULL};
+    have_torch = side_start(&torch, targv, "PyTorch columns");
+  }
+  if (use_ort && have_torch) { /* ONNX Runtime runs the models PyTorch exports */
+    const char *dir = getenv("GRAD_BENCH_ORT");
+    char modules[1024], script[1024], request[256], line[64];
+    snprintf(modules, sizeof modules, "%s/node_modules", dir ? dir : "/work/ort");
+    snprintf(script, sizeof script, "%s/bench_backbone_ort.js", BENCH_SOURCE_DIR);
+    int exported = 1;
+    for (int a = 0; a < 2 && exported; a++) {
+      snprintf(onnx[a], sizeof onnx[a], "%s_%s.onnx", input_path, archs[a]);
+      snprintf(request, sizeof request, "export %s %s", archs[a], onnx[a]);
+      fprintf(torch.to, "%s\n", request);
+      fflush(torch.to);
+      exported = fgets(line, sizeof line, torch.from) && strncmp(line, "ok", 2) == 0;
+    }
+    if (!exported) {
+      fprintf(stderr, "ONNX Runtime column skipped: torch.onnx.export failed\n");
+    } else {
+      setenv("NODE_PATH", modules, 1);
+      char *oargv[] = {"/usr/bin/node", script, "--threads", thr, "--size", sz, "--input",
+                       input_path, NULL};
+      have_ort = side_start(&ort, oargv, "ONNX Runtime column");
+    }
+  }
+
+  const char *torch_modes[3] = {"nchw", "cl", "bf16"};
   double load = load_average(), peak = 0.0;
   for (int round = 0; round < rounds; round++) {
-    double p = sgemm_peak(2048);
+    double p = fma_peak(threads);
     if (p > peak) peak = p;
     for (int i = 0; i < count; i++) {
-      grad_backbone *bb = bbs[strcmp(runs[i].arch, archs[0]) ? 1 : 0];
-      for (int r = 0; r <= reps; r++) { /* the first call sizes the workspace */
-        double t = now();
-        if (grad_backbone_features(bb, ws, input, runs[i].batch, out) != GRAD_OK) {
-          fprintf(stderr, "bench_backbone: %s\n", grad_last_error());
-          return 1;
-        }
-        t = (now() - t) * 1e3 / runs[i].batch;
-        if (r > 0 && t < runs[i].ours_ms) runs[i].ours_ms = t;
+      run *r = &runs[i];
+      const int a = r->arch;
+      for (int m = 0; m < 3; m++)
+        if (bbs[a][m]) keep_best(&r->ms[m], time_ours(bbs[a][m], ws, input, r->batch, reps, out));
+      if (threads > 1 && bbs[a][OURS_FP32])
+        keep_best(&r->ms[OURS_ONE_THREAD],
+                  time_ours(bbs[a][OURS_FP32], ws_one, input, r->batch, reps, out));
+      char request[256];
+      for (int m = 0; have_torch && m < 3; m++) {
+        snprintf(request, sizeof request, "time %s %d %d %s", archs[a], r->batch, reps,
+                 torch_modes[m]);
+        keep_best(&r->ms[TORCH_NCHW + m], side_ask(&torch, request));
       }
-      if (have_torch) {
-        double ms = torch_time(&torch, &runs[i], reps);
-        if (ms > 0 && (runs[i].torch_ms < 0 || ms < runs[i].torch_ms)) runs[i].torch_ms = ms;
+      if (have_ort) {
+        snprintf(request, sizeof request, "%s %d %d", onnx[a], r->batch, reps);
+        keep_best(&r->ms[ORT_FP32], side_ask(&ort, request));
       }
     }
   }
-  torch_stop(&torch);
+  side_stop(&ort);
+  side_stop(&torch);
+  for (int a = 0; a < 2; a++)
+    if (onnx[a][0]) unlink(onnx[a]);
   unlink(input_path);
 
-  printf("backbone benchmark: %dx%d input, stages up to layer3 (features layer2+layer3), "
-         "%d threads, best of %d rounds x %d runs\nOpenBLAS %s kernels; sgemm peak %.1f "
-         "GFLOP/s (2048^3, best round); load average %.2f at start, %.2f at the end\n\n",
-         size, size, threads, rounds, reps, openblas_get_corename(), peak * 1e-9, load,
-         load_average());
-  printf("%-16s %5s %9s %12s %12s %10s %8s %6s\n", "arch", "batch", "GFLOP/im", "ours ms/im",
-         "torch ms/im", "torch/ours", "GFLOP/s", "%peak");
-  for (int i = 0; i < count; i++) {
-    double f = flops[strcmp(runs[i].arch, archs[0]) ? 1 : 0];
-    double gflops = f / (runs[i].ours_ms * 1e-3) * 1e-9;
-    char torch_ms[32] = "-", ratio[32] = "-";
-    if (have_torch && runs[i].torch_ms > 0) {
-      snprintf(torch_ms, sizeof torch_ms, "%.1f", runs[i].torch_ms);
-      snprintf(ratio, sizeof ratio, "%.2f", runs[i].torch_ms / runs[i].ours_ms);
-    }
-    printf("%-16s %5d %9.2f %12.1f %12s %10s %8.1f %5.0f%%\n", runs[i].arch, runs[i].batch,
-           f * 1e-9, runs[i].ours_ms, torch_ms, ratio, gflops, 100.0 * gflops * 1e9 / peak);
+  char cpu[128] = "unknown CPU";
+  FILE *info = fopen("/proc/cpuinfo", "r");
+  if (info) {
+    char line[256];
+    while (fgets(line, sizeof line, info))
+      if (strncmp(line, "model name", 10) == 0) {
+        char *v = strchr(line, ':');
+        if (v) snprintf(cpu, sizeof cpu, "%s", v + 2);
+        cpu[strcspn(cpu, "\n")] = 0;
+        break;
+      }
+    fclose(info);
   }
-  printf("\n(other processes share these cores: rerun when the load average is low)\n");
+  printf("backbone benchmark: %s, %dx%d input, stages up to layer3 (features layer2+layer3), "
+         "%d threads, best of %d rounds x %d runs, ms per image\n"
+         "engine %s, bf16 %s; measured fp32 FMA peak %.0f GFLOP/s on %d threads; load average "
+         "%.2f at start, %.2f at the end\n\n",
+         cpu, size, size, threads, rounds, reps, grad_engine_name(GRAD_ENGINE_AUTO),
+         have_bf16 ? "native" : "not native (column skipped)", peak * 1e-9, threads, load,
+         load_average());
+  printf("%-15s %5s %6s", "arch", "batch", "GFLOP");
+  for (int c = 0; c < COLUMNS; c++) printf(" %9s", column_names[c]);
+  printf(" %8s %8s %8s %7s %7s %6s\n", "ort/ours", "cl/ours", "bf16/bf", "%pk f32", "%pk bf",
+         "scale");
+  for (int i = 0; i < count; i++) {
+    const run *r = &runs[i];
+    const double f = flops[r->arch];
+    char buf[32];
+    printf("%-15s %5d %6.2f", archs[r->arch], r->batch, f * 1e-9);
+    for (int c = 0; c < COLUMNS; c++) {
+      cell(buf, sizeof buf, r->ms[c], "%.1f");
+      printf(" %9s", buf);
+    }
+    const double *ms = r->ms;
+    double ratios[3] = {ms[ORT_FP32] / ms[OURS_FP32], ms[TORCH_CL] / ms[OURS_FP32],
+                        ms[TORCH_BF16] / ms[OURS_BF16]};
+    for (int k = 0; k < 3; k++) {
+      cell(buf, sizeof buf, ratios[k], "%.2f");
+      printf(" %8s", buf);
+    }
+    double pk32 = ms[OURS_FP32] > 0 ? 100.0 * f / (ms[OURS_FP32] * 1e-3) / peak : -1;
+    double pkbf = ms[OURS_BF16] > 0 ? 100.0 * f / (ms[OURS_BF16] * 1e-3) / (2 * peak) : -1;
+    double scale = ms[OURS_ONE_THREAD] > 0 ? ms[OURS_ONE_THREAD] / (threads * ms[OURS_FP32]) : -1;
+    cell(buf, sizeof buf, pk32, "%.0f%%");
+    printf(" %7s", buf);
+    cell(buf, sizeof buf, pkbf, "%.0f%%");
+    printf(" %7s", buf);
+    cell(buf, sizeof buf, scale, "%.2f");
+    printf(" %6s\n", buf);
+  }
+  printf("\nratios > 1: ours faster (ort/ours, cl/ours: fp32 engine; bf16/bf: PyTorch bf16 "
+         "autocast over ours bf16); scale: t(1 thread) / (%d x t(%d threads)), 1.00 = linear\n"
+         "(other processes share these cores: rerun when the load average is low)\n",
+         threads, threads);
   free(out);
   free(input);
   grad_workspace_free(ws);
-  grad_backbone_free(bbs[0]);
-  grad_backbone_free(bbs[1]);
+  grad_workspace_free(ws_one);
+  for (int a = 0; a < 2; a++)
+    for (int m = 0; m < 3; m++) grad_backbone_free(bbs[a][m]);
   return 0;
 }

@@ -3,8 +3,11 @@
  * by hand with /usr/bin/python3, references computed in float64), its
  * weight-file errors, the neck's align_corners resize on hand-computed
  * cases, shapes of every architecture, batching, model-file round trips and
- * the workspace's no-allocation promise. Tolerance for every golden:
- * max|diff| <= 1e-4 * max|ref| per tensor.
+ * the workspace's no-allocation promise. The goldens run on every compute
+ * engine and precision this build and CPU offer (a loop test over `modes`).
+ * Tolerance for every golden: max|diff| <= 1e-4 * max|ref| per tensor in
+ * fp32; 3e-2 in bf16 (8-bit mantissas through up to 17 layers, fp32
+ * accumulation; the test prints what it reaches).
  */
 #include <math.h>
 
@@ -14,7 +17,36 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static const double golden_tol = 1e-4;
+/* The engines and precisions the goldens run on; mode is the current one. */
+static const struct {
+  grad_engine engine;
+  grad_precision precision;
+  double tol;
+} modes[] = {
+    {GRAD_ENGINE_ONEDNN, GRAD_PRECISION_FP32, 1e-4},
+    {GRAD_ENGINE_IM2COL, GRAD_PRECISION_FP32, 1e-4},
+    {GRAD_ENGINE_ONEDNN, GRAD_PRECISION_BF16, 3e-2},
+};
+static int mode;
+static double golden_tol = 1e-4;
+
+/* Puts bb in the current mode; false (and a note) where this build or CPU
+ * lacks it, and the test then checks nothing more. */
+static bool use_mode(grad_backbone *bb) {
+  golden_tol = modes[mode].tol;
+  if (!grad_engine_available(modes[mode].engine) ||
+      !grad_precision_available(modes[mode].precision)) {
+    fprintf(stderr, "  %s %s: not available here, skipped\n",
+            grad_engine_name(modes[mode].engine), grad_precision_name(modes[mode].precision));
+    return false;
+  }
+  ck_assert_msg(grad_backbone_compute_set(bb, modes[mode].engine, modes[mode].precision) ==
+                    GRAD_OK, "%s", grad_last_error());
+  ck_assert_int_eq(grad_backbone_engine(bb), modes[mode].engine);
+  fprintf(stderr, " %s %s:\n", grad_engine_name(modes[mode].engine),
+          grad_precision_name(modes[mode].precision));
+  return true;
+}
 
 /* A tensor of a golden file, malloc'd; count in *count. */
 static float *golden_tensor(const grad__st_file *f, const char *name, size_t *count) {
@@ -174,6 +206,7 @@ static const char *write_fixture_weights(const char *dir, const char *name, unsi
 /* ---- Goldens ----------------------------------------------------------------- */
 
 START_TEST(resnet18_matches_pytorch) {
+  mode = _i;
   const char *path = write_fixture_weights(test_tmpdir(), "r18.safetensors", L(4), "resnet18", NULL,
                                            TAMPER_NONE);
   grad__st_file *f = open_fixture("backbone/resnet18_s64.safetensors");
@@ -183,12 +216,19 @@ START_TEST(resnet18_matches_pytorch) {
   o.weights_path = path;
   grad_backbone *bb = NULL;
   ck_assert_msg(grad_backbone_create(&o, &bb) == GRAD_OK, "%s", grad_last_error());
+  if (!use_mode(bb)) {
+    grad_backbone_free(bb);
+    free(input);
+    grad__st_close(f);
+    return;
+  }
   ck_assert_ptr_nonnull(strstr(grad_backbone_weights_source(bb), "r18.safetensors"));
   check_stages(bb, f, 2, input);
   grad_backbone_free(bb);
 
   o.layers = L(2) | L(3);
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  ck_assert(use_mode(bb));
   ck_assert_int_eq(grad_backbone_feature_channels(bb), 384);
   ck_assert_int_eq(grad_backbone_feature_height(bb), 8);
   check_neck(bb, f, "neck_l23_s8", 2, input);
@@ -197,6 +237,7 @@ START_TEST(resnet18_matches_pytorch) {
   o.layers = L(1) | L(2) | L(3) | L(4);
   o.output_stride = 16;
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  ck_assert(use_mode(bb));
   ck_assert_int_eq(grad_backbone_feature_channels(bb), 960);
   ck_assert_int_eq(grad_backbone_feature_width(bb), 4);
   check_neck(bb, f, "neck_l1234_s16", 2, input);
@@ -212,6 +253,7 @@ END_TEST
 static const grad__resnet_arch tiny_arch = {"bottleneck_tiny", true, {2, 2, 1, 1}, 16};
 
 START_TEST(bottleneck_matches_pytorch) {
+  mode = _i;
   grad__st_file *f = open_fixture("backbone/bottleneck_tiny_golden.safetensors");
   float *input = golden_tensor(f, "input", NULL);
   grad_backbone_options o;
@@ -220,6 +262,12 @@ START_TEST(bottleneck_matches_pytorch) {
   grad_backbone *bb = NULL;
   ck_assert_msg(grad__backbone_create_arch(&tiny_arch, &o, &bb) == GRAD_OK, "%s",
                 grad_last_error());
+  if (!use_mode(bb)) {
+    grad_backbone_free(bb);
+    free(input);
+    grad__st_close(f);
+    return;
+  }
   ck_assert_int_eq(grad_backbone_feature_channels(bb), 256 + 512);
   check_stages(bb, f, 2, input);
   check_neck(bb, f, "neck_l12_s8", 2, input);
@@ -234,6 +282,7 @@ START_TEST(bottleneck_matches_pytorch) {
 END_TEST
 
 START_TEST(seeded_wide_resnet50_2_matches_pytorch) {
+  mode = _i;
   grad__st_file *f = open_fixture("backbone/wide_resnet50_2_seed7.safetensors");
   float *input = golden_tensor(f, "input", NULL);
   grad_backbone_options o;
@@ -241,12 +290,19 @@ START_TEST(seeded_wide_resnet50_2_matches_pytorch) {
   o.random_seed = 7;
   grad_backbone *bb = NULL;
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  if (!use_mode(bb)) {
+    grad_backbone_free(bb);
+    free(input);
+    grad__st_close(f);
+    return;
+  }
   ck_assert_str_eq(grad_backbone_weights_source(bb), "random (seed 7)");
   check_stages(bb, f, 2, input);
   grad_backbone_free(bb);
   /* Fewer stages draw the same weights for the stages kept. */
   o.layers = L(2) | L(3);
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  ck_assert(use_mode(bb));
   check_neck(bb, f, "neck_l23_s8", 2, input);
   grad_backbone_free(bb);
   free(input);
@@ -533,11 +589,16 @@ END_TEST
  * large and as a group afterwards: at 112 x 112, layer1 (28 x 28) per image,
  * layer2 and layer3 (14 x 14, 7 x 7) per group. Same results as one by one. */
 START_TEST(batch_matches_single_images) {
+  mode = _i;
   grad_backbone_options o;
   options(&o, "resnet18", L(1) | L(3), 112, 4);
   o.random_seed = 5;
   grad_backbone *bb = NULL;
   ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  if (!use_mode(bb)) {
+    grad_backbone_free(bb);
+    return;
+  }
   enum { N = 11 }; /* more than one group of 8 */
   const size_t in = 3 * 112 * 112;
   ck_assert_int_eq(grad_backbone_feature_height(bb), 28);
@@ -558,6 +619,71 @@ START_TEST(batch_matches_single_images) {
   ck_assert_int_eq(grad_backbone_features(bb, NULL, x, 1, one), GRAD_E_INVALID_ARG);
   grad_workspace_free(ws);
   free(x), free(batch), free(one);
+  grad_backbone_free(bb);
+}
+END_TEST
+
+/* docs/guide.md promises features bit for bit identical on 1 and 2 threads
+ * (each workspace with its own count) on every fp32 engine. */
+START_TEST(features_identical_on_one_and_two_threads) {
+  mode = _i;
+  grad_backbone_options o;
+  options(&o, "wide_resnet50_2", L(2) | L(3), 64, 8);
+  o.random_seed = 3;
+  grad_backbone *bb = NULL;
+  ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  if (!use_mode(bb)) {
+    grad_backbone_free(bb);
+    return;
+  }
+  enum { N = 3 };
+  const size_t in = 3 * 64 * 64, feat = (size_t)1536 * 8 * 8;
+  float *x = malloc(N * in * sizeof(float)), *a = malloc(N * feat * sizeof(float)),
+        *b = malloc(N * feat * sizeof(float));
+  grad__rng rng;
+  grad__rng_seed(&rng, 4);
+  grad__rng_fill_normal(&rng, x, N * in, 0.0, 1.0);
+  grad_workspace *one = NULL, *two = NULL;
+  ck_assert_int_eq(grad_workspace_create(&one), GRAD_OK);
+  ck_assert_int_eq(grad_workspace_create(&two), GRAD_OK);
+  grad_workspace_threads_set(one, 1);
+  grad_workspace_threads_set(two, 2);
+  ck_assert_int_eq(grad_workspace_threads_get(two), 2);
+  ck_assert_int_eq(grad_backbone_features(bb, one, x, N, a), GRAD_OK);
+  ck_assert_int_eq(grad_backbone_features(bb, two, x, N, b), GRAD_OK);
+  ck_assert_mem_eq(a, b, N * feat * sizeof(float));
+  grad_workspace_free(one);
+  grad_workspace_free(two);
+  free(x), free(a), free(b);
+  grad_backbone_free(bb);
+}
+END_TEST
+
+/* The engine and precision choice: defaults, what is refused and why. */
+START_TEST(compute_choice_is_checked) {
+  grad_backbone_options o;
+  options(&o, "resnet18", L(2), 64, 8);
+  grad_backbone *bb = NULL;
+  ck_assert_int_eq(grad_backbone_create(&o, &bb), GRAD_OK);
+  ck_assert_int_eq(grad_backbone_engine(bb), grad_engine_available(GRAD_ENGINE_ONEDNN)
+                                                 ? GRAD_ENGINE_ONEDNN
+                                                 : GRAD_ENGINE_IM2COL);
+  ck_assert_int_eq(grad_backbone_precision(bb), GRAD_PRECISION_FP32);
+  ck_assert_int_eq(grad_backbone_compute_set(bb, (grad_engine)7, GRAD_PRECISION_FP32),
+                   GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_backbone_compute_set(bb, GRAD_ENGINE_AUTO, (grad_precision)9),
+                   GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_backbone_compute_set(NULL, GRAD_ENGINE_AUTO, GRAD_PRECISION_FP32),
+                   GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_backbone_compute_set(bb, GRAD_ENGINE_IM2COL, GRAD_PRECISION_BF16),
+                   GRAD_E_UNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "bf16"));
+  ck_assert_int_eq(grad_backbone_engine(bb) == GRAD_ENGINE_AUTO, 0); /* unchanged */
+  grad_status bf16 = grad_backbone_compute_set(bb, GRAD_ENGINE_AUTO, GRAD_PRECISION_BF16);
+  ck_assert_int_eq(bf16, grad_precision_available(GRAD_PRECISION_BF16) ? GRAD_OK
+                                                                      : GRAD_E_UNSUPPORTED);
+  ck_assert_str_eq(grad_precision_name(GRAD_PRECISION_BF16), "bf16");
+  ck_assert_str_eq(grad_engine_name(GRAD_ENGINE_IM2COL), "im2col");
   grad_backbone_free(bb);
 }
 END_TEST
@@ -673,9 +799,10 @@ int main(void) {
   Suite *s = suite_create("backbone");
   TCase *golden = tcase_create("golden");
   tcase_set_timeout(golden, 60);
-  tcase_add_test(golden, resnet18_matches_pytorch);
-  tcase_add_test(golden, bottleneck_matches_pytorch);
-  tcase_add_test(golden, seeded_wide_resnet50_2_matches_pytorch);
+  tcase_add_loop_test(golden, resnet18_matches_pytorch, 0, (int)(sizeof modes / sizeof modes[0]));
+  tcase_add_loop_test(golden, bottleneck_matches_pytorch, 0, (int)(sizeof modes / sizeof modes[0]));
+  tcase_add_loop_test(golden, seeded_wide_resnet50_2_matches_pytorch, 0,
+                      (int)(sizeof modes / sizeof modes[0]));
   suite_add_tcase(s, golden);
   TCase *errors = tcase_create("errors");
   tcase_set_timeout(errors, 60);
@@ -693,7 +820,9 @@ int main(void) {
   tcase_add_test(rest, every_architecture_builds_with_the_right_shapes);
   tcase_add_test(rest, later_stages_are_not_built);
   tcase_add_test(rest, random_init_follows_torchvision);
-  tcase_add_test(rest, batch_matches_single_images);
+  tcase_add_loop_test(rest, batch_matches_single_images, 0, 2); /* the fp32 modes */
+  tcase_add_loop_test(rest, features_identical_on_one_and_two_threads, 0, 2);
+  tcase_add_test(rest, compute_choice_is_checked);
   tcase_add_test(rest, no_allocation_after_the_first_call);
   tcase_add_test(rest, allocation_failures_are_clean);
   tcase_add_test(rest, model_file_round_trip);

@@ -50,6 +50,8 @@ int cli_check_writable(const char *command, const char *option, const char *path
 
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 int cli_parse_int(const char *text, long min, long max, long *out);
+/* "fp32" or "bf16" into *out; 0 for anything else. */
+int cli_parse_precision(const char *text, grad_precision *out);
 
 /* Parses "2,3" into a stage bitmask (bit k = layerk, k in 1..4). */
 int cli_parse_layers(const char *text, unsigned *mask);

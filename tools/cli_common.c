@@ -128,3 +128,10 @@ int cli_check_writable(const char *command, const char *option, const char *path
   unlink(probe);
   return 1;
 }
+
+int cli_parse_precision(const char *text, grad_precision *out) {
+  if (strcmp(text, "fp32") == 0) *out = GRAD_PRECISION_FP32;
+  else if (strcmp(text, "bf16") == 0) *out = GRAD_PRECISION_BF16;
+  else return 0;
+  return 1;
+}

@@ -8,6 +8,7 @@
 
 static void usage(FILE *to) {
   fputs("Usage: grad eval -m MODEL --data ROOT [--json FILE] [--maps DIR] [-j N]\n"
+        "                 [--precision fp32|bf16]\n"
         "Evaluate a model on ROOT, one MVTec-layout category (ROOT/test/DEFECT,\n"
         "ROOT/ground_truth/DEFECT) or a folder of them. Prints per category the\n"
         "image AUROC, pixel AUROC, AUPRO (to FPR 0.3) and image F1-max in percent,\n"
@@ -17,6 +18,7 @@ static void usage(FILE *to) {
         "      --json FILE    also write the figures as JSON\n"
         "      --maps DIR     write heatmap overlays to DIR/CATEGORY/DEFECT/\n"
         "  -j, --threads N    threads (default: all cores)\n"
+        "      --precision P  fp32 (default) or bf16 (CPUs with native bf16)\n"
         "  -h, --help         show this help\n",
         to);
 }
@@ -25,16 +27,22 @@ int cmd_eval(int argc, char **argv) {
   static const struct option options[] = {
     {"model", required_argument, NULL, 'm'}, {"data", required_argument, NULL, 'd'},
     {"json", required_argument, NULL, 'J'}, {"maps", required_argument, NULL, 'M'},
-    {"threads", required_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0}};
+    {"threads", required_argument, NULL, 'j'}, {"precision", required_argument, NULL, 'P'},
+    {"help", no_argument, NULL, 'h'}, {0}};
   const char *model_path = NULL, *root = NULL, *json = NULL, *maps = NULL;
   int opt;
   long value;
+  grad_precision precision = GRAD_PRECISION_FP32;
   while ((opt = getopt_long(argc, argv, ":m:d:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'm': model_path = optarg; break;
     case 'd': root = optarg; break;
     case 'J': json = optarg; break;
     case 'M': maps = optarg; break;
+    case 'P':
+      if (!cli_parse_precision(optarg, &precision))
+        return cli_usage_error("eval", "--precision must be fp32 or bf16");
+      break;
     case 'j':
       if (!cli_parse_int(optarg, 1, 1024, &value))
         return cli_usage_error("eval", "--threads must be in 1..1024");
@@ -53,6 +61,10 @@ int cmd_eval(int argc, char **argv) {
   grad_model *model = NULL;
   grad_status s = grad_model_load(model_path, &model);
   if (s != GRAD_OK) return cli_fail("eval", s, "cannot load the model");
+  if ((s = grad_model_compute_set(model, GRAD_ENGINE_AUTO, precision)) != GRAD_OK) {
+    grad_model_free(model);
+    return cli_fail("eval", s, "cannot compute in that precision");
+  }
   int code = cli_evaluate("eval", model, root, maps, json);
   grad_model_free(model);
   return code;

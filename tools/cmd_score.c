@@ -14,6 +14,7 @@
 
 static void usage(FILE *to) {
   fputs("Usage: grad score -m MODEL [--csv | --json] [--maps DIR] [--list FILE] [-j N]\n"
+        "                  [--precision fp32|bf16]\n"
         "                  [IMAGE | FOLDER | -]...\n"
         "Score images: files, folders (searched recursively for .png, .jpg, .jpeg), the\n"
         "paths listed in FILE (--list, one per line) or read from standard input (-).\n"
@@ -32,6 +33,7 @@ static void usage(FILE *to) {
         "                     output that would replace an input is refused\n"
         "      --list FILE    also score the paths listed in FILE (- for stdin)\n"
         "  -j, --threads N    threads (default: all cores)\n"
+        "      --precision P  fp32 (default) or bf16 (CPUs with native bf16)\n"
         "  -h, --help         show this help\n"
         "Exit status: 0 every image scored and good; 3 every image scored and at least\n"
         "one anomalous; 1 at least one image could not be scored (or another error);\n"
@@ -220,15 +222,16 @@ static int score_all(const grad_model *model, grad_context *ctx, const cli_paths
 }
 
 int cmd_score(int argc, char **argv) {
-  enum { OPT_MAPS = 256, OPT_JSON, OPT_CSV, OPT_LIST };
+  enum { OPT_MAPS = 256, OPT_JSON, OPT_CSV, OPT_LIST, OPT_PRECISION };
   static const struct option options[] = {
     {"model", required_argument, NULL, 'm'}, {"maps", required_argument, NULL, OPT_MAPS},
     {"json", no_argument, NULL, OPT_JSON}, {"csv", no_argument, NULL, OPT_CSV},
     {"list", required_argument, NULL, OPT_LIST}, {"threads", required_argument, NULL, 'j'},
-    {"help", no_argument, NULL, 'h'}, {0}};
+    {"precision", required_argument, NULL, OPT_PRECISION}, {"help", no_argument, NULL, 'h'}, {0}};
   const char *model_path = NULL, *maps = NULL, *lists[16];
   int format = FORMAT_TEXT, formats = 0, list_count = 0, opt;
   long value;
+  grad_precision precision = GRAD_PRECISION_FP32;
   while ((opt = getopt_long(argc, argv, ":m:j:h", options, NULL)) != -1) {
     switch (opt) {
     case 'm': model_path = optarg; break;
@@ -238,6 +241,10 @@ int cmd_score(int argc, char **argv) {
     case OPT_LIST:
       if (list_count == 16) return cli_usage_error("score", "at most 16 --list files");
       lists[list_count++] = optarg;
+      break;
+    case OPT_PRECISION:
+      if (!cli_parse_precision(optarg, &precision))
+        return cli_usage_error("score", "--precision must be fp32 or bf16");
       break;
     case 'j':
       if (!cli_parse_int(optarg, 1, 1024, &value))
@@ -273,6 +280,8 @@ int cmd_score(int argc, char **argv) {
   if (ok) {
     grad_status s = grad_model_load(model_path, &model);
     if (s != GRAD_OK) cli_fail("score", s, "cannot load the model");
+    else if ((s = grad_model_compute_set(model, GRAD_ENGINE_AUTO, precision)) != GRAD_OK)
+      cli_fail("score", s, "cannot compute in that precision");
     else if ((s = grad_context_create(model, &ctx)) != GRAD_OK)
       cli_fail("score", s, "cannot create a scoring context");
     else code = score_all(model, ctx, &inputs, format, maps, names);

@@ -126,15 +126,32 @@ GRAD_API const char *grad_backbone_weights_source(const grad_backbone *bb);
  * normalised (grad_image_to_tensor); out receives n x C x H x W floats in
  * that order. Uses ws for all scratch: anything handed out from ws before
  * the call is invalid afterwards; after the first call with a given batch
- * size no memory is allocated. Images go through in groups of up to 8, so
- * memory stays bounded for any n. Convolutions use grad_threads_set()
- * threads. Errors:
+ * size no memory is allocated (oneDNN's own small objects aside). Images
+ * go through in groups of up to 8, so memory stays bounded for any n.
+ * Convolutions use grad_workspace_threads_set() threads, else
+ * grad_threads_set()'s. Errors:
  * GRAD_E_INVALID_ARG (NULL pointer, n < 1), GRAD_E_NOMEM.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_backbone_features(const grad_backbone *bb,
                                                            grad_workspace *ws,
                                                            const float *images, int n,
                                                            float *out);
+
+/*
+ * Chooses how the backbone computes (see grad_engine, grad_precision in
+ * common.h); a new backbone has GRAD_ENGINE_AUTO and GRAD_PRECISION_FP32.
+ * Not thread-safe: call it before the backbone is shared between threads.
+ * The engine lays the weights out on the first grad_backbone_features call
+ * after it. Errors: GRAD_E_INVALID_ARG (NULL, an unknown value),
+ * GRAD_E_UNSUPPORTED (the engine is not built in, or bf16 on a CPU without
+ * native bf16 or with the im2col engine); the backbone is unchanged then.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_backbone_compute_set(grad_backbone *bb,
+                                                              grad_engine engine,
+                                                              grad_precision precision);
+/* The engine in use (never AUTO) and the precision. */
+GRAD_API grad_engine grad_backbone_engine(const grad_backbone *bb);
+GRAD_API grad_precision grad_backbone_precision(const grad_backbone *bb);
 
 #ifdef __cplusplus
 }

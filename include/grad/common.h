@@ -69,9 +69,11 @@ GRAD_API const char *grad_version_string(void);
 GRAD_API int grad_version_number(void);
 
 /*
- * Threads used by the numerical kernels (OpenBLAS's pool); 0 means all
- * cores. Process-wide. The start-up default is OPENBLAS_NUM_THREADS, else
- * all cores.
+ * The process-wide default of threads used by compute calls; 0 means all
+ * cores. The start-up default is OPENBLAS_NUM_THREADS, else all cores. A
+ * workspace may override it for the calls that use it
+ * (grad_workspace_threads_set). docs/guide.md ("Threads") says which
+ * results are identical across thread counts.
  */
 GRAD_API void grad_threads_set(int threads);
 GRAD_API int grad_threads_get(void);
@@ -96,6 +98,37 @@ GRAD_API const char *grad_blas_core(void);
 #endif /* GRAD_EXPERIMENTAL */
 
 /*
+ * Compute engines of the convolutions. GRAD_ENGINE_ONEDNN: oneDNN's
+ * convolution primitives (JIT kernels chosen by CPU features at run time,
+ * blocked layouts, fused bias/residual/ReLU), the default where libgrad was
+ * built with oneDNN. GRAD_ENGINE_IM2COL: im2col + sgemm, the portable
+ * engine (OpenBLAS; oneDNN's sgemm where built with oneDNN).
+ * GRAD_ENGINE_AUTO: the best available. docs/backbone.md compares them.
+ */
+typedef enum grad_engine {
+  GRAD_ENGINE_AUTO = 0,
+  GRAD_ENGINE_ONEDNN = 1,
+  GRAD_ENGINE_IM2COL = 2
+} grad_engine;
+
+/*
+ * Number format of the frozen backbone's arithmetic. BF16 stores weights
+ * and activations as bfloat16 and accumulates in fp32; only where the CPU
+ * does bf16 natively (AVX512_BF16 or AMX, found at run time) and with the
+ * oneDNN engine. Features move by about 1e-2 relative (docs/backbone.md).
+ */
+typedef enum grad_precision { GRAD_PRECISION_FP32 = 0, GRAD_PRECISION_BF16 = 1 } grad_precision;
+
+/* 1 when this build and this CPU can run the engine (AUTO: always) or the
+ * precision with the oneDNN engine; else 0. */
+GRAD_API int grad_engine_available(grad_engine engine);
+GRAD_API int grad_precision_available(grad_precision precision);
+/* "onednn", "im2col" for the engines (AUTO: the one it picks); "fp32",
+ * "bf16" for the precisions; "unknown" otherwise. */
+GRAD_API const char *grad_engine_name(grad_engine engine);
+GRAD_API const char *grad_precision_name(grad_precision precision);
+
+/*
  * A workspace holds the scratch memory of compute calls. It grows to what
  * the largest call needed and is then reused without further allocation.
  * One workspace serves one thread at a time: give each thread its own.
@@ -107,6 +140,19 @@ GRAD_API GRAD_NODISCARD grad_status grad_workspace_create(grad_workspace **out);
 GRAD_API void grad_workspace_free(grad_workspace *ws);
 /* Bytes the workspace holds now. */
 GRAD_API size_t grad_workspace_bytes(const grad_workspace *ws);
+
+/*
+ * Threads of the compute calls made with this workspace (a model's
+ * context has its own: grad_context_threads_set), so two threads may
+ * compute with different thread counts at once; threads <= 0 returns to the
+ * process default (grad_threads_set). With the oneDNN engine every
+ * convolution and product honours it; in a build without oneDNN the
+ * products run on OpenBLAS, whose thread count is process-wide, and only
+ * the passes between them follow it. NULL is a no-op. _get returns the
+ * override, 0 when none.
+ */
+GRAD_API void grad_workspace_threads_set(grad_workspace *ws, int threads);
+GRAD_API int grad_workspace_threads_get(const grad_workspace *ws);
 
 #ifdef __cplusplus
 }

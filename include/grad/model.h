@@ -56,6 +56,19 @@ GRAD_API GRAD_NODISCARD grad_status grad_context_create(const grad_model *model,
                                                         grad_context **out);
 /* Frees the context; NULL is a no-op. */
 GRAD_API void grad_context_free(grad_context *ctx);
+/*
+ * How the model's backbone computes: grad_backbone_compute_set on it (same
+ * errors; GRAD_E_INVALID_ARG for a NULL model). Call it after loading,
+ * before contexts score: not thread-safe. GRAD_PRECISION_BF16 moves the
+ * scores a little (docs/backbone.md gives the AUROC measured); the default
+ * is fp32 on the best engine.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_model_compute_set(grad_model *model, grad_engine engine,
+                                                           grad_precision precision);
+/* Threads of the scoring calls made with this context (see
+ * grad_workspace_threads_set); threads <= 0 returns to the process default
+ * (grad_threads_set). NULL is a no-op. */
+GRAD_API void grad_context_threads_set(grad_context *ctx, int threads);
 
 /* Scores one image: score, decision, map at the image's own size, mask. */
 GRAD_API GRAD_NODISCARD grad_status grad_model_score(const grad_model *model, grad_context *ctx,

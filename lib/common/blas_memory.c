@@ -10,11 +10,11 @@
  * GRAD_E_NOMEM instead of entering OpenBLAS. Without a limit nothing is
  * checked (the kernel then overcommits, and OpenBLAS's malloc succeeds).
  */
-#include <cblas.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
 #include "core.h"
+#include "threading.h"
 
 /* What the probe covers on this thread: the number of OpenBLAS threads it
  * was made for (0: not yet). More threads later need a new probe. */
@@ -28,7 +28,7 @@ static bool limited(int resource, rlim_t *limit) {
 }
 
 grad_status grad__blas_memory_check(const char *what) {
-  int threads = openblas_get_num_threads();
+  int threads = grad__blas_threads();
   if (threads < 1) threads = 1;
   if (covered_threads >= threads) return GRAD_OK;
   rlim_t as_limit = 0, data_limit = 0;

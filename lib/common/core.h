@@ -89,6 +89,9 @@ grad_status grad__ws_reserve(grad_workspace *ws, size_t bytes);
 /* A mark to roll the arena back to, for scratch used inside one step. */
 size_t grad__ws_mark(const grad_workspace *ws);
 void grad__ws_release(grad_workspace *ws, size_t mark);
+/* The workspace's own thread count (grad_workspace_threads_set); 0 when
+ * unset. threading.h's grad__threads resolves it to a count. */
+int grad__ws_threads(const grad_workspace *ws);
 
 /* ---- Versioned structs ------------------------------------------------
  * Every public option and summary struct starts with size_t struct_size and

@@ -19,6 +19,7 @@ struct grad_workspace {
   size_t peak;           /* the largest total demand since creation */
   overflow_block *overflow;  /* newest first; once non-empty, base is full */
   size_t overflow_bytes;
+  int threads;           /* grad_workspace_threads_set; 0: the process default */
 };
 
 static size_t round_up(size_t n) { return (n + WS_ALIGN - 1) & ~(size_t)(WS_ALIGN - 1); }
@@ -50,6 +51,14 @@ void grad_workspace_free(grad_workspace *ws) {
   grad__free(ws->raw);
   grad__free(ws);
 }
+
+void grad_workspace_threads_set(grad_workspace *ws, int threads) {
+  if (ws) ws->threads = threads > 0 ? threads : 0;
+}
+
+int grad_workspace_threads_get(const grad_workspace *ws) { return ws ? ws->threads : 0; }
+
+int grad__ws_threads(const grad_workspace *ws) { return ws->threads; }
 
 size_t grad_workspace_bytes(const grad_workspace *ws) {
   return ws ? ws->capacity + ws->overflow_bytes : 0;

@@ -3,9 +3,6 @@
  * residual and ReLU applied to each block while it is still in cache.
  * 1x1 stride-1 convolutions skip im2col and hand their input to the GEMM.
  */
-#include <cblas.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 
 #include "conv.h"
@@ -290,8 +287,8 @@ grad_status grad__conv2d_strided(const grad__conv *conv, const float *weight,
       b = columns;
       ldb = job.count;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)job.count, (int)depth,
-                1.0f, weight, (int)depth, b, (int)ldb, 0.0f, y + first, (int)total);
+    grad__sgemm(false, false, cout, (int)job.count, (int)depth, 1.0f, weight, (int)depth, b,
+                (int)ldb, 0.0f, y + first, (int)total, grad__threads(ws));
     grad__parallel(grad__parallel_width((size_t)cout * job.count), epilogue_part, &job);
   }
   grad__ws_release(ws, mark);
@@ -311,112 +308,4 @@ grad_status grad__conv2d(const grad__conv *conv, const float *weight, const floa
     if (st != GRAD_OK) return st;
   }
   return GRAD_OK;
-}
-
-/* ---- The pool for the passes between GEMMs ----------------------------------
- * Workers sleep on a condition variable between jobs (never spin) and are
- * started on first use; the caller works on parts too. One job at a time:
- * a caller that finds the pool busy runs its parts itself. */
-enum { POOL_MAX = 63, PARALLEL_MIN_FLOATS = 1 << 15, PARTS_PER_THREAD = 4 };
-
-static struct {
-  pthread_mutex_t lock;
-  pthread_cond_t wake, done;
-  int workers;
-  unsigned long job;     /* incremented per job; workers wait for a new value */
-  grad__part_fn fn;
-  void *ctx;
-  int parts, next, unfinished;
-  bool busy;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
-          .done = PTHREAD_COND_INITIALIZER};
-
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-/* A forked child has none of the parent's workers. */
-static void pool_after_fork(void) {
-  pthread_mutex_init(&pool.lock, NULL);
-  pthread_cond_init(&pool.wake, NULL);
-  pthread_cond_init(&pool.done, NULL);
-  pool.workers = 0;
-  pool.busy = false;
-}
-
-static void pool_init(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
-
-/* Claims and runs parts of the current job; called and returns with the lock held. */
-static void run_parts(void) {
-  while (pool.next < pool.parts) {
-    int part = pool.next++, parts = pool.parts;
-    grad__part_fn fn = pool.fn;
-    void *ctx = pool.ctx;
-    pthread_mutex_unlock(&pool.lock);
-    fn(ctx, part, parts);
-    pthread_mutex_lock(&pool.lock);
-    if (--pool.unfinished == 0) pthread_cond_signal(&pool.done);
-  }
-}
-
-static void *pool_worker(void *arg) {
-  unsigned long seen = (unsigned long)(uintptr_t)arg;
-  pthread_mutex_lock(&pool.lock);
-  for (;;) {
-    while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-    seen = pool.job;
-    run_parts();
-  }
-  return NULL;
-}
-
-static void start_workers(int wanted) {
-  pthread_attr_t attr;
-  if (pthread_attr_init(&attr)) return;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the caller's threads */
-  while (pool.workers < wanted && pool.workers < POOL_MAX) {
-    pthread_t thread;
-    if (pthread_create(&thread, &attr, pool_worker, (void *)(uintptr_t)pool.job)) break;
-    pool.workers++;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-}
-
-/* Parts are claimed one by one, so with several parts per thread a thread
- * that another process delays holds up less of the pass. */
-int grad__parallel_width(size_t floats) {
-  int threads = openblas_get_num_threads();
-  size_t most = floats / PARALLEL_MIN_FLOATS;
-  if (threads < 2 || most < 2) return 1;
-  return most < (size_t)PARTS_PER_THREAD * threads ? (int)most : PARTS_PER_THREAD * threads;
-}
-
-void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
-  if (parts <= 1) {
-    fn(ctx, 0, 1);
-    return;
-  }
-  pthread_once(&pool_once, pool_init);
-  pthread_mutex_lock(&pool.lock);
-  if (pool.busy) {
-    pthread_mutex_unlock(&pool.lock);
-    for (int part = 0; part < parts; part++) fn(ctx, part, parts);
-    return;
-  }
-  pool.busy = true;
-  int threads = openblas_get_num_threads();
-  start_workers((parts < threads ? parts : threads) - 1);
-  pool.fn = fn;
-  pool.ctx = ctx;
-  pool.parts = parts;
-  pool.next = 0;
-  pool.unfinished = parts;
-  pool.job++;
-  pthread_cond_broadcast(&pool.wake);
-  run_parts();
-  while (pool.unfinished > 0) pthread_cond_wait(&pool.done, &pool.lock);
-  pool.busy = false;
-  pthread_mutex_unlock(&pool.lock);
 }

@@ -1,5 +1,5 @@
 /*
- * 2-D convolution as im2col + cblas_sgemm, shared by the backbone and the
+ * 2-D convolution as im2col + sgemm (grad__sgemm), shared by the backbone and the
  * decoder. Weights are Cout,Cin,K,K as in PyTorch. Square kernels, symmetric
  * zero padding, no dilation or groups.
  *
@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "core.h"
+#include "threading.h"
 
 typedef struct grad__conv {
   int in_channels;
@@ -75,22 +76,5 @@ void grad__col2im(const grad__conv *conv, const float *columns, int h, int w, fl
  */
 void grad__im2col_span(const grad__conv *conv, const float *x, size_t cstride, size_t istride,
                        int h, int w, size_t first, size_t count, float *columns);
-
-/*
- * Runs fn(ctx, part, parts) for part = 0 .. parts-1 on a small pool of
- * threads plus the caller (grad_threads_set() threads in all; parts may be
- * more), and returns when all are done. It serves the
- * memory-bound passes between GEMMs (im2col, bias/residual/ReLU, pooling,
- * resizing): it never runs while a GEMM does, so it and OpenBLAS's threads
- * are not stacked. Workers sleep on a condition variable (no spinning).
- * When another thread's job holds the pool, the parts run on the caller.
- * Safe to call from many threads; survives fork (the child starts afresh).
- */
-typedef void (*grad__part_fn)(void *ctx, int part, int parts);
-void grad__parallel(int parts, grad__part_fn fn, void *ctx);
-/* Parts worth using for a pass over `floats` values: a few per kernel
- * thread (grad_threads_set), fewer when the pass is small, 1 when it is
- * too small to pay for waking a thread or there is one thread. */
-int grad__parallel_width(size_t floats);
 
 #endif /* GRAD_CONV_H */

@@ -1,5 +1,4 @@
 /* Convolution backward: one im2col and two sgemms per image. */
-#include <cblas.h>
 
 #include "conv_backward.h"
 
@@ -42,17 +41,17 @@ grad_status grad__conv2d_backward(const grad__conv *conv, const float *weight, c
         grad__im2col(conv, cols, h, w, columns);
         cols = columns;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, depth, out_plane, 1.0f, g,
-                  out_plane, cols, out_plane, 1.0f, dweight, depth);
+      grad__sgemm(false, true, cout, depth, out_plane, 1.0f, g, out_plane, cols, out_plane, 1.0f,
+                  dweight, depth, grad__threads(ws));
     }
     if (dx) {
       float *d = dx + (size_t)i * in_size;
       if (direct) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, depth, out_plane, cout, 1.0f,
-                    weight, depth, g, out_plane, 1.0f, d, out_plane);
+        grad__sgemm(true, false, depth, out_plane, cout, 1.0f, weight, depth, g, out_plane, 1.0f,
+                    d, out_plane, grad__threads(ws));
       } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, depth, out_plane, cout, 1.0f,
-                    weight, depth, g, out_plane, 0.0f, columns, out_plane);
+        grad__sgemm(true, false, depth, out_plane, cout, 1.0f, weight, depth, g, out_plane, 0.0f,
+                    columns, out_plane, grad__threads(ws));
         grad__col2im(conv, columns, h, w, d);
       }
     }

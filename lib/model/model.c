@@ -262,6 +262,16 @@ grad_status grad_context_create(const grad_model *model, grad_context **out) {
   return GRAD_OK;
 }
 
+grad_status grad_model_compute_set(grad_model *model, grad_engine engine,
+                                   grad_precision precision) {
+  if (!model) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_compute_set: model is NULL");
+  return grad_backbone_compute_set(model->backbone, engine, precision);
+}
+
+void grad_context_threads_set(grad_context *ctx, int threads) {
+  if (ctx) grad_workspace_threads_set(ctx->ws, threads);
+}
+
 void grad_context_free(grad_context *ctx) {
   if (!ctx) return;
   grad_workspace_free(ctx->ws);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pca.h"
+#include "threading.h"
 
 /* LAPACK's symmetric eigensolver (OpenBLAS ships LAPACK; lapacke.h is not
  * needed). Fortran ABI: everything by reference, and the lengths of the two
@@ -258,9 +259,9 @@ grad_status grad__pca_apply(const grad__pca *pca, const float *raw, int n, size_
       for (size_t p = 0; p < positions; p++)
         centred[ch * positions + p] = x[ch * positions + p] - m;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)positions, (int)craw,
-                1.0f, pca->projection, (int)craw, centred, (int)positions, 0.0f,
-                out + (size_t)i * c * positions, (int)positions);
+    grad__sgemm(false, false, (int)c, (int)positions, (int)craw, 1.0f, pca->projection,
+                (int)craw, centred, (int)positions, 0.0f, out + (size_t)i * c * positions,
+                (int)positions, grad__threads(ws));
   }
   grad__ws_release(ws, mark);
   return GRAD_OK;

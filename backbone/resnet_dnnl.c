@@ -1,0 +1,593 @@
+/*
+ * The backbone on oneDNN's convolution primitives (docs/backbone.md,
+ * "Engines"). Activations stay in oneDNN's blocked layout (nChw16c with
+ * AVX-512) from the stem to the stage outputs; the folded BatchNorm bias,
+ * the residual (a "sum" post-op: the convolution adds into the buffer that
+ * holds the identity) and the ReLU are fused into each convolution; max
+ * pooling is a oneDNN primitive too. Only the requested stages leave the
+ * blocked layout, as fp32 C,N,H,W for the neck.
+ *
+ * Primitives are made per (batch size, thread count) on first use and kept
+ * ("plans"); the weights are reordered into the layout a primitive asks
+ * for once, and shared by every plan that asks for the same layout. The
+ * plans and weights are guarded by a mutex; a plan is immutable once
+ * published, so any number of threads run it at once, each with its own
+ * workspace, which holds the activations and oneDNN's scratchpad ("user"
+ * scratchpad mode: nothing is allocated per call beyond oneDNN's small
+ * memory objects).
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "backbone_internal.h"
+#include "dnnl_engine_internal.h"
+#include "threading.h"
+
+#ifdef GRAD_HAVE_ONEDNN
+
+/* A weight tensor in a layout some primitive asked for. */
+typedef struct laid_weights {
+  const grad__bb_conv *conv;
+  dnnl_memory_desc_t md;
+  void *data;
+  struct laid_weights *next;
+} laid_weights;
+
+typedef struct dconv {
+  dnnl_primitive_t prim;
+  dnnl_memory_desc_t src, wei, bias, dst, scratch;
+  const void *weights;
+} dconv;
+
+typedef struct dblock {
+  dconv conv[3];
+  dconv down;
+} dblock;
+
+/* Every primitive for n images with `threads` threads, from block `from`
+ * on (from 0: the stem too). */
+typedef struct plan {
+  int n, threads, from;
+  dnnl_memory_desc_t image;   /* the caller's n x 3 x S x S fp32 */
+  dnnl_primitive_t to_stem;   /* image -> the stem's input layout and type */
+  dconv stem;
+  dnnl_primitive_t pool;
+  dnnl_memory_desc_t pooled;
+  dblock *blocks;
+  dnnl_primitive_t out[5];    /* stage k's blocked output -> fp32 C,N,H,W */
+  dnnl_memory_desc_t out_src[5], out_dst[5];
+  size_t act_bytes;           /* largest activation */
+  size_t scratch_bytes;       /* largest scratchpad */
+  size_t stem_in_bytes, out_bytes;
+  struct plan *next;
+} plan;
+
+struct grad__bb_dnnl {
+  pthread_mutex_t lock;
+  grad_precision precision;   /* of the plans and weights below */
+  plan *plans;
+  laid_weights *weights;
+};
+
+static dnnl_data_type_t act_type(const grad_backbone *bb) {
+  return bb->precision == GRAD_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+static grad_status md4(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_data_type_t t,
+                       dnnl_format_tag_t tag) {
+  dnnl_dims_t dims = {n, c, h, w};
+  return grad__dnnl_check(dnnl_memory_desc_init_by_tag(md, 4, dims, t, tag), "a memory layout");
+}
+
+static dnnl_primitive_attr_t make_attr(bool sum, bool relu) {
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+  if ((sum || relu) && dnnl_post_ops_create(&ops) == dnnl_success) {
+    if (sum) dnnl_post_ops_append_sum(ops, 1.0f);
+    if (relu) dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    dnnl_primitive_attr_set_post_ops(attr, ops);
+    dnnl_post_ops_destroy(ops);
+  }
+  return attr;
+}
+
+static void note(size_t *max, size_t v) {
+  if (v > *max) *max = v;
+}
+
+/* Makes a primitive from a descriptor (pd kept for queries by the caller
+ * through *pd_out, which it must destroy). */
+static grad_status make_prim(const void *desc, dnnl_primitive_attr_t attr, plan *p,
+                             dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
+                             const char *what) {
+  dnnl_primitive_desc_t pd = NULL;
+  grad_status st =
+      grad__dnnl_check(dnnl_primitive_desc_create(&pd, desc, attr, grad__dnnl_engine(), NULL), what);
+  if (st == GRAD_OK) st = grad__dnnl_check(dnnl_primitive_create(prim, pd), what);
+  if (st == GRAD_OK)
+    note(&p->scratch_bytes,
+         dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)));
+  if (st == GRAD_OK && pd_out)
+    *pd_out = pd;
+  else
+    dnnl_primitive_desc_destroy(pd);
+  return st;
+}
+
+static grad_status make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                plan *p, dnnl_primitive_t *prim, const char *what) {
+  (void)p; /* reorders keep oneDNN's own scratchpad (they need none here) */
+  dnnl_primitive_desc_t pd = NULL;
+  grad_status st = grad__dnnl_check(
+      dnnl_reorder_primitive_desc_create(&pd, from, grad__dnnl_engine(), to, grad__dnnl_engine(),
+                                         NULL),
+      what);
+  if (st == GRAD_OK) st = grad__dnnl_check(dnnl_primitive_create(prim, pd), what);
+  dnnl_primitive_desc_destroy(pd);
+  return st;
+}
+
+/* Runs a primitive on buffers: args[i] pairs an argument with its layout
+ * and pointer. */
+typedef struct arg {
+  int id;
+  const dnnl_memory_desc_t *md;
+  const void *data;
+} arg;
+
+enum { MAX_ARGS = 6 };
+
+static grad_status run(dnnl_primitive_t prim, dnnl_stream_t stream, const arg *args, int count,
+                       const char *what) {
+  dnnl_exec_arg_t exec[MAX_ARGS];
+  int made = 0;
+  grad_status st = GRAD_OK;
+  for (; made < count && st == GRAD_OK; made++) {
+    exec[made].arg = args[made].id;
+    st = grad__dnnl_check(dnnl_memory_create(&exec[made].memory, args[made].md,
+                                             grad__dnnl_engine(), (void *)args[made].data),
+                          what);
+    if (st != GRAD_OK) break;
+  }
+  if (st == GRAD_OK) st = grad__dnnl_check(dnnl_primitive_execute(prim, stream, count, exec), what);
+  for (int i = 0; i < made; i++) dnnl_memory_destroy(exec[i].memory);
+  return st;
+}
+
+/* The weights of conv in layout md: found among those laid out already, or
+ * reordered (and converted to bf16) now. Called with the lock held. */
+static grad_status lay_weights(struct grad__bb_dnnl *e, const grad__bb_conv *c,
+                               const dnnl_memory_desc_t *md, const void **out) {
+  for (laid_weights *l = e->weights; l; l = l->next)
+    if (l->conv == c && dnnl_memory_desc_equal(&l->md, md)) {
+      *out = l->data;
+      return GRAD_OK;
+    }
+  laid_weights *l = grad__calloc(1, sizeof *l);
+  size_t bytes = dnnl_memory_desc_get_size(md);
+  if (l) l->data = grad__malloc(bytes ? bytes : 1);
+  if (!l || !l->data) {
+    if (l) grad__free(l);
+    return grad__fail(GRAD_E_NOMEM, "out of memory laying out the weights of %s", c->name);
+  }
+  l->conv = c;
+  l->md = *md;
+  dnnl_memory_desc_t from;
+  const grad__conv *s = &c->shape;
+  grad_status st = md4(&from, s->out_channels, s->in_channels, s->kernel, s->kernel, dnnl_f32,
+                       dnnl_oihw);
+  dnnl_primitive_t reorder = NULL;
+  dnnl_stream_t stream = NULL;
+  if (st == GRAD_OK) st = make_reorder(&from, md, NULL, &reorder, c->name);
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_stream_create(&stream, grad__dnnl_engine(),
+                                             dnnl_stream_default_flags),
+                          "a stream");
+  if (st == GRAD_OK) {
+    arg args[] = {{DNNL_ARG_FROM, &from, c->weight}, {DNNL_ARG_TO, md, l->data}};
+    st = run(reorder, stream, args, 2, c->name);
+  }
+  if (stream) dnnl_stream_destroy(stream);
+  if (reorder) dnnl_primitive_destroy(reorder);
+  if (st != GRAD_OK) {
+    grad__free(l->data);
+    grad__free(l);
+    return st;
+  }
+  l->next = e->weights;
+  e->weights = l;
+  *out = l->data;
+  return GRAD_OK;
+}
+
+/*
+ * One convolution: src and dst in the given layouts (dst's layout "any"
+ * when dst_tag is any: the stem's input decides), weights in the layout
+ * oneDNN prefers, fp32 bias; post-ops sum (residual) and ReLU.
+ */
+static grad_status make_conv(grad_backbone *bb, plan *p, const grad__bb_conv *c, int in_size,
+                             const dnnl_memory_desc_t *src, bool sum, bool relu, dconv *out) {
+  const grad__conv *s = &c->shape;
+  const int o = grad__conv_out_size(s, in_size);
+  const dnnl_data_type_t t = act_type(bb);
+  dnnl_memory_desc_t wei, bias, dst;
+  dnnl_dims_t bias_dims = {s->out_channels};
+  grad_status st = md4(&wei, s->out_channels, s->in_channels, s->kernel, s->kernel, t,
+                       dnnl_format_tag_any);
+  if (st == GRAD_OK) st = md4(&dst, p->n, s->out_channels, o, o, t, grad__dnnl_act_tag());
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x),
+                          c->name);
+  if (st != GRAD_OK) return st;
+  dnnl_convolution_desc_t desc;
+  dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+  st = grad__dnnl_check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
+                                                           dnnl_convolution_direct, src, &wei,
+                                                           &bias, &dst, strides, pad, pad),
+                        c->name);
+  if (st != GRAD_OK) return st;
+  /* Convolutions take their scratchpad from the caller's workspace. */
+  dnnl_primitive_attr_t attr = make_attr(sum, relu);
+  if (attr) dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_primitive_desc_t pd = NULL;
+  st = make_prim(&desc, attr, p, &out->prim, &pd, c->name);
+  dnnl_primitive_attr_destroy(attr);
+  if (st != GRAD_OK) return st;
+  out->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+  out->wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  out->bias = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+  out->dst = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+  out->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  dnnl_primitive_desc_destroy(pd);
+  note(&p->act_bytes, dnnl_memory_desc_get_size(&out->dst));
+  return lay_weights(bb->dnnl, c, &out->wei, &out->weights);
+}
+
+static void free_plan(plan *p, int blocks) {
+  if (!p) return;
+  if (p->to_stem) dnnl_primitive_destroy(p->to_stem);
+  if (p->stem.prim) dnnl_primitive_destroy(p->stem.prim);
+  if (p->pool) dnnl_primitive_destroy(p->pool);
+  for (int k = 0; k < 5; k++)
+    if (p->out[k]) dnnl_primitive_destroy(p->out[k]);
+  for (int b = 0; p->blocks && b < blocks; b++) {
+    for (int i = 0; i < 3; i++)
+      if (p->blocks[b].conv[i].prim) dnnl_primitive_destroy(p->blocks[b].conv[i].prim);
+    if (p->blocks[b].down.prim) dnnl_primitive_destroy(p->blocks[b].down.prim);
+  }
+  grad__free(p->blocks);
+  grad__free(p);
+}
+
+static grad_status make_blocks(grad_backbone *bb, plan *p, dnnl_memory_desc_t x, int size) {
+  grad_status st = GRAD_OK;
+  note(&p->act_bytes, dnnl_memory_desc_get_size(&x));
+  for (int b = p->from; st == GRAD_OK && b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    dblock *d = &p->blocks[b];
+    int tsize = size;
+    dnnl_memory_desc_t t = x;
+    for (int i = 0; st == GRAD_OK && i < blk->convs; i++) {
+      bool last = i == blk->convs - 1;
+      st = make_conv(bb, p, &blk->conv[i], tsize, &t, last, true, &d->conv[i]);
+      if (st != GRAD_OK) break;
+      t = d->conv[i].dst;
+      tsize = grad__conv_out_size(&blk->conv[i].shape, tsize);
+    }
+    if (st == GRAD_OK && blk->downsample) st = make_conv(bb, p, &blk->down, size, &x, false, false, &d->down);
+    if (st != GRAD_OK) break;
+    /* The sum post-op adds into the identity's buffer: same layout. */
+    const dnnl_memory_desc_t *identity = blk->downsample ? &d->down.dst : &x;
+    if (!dnnl_memory_desc_equal(identity, &t))
+      return grad__fail(GRAD_E_UNSUPPORTED, "oneDNN chose different layouts for the output and "
+                                            "the identity of block %d", b);
+    x = t;
+    size = tsize;
+    bool stage_end = b + 1 == bb->block_count || bb->blocks[b + 1].stage != blk->stage;
+    if (stage_end && (bb->layers & GRAD_BACKBONE_LAYER(blk->stage))) {
+      const int k = blk->stage;
+      p->out_src[k] = x;
+      st = md4(&p->out_dst[k], p->n, bb->stage_channels[k], size, size, dnnl_f32, dnnl_bacd);
+      if (st == GRAD_OK) st = make_reorder(&x, &p->out_dst[k], p, &p->out[k], "a stage output");
+      note(&p->out_bytes, dnnl_memory_desc_get_size(&p->out_dst[k]));
+    }
+  }
+  return st;
+}
+
+/* The side and channels of block b's input. */
+static void block_input(const grad_backbone *bb, int b, int *size, int *channels) {
+  *size = bb->stage_size[1];
+  for (int i = 0; i < b; i++) {
+    const grad__bb_block *blk = &bb->blocks[i];
+    for (int c = 0; c < blk->convs; c++) *size = grad__conv_out_size(&blk->conv[c].shape, *size);
+  }
+  *channels = bb->blocks[b].conv[0].shape.in_channels;
+}
+
+static grad_status make_plan(grad_backbone *bb, int n, int threads, int from, plan **out) {
+  plan *p = grad__calloc(1, sizeof *p);
+  if (p) p->blocks = grad__calloc((size_t)bb->block_count, sizeof *p->blocks);
+  if (!p || !p->blocks) {
+    if (p) grad__free(p);
+    return grad__fail(GRAD_E_NOMEM, "out of memory planning the backbone");
+  }
+  p->n = n;
+  p->threads = threads;
+  p->from = from;
+  const int s = bb->input_size, pooled = bb->stage_size[1];
+  const dnnl_data_type_t t = act_type(bb);
+  grad_status st = GRAD_OK;
+  dnnl_memory_desc_t x;
+  int size = pooled;
+  if (from == 0) {
+    dnnl_memory_desc_t src_any;
+    st = md4(&p->image, n, 3, s, s, dnnl_f32, dnnl_nchw);
+    if (st == GRAD_OK) st = md4(&src_any, n, 3, s, s, t, dnnl_format_tag_any);
+    if (st == GRAD_OK) st = make_conv(bb, p, &bb->stem, s, &src_any, false, true, &p->stem);
+    if (st == GRAD_OK) {
+      p->stem_in_bytes = dnnl_memory_desc_get_size(&p->stem.src);
+      st = make_reorder(&p->image, &p->stem.src, p, &p->to_stem, "the input images");
+    }
+    if (st == GRAD_OK) st = md4(&p->pooled, n, 64, pooled, pooled, t, grad__dnnl_act_tag());
+    if (st == GRAD_OK) {
+      dnnl_pooling_desc_t desc;
+      dnnl_dims_t two = {2, 2}, three = {3, 3}, one = {1, 1};
+      st = grad__dnnl_check(dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference,
+                                                           dnnl_pooling_max, &p->stem.dst,
+                                                           &p->pooled, two, three, one, one),
+                            "the stem's max pooling");
+      if (st == GRAD_OK) st = make_prim(&desc, NULL, p, &p->pool, NULL, "the stem's max pooling");
+    }
+    x = p->pooled;
+  } else {
+    int channels;
+    block_input(bb, from, &size, &channels);
+    st = md4(&x, n, channels, size, size, t, grad__dnnl_act_tag());
+  }
+  if (st == GRAD_OK) st = make_blocks(bb, p, x, size);
+  if (st != GRAD_OK) {
+    free_plan(p, bb->block_count);
+    return st;
+  }
+  *out = p;
+  return GRAD_OK;
+}
+
+/* The plan for (n, threads), made on first use. */
+static grad_status find_plan(const grad_backbone *cbb, int n, int threads, int from,
+                             const plan **out) {
+  grad_backbone *bb = (grad_backbone *)cbb; /* the cache is the only mutable part */
+  struct grad__bb_dnnl *e = bb->dnnl;
+  pthread_mutex_lock(&e->lock);
+  if (e->precision != bb->precision) { /* laid out for another precision: start again */
+    for (plan *p = e->plans, *next; p; p = next) {
+      next = p->next;
+      free_plan(p, bb->block_count);
+    }
+    for (laid_weights *l = e->weights, *next; l; l = next) {
+      next = l->next;
+      grad__free(l->data);
+      grad__free(l);
+    }
+    e->plans = NULL;
+    e->weights = NULL;
+    e->precision = bb->precision;
+  }
+  plan *p = e->plans;
+  while (p && (p->n != n || p->threads != threads || p->from != from)) p = p->next;
+  grad_status st = GRAD_OK;
+  if (!p) {
+    grad__team_scope scope = grad__team_enter(threads);
+    st = make_plan(bb, n, threads, from, &p);
+    grad__team_leave(scope);
+    if (st == GRAD_OK) {
+      p->next = e->plans;
+      e->plans = p;
+    }
+  }
+  pthread_mutex_unlock(&e->lock);
+  *out = p;
+  return st;
+}
+
+grad_status grad__bb_dnnl_create(grad_backbone *bb) {
+  bb->dnnl = grad__calloc(1, sizeof *bb->dnnl);
+  if (!bb->dnnl) return grad__fail(GRAD_E_NOMEM, "out of memory creating a backbone");
+  pthread_mutex_init(&bb->dnnl->lock, NULL);
+  bb->dnnl->precision = bb->precision;
+  return GRAD_OK;
+}
+
+void grad__bb_dnnl_free(grad_backbone *bb) {
+  struct grad__bb_dnnl *e = bb->dnnl;
+  if (!e) return;
+  bb->precision = (grad_precision)-1; /* find_plan's reset, without a new plan */
+  for (plan *p = e->plans, *next; p; p = next) {
+    next = p->next;
+    free_plan(p, bb->block_count);
+  }
+  for (laid_weights *l = e->weights, *next; l; l = next) {
+    next = l->next;
+    grad__free(l->data);
+    grad__free(l);
+  }
+  pthread_mutex_destroy(&e->lock);
+  grad__free(e);
+  bb->dnnl = NULL;
+}
+
+/* Blocks whose outputs are larger than this run one image at a time (see
+ * grad__bb_dnnl_run). */
+enum { SMALL_MAP = 24 * 24 };
+
+static int split_block(const grad_backbone *bb, int n) {
+  if (n == 1) return bb->block_count;
+  for (int b = 0; b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    int s = bb->stage_size[blk->stage];
+    if ((size_t)s * s <= SMALL_MAP) return b;
+  }
+  return bb->block_count;
+}
+
+static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+static size_t bytes_of(const plan *one, const plan *group) {
+  size_t b = 4 * arena(one->act_bytes) + arena(one->stem_in_bytes) + arena(one->out_bytes);
+  size_t scratch = one->scratch_bytes;
+  if (group) {
+    b += 4 * arena(group->act_bytes) + arena(group->out_bytes);
+    if (group->scratch_bytes > scratch) scratch = group->scratch_bytes;
+  }
+  return b + arena(scratch);
+}
+
+size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
+  const plan *one = NULL, *group = NULL;
+  const int split = split_block(bb, n);
+  *st = find_plan(bb, 1, threads, 0, &one);
+  if (*st == GRAD_OK && split < bb->block_count) *st = find_plan(bb, n, threads, split, &group);
+  return *st == GRAD_OK ? bytes_of(one, group) : 0;
+}
+
+typedef struct buffers {
+  void *act[4];
+  void *scratch, *stem_in, *out;
+} buffers;
+
+static grad_status take(grad_workspace *ws, const plan *p, size_t scratch, bool stem,
+                        buffers *b) {
+  for (int i = 0; i < 4; i++)
+    if (!(b->act[i] = grad__ws_alloc(ws, p->act_bytes))) return GRAD_E_NOMEM;
+  if (stem && !(b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes))) return GRAD_E_NOMEM;
+  if (scratch && !(b->scratch = grad__ws_alloc(ws, scratch))) return GRAD_E_NOMEM;
+  if (p->out_bytes && !(b->out = grad__ws_alloc(ws, p->out_bytes))) return GRAD_E_NOMEM;
+  return GRAD_OK;
+}
+
+static grad_status run_conv(const grad__bb_conv *c, const dconv *d, dnnl_stream_t s,
+                            const void *src, void *dst, void *scratch) {
+  arg args[] = {{DNNL_ARG_SRC, &d->src, src},
+                {DNNL_ARG_WEIGHTS, &d->wei, d->weights},
+                {DNNL_ARG_BIAS, &d->bias, c->bias},
+                {DNNL_ARG_DST, &d->dst, dst},
+                {DNNL_ARG_SCRATCHPAD, &d->scratch, scratch}};
+  return run(d->prim, s, args, 5, c->name);
+}
+
+/* Blocks [b0, b1) of a plan, rotating through buf (x is one of them). */
+static grad_status run_blocks(const grad_backbone *bb, const plan *p, dnnl_stream_t s,
+                              buffers *buf, int b0, int b1, int first, void **xp,
+                              grad__bb_sink sink, void *ctx) {
+  void *x = *xp;
+  grad_status st = GRAD_OK;
+  for (int b = b0; st == GRAD_OK && b < b1; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    const dblock *d = &p->blocks[b];
+    void *spare[3];
+    for (int i = 0, j = 0; i < 4; i++)
+      if (buf->act[i] != x) spare[j++] = buf->act[i];
+    void *t = x;
+    for (int i = 0; st == GRAD_OK && i < blk->convs - 1; i++) {
+      st = run_conv(&blk->conv[i], &d->conv[i], s, t, spare[i], buf->scratch);
+      t = spare[i];
+    }
+    /* The last convolution adds into the identity: the downsample's output,
+     * or the block's input itself (read by nothing after). */
+    void *y = x;
+    if (st == GRAD_OK && blk->downsample) {
+      st = run_conv(&blk->down, &d->down, s, x, spare[2], buf->scratch);
+      y = spare[2];
+    }
+    if (st == GRAD_OK)
+      st = run_conv(&blk->conv[blk->convs - 1], &d->conv[blk->convs - 1], s, t, y, buf->scratch);
+    x = y;
+    bool stage_end = b + 1 == bb->block_count || bb->blocks[b + 1].stage != blk->stage;
+    const int k = blk->stage;
+    if (st == GRAD_OK && stage_end && (bb->layers & GRAD_BACKBONE_LAYER(k))) {
+      arg args[] = {{DNNL_ARG_FROM, &p->out_src[k], x}, {DNNL_ARG_TO, &p->out_dst[k], buf->out}};
+      st = run(p->out[k], s, args, 2, "a stage output");
+      if (st == GRAD_OK)
+        sink(ctx, k, buf->out, p->n, first, bb->stage_channels[k], (int)p->out_dst[k].dims[2]);
+    }
+  }
+  *xp = x;
+  return st;
+}
+
+grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                              int n, grad__bb_sink sink, void *ctx) {
+  const int threads = grad__threads(ws);
+  const int split = split_block(bb, n);
+  const plan *one = NULL, *group = NULL;
+  grad_status st = find_plan(bb, 1, threads, 0, &one);
+  if (st == GRAD_OK && split < bb->block_count) st = find_plan(bb, n, threads, split, &group);
+  if (st != GRAD_OK) return st;
+  size_t scratch = one->scratch_bytes;
+  if (group && group->scratch_bytes > scratch) scratch = group->scratch_bytes;
+  size_t mark = grad__ws_mark(ws);
+  buffers b1, bn;
+  memset(&b1, 0, sizeof b1);
+  memset(&bn, 0, sizeof bn);
+  st = take(ws, one, scratch, true, &b1);
+  if (st == GRAD_OK && group) {
+    st = take(ws, group, 0, false, &bn);
+    bn.scratch = b1.scratch;
+  }
+  dnnl_stream_t stream = NULL;
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_stream_create(&stream, grad__dnnl_engine(),
+                                             dnnl_stream_default_flags),
+                          "a stream");
+  grad__team_scope scope = grad__team_enter(threads);
+  const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
+  void *x = NULL;
+  for (int i = 0; st == GRAD_OK && i < n; i++) {
+    arg in[] = {{DNNL_ARG_FROM, &one->image, images + i * image_floats},
+                {DNNL_ARG_TO, &one->stem.src, b1.stem_in}};
+    st = run(one->to_stem, stream, in, 2, "the input images");
+    if (st == GRAD_OK) st = run_conv(&bb->stem, &one->stem, stream, b1.stem_in, b1.act[1], b1.scratch);
+    if (st == GRAD_OK) {
+      arg pool[] = {{DNNL_ARG_SRC, &one->stem.dst, b1.act[1]},
+                    {DNNL_ARG_DST, &one->pooled, b1.act[0]}};
+      st = run(one->pool, stream, pool, 2, "the stem's max pooling");
+    }
+    x = b1.act[0];
+    if (st == GRAD_OK) st = run_blocks(bb, one, stream, &b1, 0, split, i, &x, sink, ctx);
+    /* The per-image plan made every block: its blocks up to split run here. */
+    if (st == GRAD_OK && group) { /* blocked layouts keep each image contiguous */
+      size_t bytes = dnnl_memory_desc_get_size(&one->blocks[split].conv[0].src);
+      memcpy((char *)bn.act[0] + (size_t)i * bytes, x, bytes);
+    }
+  }
+  if (st == GRAD_OK && group) {
+    x = bn.act[0];
+    st = run_blocks(bb, group, stream, &bn, split, bb->block_count, 0, &x, sink, ctx);
+  }
+  grad__team_leave(scope);
+  if (stream) dnnl_stream_destroy(stream);
+  grad__ws_release(ws, mark);
+  return st;
+}
+
+#else /* no oneDNN */
+
+grad_status grad__bb_dnnl_create(grad_backbone *bb) {
+  bb->dnnl = NULL;
+  return GRAD_OK;
+}
+void grad__bb_dnnl_free(grad_backbone *bb) { (void)bb; }
+size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
+  (void)bb, (void)n, (void)threads;
+  *st = grad__fail(GRAD_E_UNSUPPORTED, "libgrad was built without oneDNN");
+  return 0;
+}
+grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                              int n, grad__bb_sink sink, void *ctx) {
+  (void)bb, (void)ws, (void)images, (void)n, (void)sink, (void)ctx;
+  return grad__fail(GRAD_E_UNSUPPORTED, "libgrad was built without oneDNN");
+}
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * The one home of threading and of the BLAS: the thread count of compute
+ * calls, the pool for the memory-bound passes between GEMMs, the sgemm the
+ * library's big products go through, and every openblas_* call. See
+ * docs/guide.md ("Threads") for what is deterministic across thread counts.
+ *
+ * Two runtimes exist, never busy at once: OpenBLAS's threads (inside
+ * cblas_*) with our sleeping pool for the passes between them, and, when
+ * built with oneDNN, oneDNN's OpenMP team (convolution primitives and
+ * grad__sgemm), whose passes run on the same team (grad__parallel_team).
+ */
+#ifndef GRAD_THREADING_H
+#define GRAD_THREADING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core.h"
+
+/* OpenBLAS's own thread count (process-wide). */
+int grad__blas_threads(void);
+
+/* Threads of compute calls: the process default (grad_threads_set), or the
+ * workspace's own count when one was set (grad_workspace_threads_set). */
+int grad__threads(const grad_workspace *ws);
+
+/*
+ * Runs fn(ctx, part, parts) for part = 0 .. parts-1 on a small pool of
+ * threads plus the caller (grad__threads(NULL) threads in all; parts may be
+ * more), and returns when all are done. It serves the memory-bound passes
+ * between OpenBLAS GEMMs (im2col, bias/residual/ReLU, pooling, resizing):
+ * it never runs while a GEMM does, so it and OpenBLAS's threads are not
+ * stacked. Workers sleep on a condition variable (no spinning). When
+ * another thread's job holds the pool, the parts run on the caller. Safe to
+ * call from many threads; survives fork (the child starts afresh).
+ */
+typedef void (*grad__part_fn)(void *ctx, int part, int parts);
+void grad__parallel(int parts, grad__part_fn fn, void *ctx);
+/* Parts worth using for a pass over `floats` values: a few per thread, fewer
+ * when the pass is small, 1 when it is too small to pay for waking a thread
+ * or there is one thread. */
+int grad__parallel_width(size_t floats);
+
+/*
+ * The same on oneDNN's OpenMP team with `threads` threads, for passes
+ * between oneDNN primitives (the team is awake then; our pool would have to
+ * wake while OpenMP's threads still spin). Without oneDNN: grad__parallel.
+ */
+void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx);
+
+/*
+ * Row-major C = alpha * op(A) * op(B) + beta * C, with threads threads
+ * (<= 0: grad__threads(NULL)). With oneDNN it runs oneDNN's sgemm (JIT
+ * kernels chosen by CPU features at run time, OpenMP threads), so the
+ * library never depends on the kernel set OpenBLAS picks at load; without,
+ * cblas_sgemm.
+ */
+void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads);
+
+/*
+ * Runs the OpenMP-threaded code between enter and leave with `threads`
+ * threads on the calling thread (OpenMP's thread count is per calling
+ * thread), restoring the caller's own setting at leave. No-ops without
+ * OpenMP.
+ */
+typedef struct grad__team_scope {
+  int saved;
+} grad__team_scope;
+grad__team_scope grad__team_enter(int threads);
+void grad__team_leave(grad__team_scope scope);
+
+#endif /* GRAD_THREADING_H */
