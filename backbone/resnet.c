@@ -349,6 +349,23 @@ grad_status grad_backbone_compute_set(grad_backbone *bb, grad_engine engine,
   return GRAD_OK;
 }
 
+double grad_backbone_macs(const grad_backbone *bb) {
+  if (!bb) return 0.0;
+  double macs = grad__conv_macs(&bb->stem.shape, bb->input_size, bb->input_size);
+  int size = bb->stage_size[1];
+  for (int b = 0; b < bb->block_count; b++) {
+    const grad__bb_block *blk = &bb->blocks[b];
+    int in = size;
+    for (int i = 0; i < blk->convs; i++) {
+      macs += grad__conv_macs(&blk->conv[i].shape, in, in);
+      in = grad__conv_out_size(&blk->conv[i].shape, in);
+    }
+    if (blk->downsample) macs += grad__conv_macs(&blk->down.shape, size, size);
+    size = in;
+  }
+  return macs;
+}
+
 grad_engine grad_backbone_engine(const grad_backbone *bb) {
   if (bb && bb->effnet) return GRAD_ENGINE_IM2COL; /* its own kernels: the portable kind */
   return bb ? bb->engine : GRAD_ENGINE_AUTO;

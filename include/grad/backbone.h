@@ -149,6 +149,10 @@ GRAD_API GRAD_NODISCARD grad_status grad_backbone_features(const grad_backbone *
 GRAD_API GRAD_NODISCARD grad_status grad_backbone_compute_set(grad_backbone *bb,
                                                               grad_engine engine,
                                                               grad_precision precision);
+/* Multiply-adds of one image through every convolution built (for FLOP
+ * counts: 2 x this per image); 0 for NULL. */
+GRAD_API double grad_backbone_macs(const grad_backbone *bb);
+
 /* The engine in use (never AUTO) and the precision. */
 GRAD_API grad_engine grad_backbone_engine(const grad_backbone *bb);
 GRAD_API grad_precision grad_backbone_precision(const grad_backbone *bb);
