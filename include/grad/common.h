@@ -101,8 +101,8 @@ GRAD_API const char *grad_blas_core(void);
  * Compute engines of the convolutions. GRAD_ENGINE_ONEDNN: oneDNN's
  * convolution primitives (JIT kernels chosen by CPU features at run time,
  * blocked layouts, fused bias/residual/ReLU), the default where libgrad was
- * built with oneDNN. GRAD_ENGINE_IM2COL: im2col + sgemm, the portable
- * engine (OpenBLAS; oneDNN's sgemm where built with oneDNN).
+ * built with oneDNN. GRAD_ENGINE_IM2COL: im2col + OpenBLAS's sgemm, the
+ * portable engine.
  * GRAD_ENGINE_AUTO: the best available. docs/backbone.md compares them.
  */
 typedef enum grad_engine {

@@ -97,6 +97,7 @@ const char *grad_blas_core(void) { return openblas_get_corename(); }
  * forked after the OpenMP team was used runs single-threaded, as PyTorch's
  * children do. Without oneDNN nothing here uses OpenMP.
  */
+#ifdef GRAD_HAVE_ONEDNN
 static atomic_bool team_used, forked_after_team;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
@@ -105,6 +106,7 @@ static void child_after_fork(void) {
 }
 
 static void watch_forks(void) { pthread_atfork(NULL, NULL, child_after_fork); }
+#endif
 
 int grad__threads(const grad_workspace *ws) {
 #ifdef GRAD_HAVE_ONEDNN
@@ -138,18 +140,13 @@ void grad__team_leave(grad__team_scope scope) {
 
 void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads) {
-  if (threads <= 0) threads = grad__threads(NULL);
-#ifdef GRAD_HAVE_ONEDNN
-  grad__team_scope scope = grad__team_enter(threads);
-  /* Only invalid arguments fail, and the callers pass valid ones. */
-  (void)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
-                   beta, c, ldc);
-  grad__team_leave(scope);
-#else
+  /* OpenBLAS for now, also where oneDNN is built in: oneDNN's sgemm runs on
+   * its spinning OpenMP team, which made the decoder's many small products
+   * 6x costlier in CPU time on a loaded machine (docs/guide.md, "Threads").
+   * The backbone's large products go through oneDNN's convolutions instead. */
   (void)threads;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
 }
 
 void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx) {

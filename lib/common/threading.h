@@ -49,11 +49,11 @@ int grad__parallel_width(size_t floats);
 void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx);
 
 /*
- * Row-major C = alpha * op(A) * op(B) + beta * C, with threads threads
- * (<= 0: grad__threads(NULL)). With oneDNN it runs oneDNN's sgemm (JIT
- * kernels chosen by CPU features at run time, OpenMP threads), so the
- * library never depends on the kernel set OpenBLAS picks at load; without,
- * cblas_sgemm.
+ * Row-major C = alpha * op(A) * op(B) + beta * C: the one door of the
+ * library's products (the im2col engine, the decoder, the PCA projection).
+ * It runs OpenBLAS's cblas_sgemm on OpenBLAS's process-wide threads; threads
+ * is the count the caller would like (<= 0: grad__threads(NULL)), for an
+ * engine that can honour it per call.
  */
 void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads);
