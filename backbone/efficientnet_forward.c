@@ -12,12 +12,12 @@
  *              (W diag(s): Cout x Cexp multiplies, fewer than one pass over
  *              the Cexp x H x W activation), GEMM + bias + residual.
  */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "depthwise_fused.h"
 #include "efficientnet_internal.h"
+#include "threading.h"
 #include "upsample.h"
 
 enum { GEMM_BLOCK = 4096 };
@@ -104,8 +104,8 @@ static void pointwise(const float *weight, const float *bias, int cout, int cin,
   step = (step + 15) & ~(size_t)15;
   for (size_t c0 = 0; c0 < cols; c0 += step) {
     size_t count = cols - c0 < step ? cols - c0 : step;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)count, cin, 1.0f, weight,
-                cin, x + c0, (int)cols, 0.0f, y + c0, (int)cols);
+    grad__sgemm(false, false, cout, (int)count, cin, 1.0f, weight, cin, x + c0, (int)cols, 0.0f,
+                y + c0, (int)cols, 0);
     rows_job job = {y + c0, cols, count, cout, bias, residual ? residual + c0 : NULL, swish};
     grad__parallel(grad__parallel_width((size_t)cout * count), rows_part, &job);
   }

@@ -350,7 +350,7 @@ grad_status grad_backbone_compute_set(grad_backbone *bb, grad_engine engine,
 }
 
 double grad_backbone_macs(const grad_backbone *bb) {
-  if (!bb) return 0.0;
+  if (!bb || bb->effnet) return 0.0;
   double macs = grad__conv_macs(&bb->stem.shape, bb->input_size, bb->input_size);
   int size = bb->stage_size[1];
   for (int b = 0; b < bb->block_count; b++) {

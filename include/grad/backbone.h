@@ -150,7 +150,7 @@ GRAD_API GRAD_NODISCARD grad_status grad_backbone_compute_set(grad_backbone *bb,
                                                               grad_engine engine,
                                                               grad_precision precision);
 /* Multiply-adds of one image through every convolution built (for FLOP
- * counts: 2 x this per image); 0 for NULL. */
+ * counts: 2 x this per image); 0 for NULL and for the EfficientNets. */
 GRAD_API double grad_backbone_macs(const grad_backbone *bb);
 
 /* The engine in use (never AUTO) and the precision. */
