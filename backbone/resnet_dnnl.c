@@ -17,6 +17,7 @@
  * memory objects).
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backbone_internal.h"
@@ -44,10 +45,9 @@ typedef struct dblock {
   dconv down;
 } dblock;
 
-/* Every primitive for n images with `threads` threads, from block `from`
- * on (from 0: the stem too). */
+/* Every primitive for n images with `threads` threads. */
 typedef struct plan {
-  int n, threads, from;
+  int n, threads;
   dnnl_memory_desc_t image;   /* the caller's n x 3 x S x S fp32 */
   dnnl_primitive_t to_stem;   /* image -> the stem's input layout and type */
   dconv stem;
@@ -263,7 +263,7 @@ static void free_plan(plan *p, int blocks) {
 static grad_status make_blocks(grad_backbone *bb, plan *p, dnnl_memory_desc_t x, int size) {
   grad_status st = GRAD_OK;
   note(&p->act_bytes, dnnl_memory_desc_get_size(&x));
-  for (int b = p->from; st == GRAD_OK && b < bb->block_count; b++) {
+  for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
     const grad__bb_block *blk = &bb->blocks[b];
     dblock *d = &p->blocks[b];
     int tsize = size;
@@ -296,17 +296,7 @@ static grad_status make_blocks(grad_backbone *bb, plan *p, dnnl_memory_desc_t x,
   return st;
 }
 
-/* The side and channels of block b's input. */
-static void block_input(const grad_backbone *bb, int b, int *size, int *channels) {
-  *size = bb->stage_size[1];
-  for (int i = 0; i < b; i++) {
-    const grad__bb_block *blk = &bb->blocks[i];
-    for (int c = 0; c < blk->convs; c++) *size = grad__conv_out_size(&blk->conv[c].shape, *size);
-  }
-  *channels = bb->blocks[b].conv[0].shape.in_channels;
-}
-
-static grad_status make_plan(grad_backbone *bb, int n, int threads, int from, plan **out) {
+static grad_status make_plan(grad_backbone *bb, int n, int threads, plan **out) {
   plan *p = grad__calloc(1, sizeof *p);
   if (p) p->blocks = grad__calloc((size_t)bb->block_count, sizeof *p->blocks);
   if (!p || !p->blocks) {
@@ -315,38 +305,27 @@ static grad_status make_plan(grad_backbone *bb, int n, int threads, int from, pl
   }
   p->n = n;
   p->threads = threads;
-  p->from = from;
   const int s = bb->input_size, pooled = bb->stage_size[1];
   const dnnl_data_type_t t = act_type(bb);
-  grad_status st = GRAD_OK;
-  dnnl_memory_desc_t x;
-  int size = pooled;
-  if (from == 0) {
-    dnnl_memory_desc_t src_any;
-    st = md4(&p->image, n, 3, s, s, dnnl_f32, dnnl_nchw);
-    if (st == GRAD_OK) st = md4(&src_any, n, 3, s, s, t, dnnl_format_tag_any);
-    if (st == GRAD_OK) st = make_conv(bb, p, &bb->stem, s, &src_any, false, true, &p->stem);
-    if (st == GRAD_OK) {
-      p->stem_in_bytes = dnnl_memory_desc_get_size(&p->stem.src);
-      st = make_reorder(&p->image, &p->stem.src, p, &p->to_stem, "the input images");
-    }
-    if (st == GRAD_OK) st = md4(&p->pooled, n, 64, pooled, pooled, t, grad__dnnl_act_tag());
-    if (st == GRAD_OK) {
-      dnnl_pooling_desc_t desc;
-      dnnl_dims_t two = {2, 2}, three = {3, 3}, one = {1, 1};
-      st = grad__dnnl_check(dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference,
-                                                           dnnl_pooling_max, &p->stem.dst,
-                                                           &p->pooled, two, three, one, one),
-                            "the stem's max pooling");
-      if (st == GRAD_OK) st = make_prim(&desc, NULL, p, &p->pool, NULL, "the stem's max pooling");
-    }
-    x = p->pooled;
-  } else {
-    int channels;
-    block_input(bb, from, &size, &channels);
-    st = md4(&x, n, channels, size, size, t, grad__dnnl_act_tag());
+  dnnl_memory_desc_t src_any;
+  grad_status st = md4(&p->image, n, 3, s, s, dnnl_f32, dnnl_nchw);
+  if (st == GRAD_OK) st = md4(&src_any, n, 3, s, s, t, dnnl_format_tag_any);
+  if (st == GRAD_OK) st = make_conv(bb, p, &bb->stem, s, &src_any, false, true, &p->stem);
+  if (st == GRAD_OK) {
+    p->stem_in_bytes = dnnl_memory_desc_get_size(&p->stem.src);
+    st = make_reorder(&p->image, &p->stem.src, p, &p->to_stem, "the input images");
   }
-  if (st == GRAD_OK) st = make_blocks(bb, p, x, size);
+  if (st == GRAD_OK) st = md4(&p->pooled, n, 64, pooled, pooled, t, grad__dnnl_act_tag());
+  if (st == GRAD_OK) {
+    dnnl_pooling_desc_t desc;
+    dnnl_dims_t two = {2, 2}, three = {3, 3}, one = {1, 1};
+    st = grad__dnnl_check(dnnl_pooling_forward_desc_init(&desc, dnnl_forward_inference,
+                                                         dnnl_pooling_max, &p->stem.dst,
+                                                         &p->pooled, two, three, one, one),
+                          "the stem's max pooling");
+    if (st == GRAD_OK) st = make_prim(&desc, NULL, p, &p->pool, NULL, "the stem's max pooling");
+  }
+  if (st == GRAD_OK) st = make_blocks(bb, p, p->pooled, pooled);
   if (st != GRAD_OK) {
     free_plan(p, bb->block_count);
     return st;
@@ -356,8 +335,7 @@ static grad_status make_plan(grad_backbone *bb, int n, int threads, int from, pl
 }
 
 /* The plan for (n, threads), made on first use. */
-static grad_status find_plan(const grad_backbone *cbb, int n, int threads, int from,
-                             const plan **out) {
+static grad_status find_plan(const grad_backbone *cbb, int n, int threads, const plan **out) {
   grad_backbone *bb = (grad_backbone *)cbb; /* the cache is the only mutable part */
   struct grad__bb_dnnl *e = bb->dnnl;
   pthread_mutex_lock(&e->lock);
@@ -376,11 +354,11 @@ static grad_status find_plan(const grad_backbone *cbb, int n, int threads, int f
     e->precision = bb->precision;
   }
   plan *p = e->plans;
-  while (p && (p->n != n || p->threads != threads || p->from != from)) p = p->next;
+  while (p && (p->n != n || p->threads != threads)) p = p->next;
   grad_status st = GRAD_OK;
   if (!p) {
     grad__team_scope scope = grad__team_enter(threads);
-    st = make_plan(bb, n, threads, from, &p);
+    st = make_plan(bb, n, threads, &p);
     grad__team_leave(scope);
     if (st == GRAD_OK) {
       p->next = e->plans;
@@ -418,38 +396,39 @@ void grad__bb_dnnl_free(grad_backbone *bb) {
   bb->dnnl = NULL;
 }
 
-/* Blocks whose outputs are larger than this run one image at a time (see
- * grad__bb_dnnl_run). */
-enum { SMALL_MAP = 24 * 24 };
-
-static int split_block(const grad_backbone *bb, int n) {
-  if (n == 1) return bb->block_count;
-  for (int b = 0; b < bb->block_count; b++) {
-    const grad__bb_block *blk = &bb->blocks[b];
-    int s = bb->stage_size[blk->stage];
-    if ((size_t)s * s <= SMALL_MAP) return b;
-  }
-  return bb->block_count;
-}
-
 static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-static size_t bytes_of(const plan *one, const plan *group) {
-  size_t b = 4 * arena(one->act_bytes) + arena(one->stem_in_bytes) + arena(one->out_bytes);
-  size_t scratch = one->scratch_bytes;
-  if (group) {
-    b += 4 * arena(group->act_bytes) + arena(group->out_bytes);
-    if (group->scratch_bytes > scratch) scratch = group->scratch_bytes;
-  }
-  return b + arena(scratch);
+/*
+ * How a call on n images with `threads` threads runs. One image: one
+ * forward on oneDNN's OpenMP team of `threads`. Several: the images are
+ * shared out over `threads` workers of our sleeping pool (lib/common/
+ * threading.c), each running whole single-image forwards on one thread, so
+ * nothing synchronises between layers and no OpenMP thread spins (measured
+ * on the 2 shared cores: the OpenMP team's spinning made batches several
+ * times slower as soon as other processes wanted the cores). Every image
+ * goes through the same single-image primitives either way, so a batch
+ * gives exactly the features of its images one by one.
+ */
+typedef struct layout {
+  int workers;       /* buffer sets */
+  int plan_threads;  /* threads of the primitives */
+} layout;
+
+static layout layout_of(int n, int threads) {
+  if (n > 1 && threads > 1) return (layout){n < threads ? n : threads, 1};
+  return (layout){1, threads};
+}
+
+static size_t bytes_of(const plan *p) {
+  return 4 * arena(p->act_bytes) + arena(p->stem_in_bytes) + arena(p->out_bytes) +
+         arena(p->scratch_bytes);
 }
 
 size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
-  const plan *one = NULL, *group = NULL;
-  const int split = split_block(bb, n);
-  *st = find_plan(bb, 1, threads, 0, &one);
-  if (*st == GRAD_OK && split < bb->block_count) *st = find_plan(bb, n, threads, split, &group);
-  return *st == GRAD_OK ? bytes_of(one, group) : 0;
+  const layout l = layout_of(n, threads);
+  const plan *p = NULL;
+  *st = find_plan(bb, 1, l.plan_threads, &p);
+  return *st == GRAD_OK ? (size_t)l.workers * bytes_of(p) : 0;
 }
 
 typedef struct buffers {
@@ -457,12 +436,12 @@ typedef struct buffers {
   void *scratch, *stem_in, *out;
 } buffers;
 
-static grad_status take(grad_workspace *ws, const plan *p, size_t scratch, bool stem,
-                        buffers *b) {
+static grad_status take(grad_workspace *ws, const plan *p, buffers *b) {
+  memset(b, 0, sizeof *b);
   for (int i = 0; i < 4; i++)
     if (!(b->act[i] = grad__ws_alloc(ws, p->act_bytes))) return GRAD_E_NOMEM;
-  if (stem && !(b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes))) return GRAD_E_NOMEM;
-  if (scratch && !(b->scratch = grad__ws_alloc(ws, scratch))) return GRAD_E_NOMEM;
+  if (!(b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes))) return GRAD_E_NOMEM;
+  if (p->scratch_bytes && !(b->scratch = grad__ws_alloc(ws, p->scratch_bytes))) return GRAD_E_NOMEM;
   if (p->out_bytes && !(b->out = grad__ws_alloc(ws, p->out_bytes))) return GRAD_E_NOMEM;
   return GRAD_OK;
 }
@@ -477,13 +456,20 @@ static grad_status run_conv(const grad__bb_conv *c, const dconv *d, dnnl_stream_
   return run(d->prim, s, args, 5, c->name);
 }
 
-/* Blocks [b0, b1) of a plan, rotating through buf (x is one of them). */
-static grad_status run_blocks(const grad_backbone *bb, const plan *p, dnnl_stream_t s,
-                              buffers *buf, int b0, int b1, int first, void **xp,
-                              grad__bb_sink sink, void *ctx) {
-  void *x = *xp;
-  grad_status st = GRAD_OK;
-  for (int b = b0; st == GRAD_OK && b < b1; b++) {
+/* One image (index `image` of the call) through the network; every
+ * requested stage goes to sink. */
+static grad_status run_image(const grad_backbone *bb, const plan *p, dnnl_stream_t s,
+                             const buffers *buf, const float *pixels, int image,
+                             grad__bb_sink sink, void *ctx) {
+  arg in[] = {{DNNL_ARG_FROM, &p->image, pixels}, {DNNL_ARG_TO, &p->stem.src, buf->stem_in}};
+  grad_status st = run(p->to_stem, s, in, 2, "the input images");
+  if (st == GRAD_OK) st = run_conv(&bb->stem, &p->stem, s, buf->stem_in, buf->act[1], buf->scratch);
+  if (st == GRAD_OK) {
+    arg pool[] = {{DNNL_ARG_SRC, &p->stem.dst, buf->act[1]}, {DNNL_ARG_DST, &p->pooled, buf->act[0]}};
+    st = run(p->pool, s, pool, 2, "the stem's max pooling");
+  }
+  void *x = buf->act[0];
+  for (int b = 0; st == GRAD_OK && b < bb->block_count; b++) {
     const grad__bb_block *blk = &bb->blocks[b];
     const dblock *d = &p->blocks[b];
     void *spare[3];
@@ -510,64 +496,74 @@ static grad_status run_blocks(const grad_backbone *bb, const plan *p, dnnl_strea
       arg args[] = {{DNNL_ARG_FROM, &p->out_src[k], x}, {DNNL_ARG_TO, &p->out_dst[k], buf->out}};
       st = run(p->out[k], s, args, 2, "a stage output");
       if (st == GRAD_OK)
-        sink(ctx, k, buf->out, p->n, first, bb->stage_channels[k], (int)p->out_dst[k].dims[2]);
+        sink(ctx, k, buf->out, 1, image, bb->stage_channels[k], (int)p->out_dst[k].dims[2]);
     }
   }
-  *xp = x;
   return st;
+}
+
+/* Images [first, first + count) by `step`, on the calling thread. */
+static grad_status run_images(const grad_backbone *bb, const plan *p, const buffers *buf,
+                              const float *images, int first, int count, int step,
+                              grad__bb_sink sink, void *ctx) {
+  dnnl_stream_t stream = NULL;
+  grad_status st = grad__dnnl_check(
+      dnnl_stream_create(&stream, grad__dnnl_engine(), dnnl_stream_default_flags), "a stream");
+  grad__team_scope scope = grad__team_enter(p->threads);
+  const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
+  for (int i = first; st == GRAD_OK && i < count; i += step)
+    st = run_image(bb, p, stream, buf, images + (size_t)i * image_floats, i, sink, ctx);
+  grad__team_leave(scope);
+  if (stream) dnnl_stream_destroy(stream);
+  return st;
+}
+
+/* The images shared out over the pool's workers: worker w takes images
+ * w, w + workers, ... (a fixed share: each writes its own outputs). */
+typedef struct image_job {
+  const grad_backbone *bb;
+  const plan *p;
+  const buffers *buf;
+  const float *images;
+  int n;
+  grad__bb_sink sink;
+  void *ctx;
+  pthread_mutex_t lock;
+  grad_status status;
+  char message[512];
+} image_job;
+
+static void image_part(void *data, int part, int parts) {
+  image_job *j = data;
+  grad_status st = run_images(j->bb, j->p, &j->buf[part], j->images, part, j->n, parts, j->sink,
+                              j->ctx);
+  if (st != GRAD_OK) { /* the message is this worker's: hand it to the caller */
+    pthread_mutex_lock(&j->lock);
+    if (j->status == GRAD_OK) {
+      j->status = st;
+      snprintf(j->message, sizeof j->message, "%s", grad_last_error());
+    }
+    pthread_mutex_unlock(&j->lock);
+  }
 }
 
 grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
                               int n, grad__bb_sink sink, void *ctx) {
-  const int threads = grad__threads(ws);
-  const int split = split_block(bb, n);
-  const plan *one = NULL, *group = NULL;
-  grad_status st = find_plan(bb, 1, threads, 0, &one);
-  if (st == GRAD_OK && split < bb->block_count) st = find_plan(bb, n, threads, split, &group);
+  const layout l = layout_of(n, grad__threads(ws));
+  const plan *p = NULL;
+  grad_status st = find_plan(bb, 1, l.plan_threads, &p);
   if (st != GRAD_OK) return st;
-  size_t scratch = one->scratch_bytes;
-  if (group && group->scratch_bytes > scratch) scratch = group->scratch_bytes;
   size_t mark = grad__ws_mark(ws);
-  buffers b1, bn;
-  memset(&b1, 0, sizeof b1);
-  memset(&bn, 0, sizeof bn);
-  st = take(ws, one, scratch, true, &b1);
-  if (st == GRAD_OK && group) {
-    st = take(ws, group, 0, false, &bn);
-    bn.scratch = b1.scratch;
+  buffers buf[GRAD__BB_GROUP_MAX];
+  for (int w = 0; st == GRAD_OK && w < l.workers; w++) st = take(ws, p, &buf[w]);
+  if (st == GRAD_OK && l.workers == 1) {
+    st = run_images(bb, p, &buf[0], images, 0, n, 1, sink, ctx);
+  } else if (st == GRAD_OK) {
+    image_job job = {bb, p, buf, images, n, sink, ctx, PTHREAD_MUTEX_INITIALIZER, GRAD_OK, ""};
+    grad__parallel_threads(l.workers, l.workers, image_part, &job);
+    pthread_mutex_destroy(&job.lock);
+    if (job.status != GRAD_OK) st = grad__fail(job.status, "%s", job.message);
   }
-  dnnl_stream_t stream = NULL;
-  if (st == GRAD_OK)
-    st = grad__dnnl_check(dnnl_stream_create(&stream, grad__dnnl_engine(),
-                                             dnnl_stream_default_flags),
-                          "a stream");
-  grad__team_scope scope = grad__team_enter(threads);
-  const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
-  void *x = NULL;
-  for (int i = 0; st == GRAD_OK && i < n; i++) {
-    arg in[] = {{DNNL_ARG_FROM, &one->image, images + i * image_floats},
-                {DNNL_ARG_TO, &one->stem.src, b1.stem_in}};
-    st = run(one->to_stem, stream, in, 2, "the input images");
-    if (st == GRAD_OK) st = run_conv(&bb->stem, &one->stem, stream, b1.stem_in, b1.act[1], b1.scratch);
-    if (st == GRAD_OK) {
-      arg pool[] = {{DNNL_ARG_SRC, &one->stem.dst, b1.act[1]},
-                    {DNNL_ARG_DST, &one->pooled, b1.act[0]}};
-      st = run(one->pool, stream, pool, 2, "the stem's max pooling");
-    }
-    x = b1.act[0];
-    if (st == GRAD_OK) st = run_blocks(bb, one, stream, &b1, 0, split, i, &x, sink, ctx);
-    /* The per-image plan made every block: its blocks up to split run here. */
-    if (st == GRAD_OK && group) { /* blocked layouts keep each image contiguous */
-      size_t bytes = dnnl_memory_desc_get_size(&one->blocks[split].conv[0].src);
-      memcpy((char *)bn.act[0] + (size_t)i * bytes, x, bytes);
-    }
-  }
-  if (st == GRAD_OK && group) {
-    x = bn.act[0];
-    st = run_blocks(bb, group, stream, &bn, split, bb->block_count, 0, &x, sink, ctx);
-  }
-  grad__team_leave(scope);
-  if (stream) dnnl_stream_destroy(stream);
   grad__ws_release(ws, mark);
   return st;
 }

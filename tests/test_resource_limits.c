@@ -54,6 +54,9 @@ static int limited_child(long headroom_mb) {
     fprintf(stderr, "setup: %s\n", grad_last_error());
     return 1;
   }
+  /* The OpenBLAS guard is on the im2col engine's path; the oneDNN engine
+   * takes no OpenBLAS buffer at all. */
+  if (grad_backbone_compute_set(bb, GRAD_ENGINE_IM2COL, GRAD_PRECISION_FP32) != GRAD_OK) return 1;
   int channels = grad_backbone_feature_channels(bb);
   size_t positions = (size_t)grad_backbone_feature_height(bb) * grad_backbone_feature_width(bb);
   float *input = calloc(3 * 64 * 64, sizeof(float));

@@ -149,9 +149,13 @@ void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* Set while this thread runs a part of a pool job: passes inside it run
+ * serially (an OpenMP team started there would spin beside the pool). */
+static _Thread_local bool in_part;
+
 void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx) {
 #ifdef GRAD_HAVE_ONEDNN
-  if (atomic_load(&forked_after_team)) threads = 1;
+  if (atomic_load(&forked_after_team) || in_part) threads = 1;
   if (threads < 2 || parts < 2) {
     for (int part = 0; part < parts; part++) fn(ctx, part, parts);
     return;
@@ -202,7 +206,9 @@ static void run_parts(void) {
     grad__part_fn fn = pool.fn;
     void *ctx = pool.ctx;
     pthread_mutex_unlock(&pool.lock);
+    in_part = true;
     fn(ctx, part, parts);
+    in_part = false;
     pthread_mutex_lock(&pool.lock);
     if (--pool.unfinished == 0) pthread_cond_signal(&pool.done);
   }
@@ -245,6 +251,10 @@ int grad__parallel_width(size_t floats) {
 }
 
 void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
+  grad__parallel_threads(grad_threads_get(), parts, fn, ctx);
+}
+
+void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx) {
   if (parts <= 1) {
     fn(ctx, 0, 1);
     return;
@@ -257,7 +267,6 @@ void grad__parallel(int parts, grad__part_fn fn, void *ctx) {
     return;
   }
   pool.busy = true;
-  int threads = grad_threads_get();
   start_workers((parts < threads ? parts : threads) - 1);
   pool.fn = fn;
   pool.ctx = ctx;

@@ -36,6 +36,8 @@ int grad__threads(const grad_workspace *ws);
  */
 typedef void (*grad__part_fn)(void *ctx, int part, int parts);
 void grad__parallel(int parts, grad__part_fn fn, void *ctx);
+/* The same with `threads` threads in all instead of grad_threads_get()'s. */
+void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx);
 /* Parts worth using for a pass over `floats` values: a few per thread, fewer
  * when the pass is small, 1 when it is too small to pay for waking a thread
  * or there is one thread. */
