@@ -399,15 +399,16 @@ void grad__bb_dnnl_free(grad_backbone *bb) {
 static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 /*
- * How a call on n images with `threads` threads runs. One image: one
- * forward on oneDNN's OpenMP team of `threads`. Several: the images are
- * shared out over `threads` workers of our sleeping pool (lib/common/
- * threading.c), each running whole single-image forwards on one thread, so
- * nothing synchronises between layers and no OpenMP thread spins (measured
- * on the 2 shared cores: the OpenMP team's spinning made batches several
- * times slower as soon as other processes wanted the cores). Every image
- * goes through the same single-image primitives either way, so a batch
- * gives exactly the features of its images one by one.
+ * How a call on n images with `threads` threads runs: the images are shared
+ * out over `threads` workers of our sleeping pool (lib/common/threading.c),
+ * each running whole single-image forwards on single-threaded primitives,
+ * so nothing synchronises between layers and no OpenMP thread spins. One
+ * image runs on one thread. oneDNN's own OpenMP team is not used: measured
+ * on the 2 shared cores, its spinning between layers made the engine
+ * several times slower as soon as other processes wanted the cores
+ * (docs/guide.md, "Threads"). Every image goes through the same primitives,
+ * so a batch gives exactly the features of its images one by one, on any
+ * thread count.
  */
 typedef struct layout {
   int workers;       /* buffer sets */
@@ -416,7 +417,7 @@ typedef struct layout {
 
 static layout layout_of(int n, int threads) {
   if (n > 1 && threads > 1) return (layout){n < threads ? n : threads, 1};
-  return (layout){1, threads};
+  return (layout){1, 1};
 }
 
 static size_t bytes_of(const plan *p) {

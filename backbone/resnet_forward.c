@@ -272,7 +272,6 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
 typedef struct neck_ctx {
   const grad_backbone *bb;
   float *out;  /* the group's first image */
-  int team;    /* oneDNN engine: its OpenMP team's threads; 0: our pool */
 } neck_ctx;
 
 typedef struct resize_job {
@@ -308,10 +307,7 @@ static void neck_sink(void *ctx, int stage, const float *x, int n, int first, in
   resize_job job = {x,      c->out + first * feature_floats, n, channels, offset, size,
                     bb->feature_size, bb->feature_channels};
   size_t work = (size_t)n * channels * (size_t)bb->feature_size * bb->feature_size;
-  if (c->team)
-    grad__parallel_team(c->team, grad__parallel_width(work), resize_part, &job);
-  else
-    grad__parallel(grad__parallel_width(work), resize_part, &job);
+  grad__parallel(grad__parallel_width(work), resize_part, &job);
 }
 
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
@@ -323,8 +319,7 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
   const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
   for (int first = 0; st == GRAD_OK && first < n; first += GROUP_MAX) {
     int count = n - first < GROUP_MAX ? n - first : GROUP_MAX;
-    neck_ctx ctx = {bb, out + first * feature_floats,
-                    bb->engine == GRAD_ENGINE_ONEDNN ? grad__threads(ws) : 0};
+    neck_ctx ctx = {bb, out + first * feature_floats};
     st = run_group(bb, ws, images + first * image_floats, count, neck_sink, &ctx);
   }
   return st;

@@ -149,25 +149,6 @@ void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Set while this thread runs a part of a pool job: passes inside it run
- * serially (an OpenMP team started there would spin beside the pool). */
-static _Thread_local bool in_part;
-
-void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx) {
-#ifdef GRAD_HAVE_ONEDNN
-  if (atomic_load(&forked_after_team) || in_part) threads = 1;
-  if (threads < 2 || parts < 2) {
-    for (int part = 0; part < parts; part++) fn(ctx, part, parts);
-    return;
-  }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (int part = 0; part < parts; part++) fn(ctx, part, parts);
-#else
-  (void)threads;
-  grad__parallel(parts, fn, ctx);
-#endif
-}
-
 /* ---- The pool for the passes between OpenBLAS GEMMs --------------------------
  * Workers sleep on a condition variable between jobs (never spin) and are
  * started on first use; the caller works on parts too. One job at a time:
@@ -206,9 +187,7 @@ static void run_parts(void) {
     grad__part_fn fn = pool.fn;
     void *ctx = pool.ctx;
     pthread_mutex_unlock(&pool.lock);
-    in_part = true;
     fn(ctx, part, parts);
-    in_part = false;
     pthread_mutex_lock(&pool.lock);
     if (--pool.unfinished == 0) pthread_cond_signal(&pool.done);
   }

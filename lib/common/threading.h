@@ -4,10 +4,10 @@
  * library's big products go through, and every openblas_* call. See
  * docs/guide.md ("Threads") for what is deterministic across thread counts.
  *
- * Two runtimes exist, never busy at once: OpenBLAS's threads (inside
- * cblas_*) with our sleeping pool for the passes between them, and, when
- * built with oneDNN, oneDNN's OpenMP team (convolution primitives and
- * grad__sgemm), whose passes run on the same team (grad__parallel_team).
+ * Threads: OpenBLAS's (inside cblas_*, never busy while our pool is) and
+ * our sleeping pool, which also runs the oneDNN engine's images side by
+ * side on single-threaded primitives. oneDNN's OpenMP team is kept at one
+ * thread (grad__team_enter), so no OpenMP thread spins.
  */
 #ifndef GRAD_THREADING_H
 #define GRAD_THREADING_H
@@ -42,13 +42,6 @@ void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx)
  * when the pass is small, 1 when it is too small to pay for waking a thread
  * or there is one thread. */
 int grad__parallel_width(size_t floats);
-
-/*
- * The same on oneDNN's OpenMP team with `threads` threads, for passes
- * between oneDNN primitives (the team is awake then; our pool would have to
- * wake while OpenMP's threads still spin). Without oneDNN: grad__parallel.
- */
-void grad__parallel_team(int threads, int parts, grad__part_fn fn, void *ctx);
 
 /*
  * Row-major C = alpha * op(A) * op(B) + beta * C: the one door of the
