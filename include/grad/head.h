@@ -29,7 +29,13 @@ typedef struct grad_head grad_head;
 
 /*
  * A head for the network input size `size` (the map is size x size);
- * GRAD_HEAD_POOL_SIZE <= size <= 8192. Not calibrated yet.
+ * GRAD_HEAD_POOL_SIZE <= size <= 8192. Not calibrated yet. The head is the
+ * caller's (grad_head_free). Errors: GRAD_E_INVALID_ARG (out NULL, size out
+ * of range), GRAD_E_NOMEM.
+ *
+ * Threading: the calls taking a const head may run in any number of threads
+ * at once (with distinct workspaces); the calibrate and set calls modify the
+ * head and must not run while another thread uses it.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_head_create(int size, grad_head **out);
 /* Frees the head; NULL is a no-op. */

@@ -12,6 +12,12 @@ extern "C" {
  * A decoded 8-bit image: 1 channel (gray) or 3 channels (RGB), rows packed
  * (stride = width * channels). Alpha is dropped, palettes expanded, 16-bit
  * samples reduced to 8 bits, CMYK JPEG converted to RGB.
+ *
+ * An image is immutable once made: any number of threads may read it at
+ * once. Every call that makes an image sets *out to NULL first and refuses
+ * NULL arguments with GRAD_E_INVALID_ARG; getters return 0 or NULL for a
+ * NULL image; the pixels belong to the image (valid until grad_image_free),
+ * new images to the caller.
  */
 typedef struct grad_image grad_image;
 

@@ -14,29 +14,53 @@ extern "C" {
  * store and the scoring head with its calibrated thresholds. A loaded or
  * trained model is read-only: any number of threads may score with it at
  * once, each with its own grad_context.
+ *
+ * Contracts of every call below, unless its comment says otherwise:
+ *  - A call that returns grad_status leaves a message for grad_last_error()
+ *    on failure, and sets *out to NULL first, so a failed call never hands
+ *    out a half-made handle. NULL arguments are GRAD_E_INVALID_ARG.
+ *  - Getters accept NULL and then return 0, NaN or NULL as stated.
+ *  - Handles returned through *out belong to the caller, who frees them
+ *    with the matching _free; pointers returned by getters are borrowed
+ *    from the handle and valid until it is freed.
  */
 typedef struct grad_model grad_model;
 
-/* Per-thread scratch for scoring: workspaces sized on first use. */
+/* Per-thread scratch for scoring: one thread at a time uses a context.
+ * Created for one model and valid only with it. */
 typedef struct grad_context grad_context;
 
-/* What scoring one image produced; owns its anomaly map and mask. */
+/* What scoring one image produced; owns its anomaly map and mask. A result
+ * is independent of the model and context once made (free it any time). */
 typedef struct grad_result grad_result;
 
-
-
-/* Loads a model file, validating every tensor and the format version. */
+/*
+ * Loads a model file, validating every tensor and the format version.
+ * Errors: GRAD_E_IO (cannot open or read), GRAD_E_FORMAT (corrupt, or not a
+ * libgrad model, or without an image threshold: the message names the path
+ * and the tensor or field), GRAD_E_VERSION (a newer format), GRAD_E_MISSING
+ * / GRAD_E_SHAPE (a tensor absent or of the wrong shape), GRAD_E_NUMERIC (a
+ * NaN or Inf weight), GRAD_E_NOMEM. Thread-safe; the model is the caller's
+ * (grad_model_free).
+ */
 GRAD_API GRAD_NODISCARD grad_status grad_model_load(const char *path, grad_model **out);
 
-/* Saves atomically: the old file stays intact until the new one is complete. */
+/*
+ * Saves atomically: an existing file at path stays intact until the new
+ * one is complete. Errors: GRAD_E_INVALID_ARG (NULL argument), GRAD_E_IO
+ * (naming the path), GRAD_E_NOMEM. Safe while other threads score with the
+ * model (it is only read).
+ */
 GRAD_API GRAD_NODISCARD grad_status grad_model_save(const grad_model *model, const char *path);
 
-/* Frees the model; NULL is a no-op. Free every context first. */
+/* Frees the model and the parts it owns; NULL is a no-op. Free every
+ * context first, and never while another thread uses the model. Results
+ * stay valid. */
 GRAD_API void grad_model_free(grad_model *model);
 
-/* The square input size S the images are resized to. */
+/* The square input size S the images are resized to; 0 for NULL. */
 GRAD_API int grad_model_input_size(const grad_model *model);
-/* The calibrated image-score threshold (raw score units). */
+/* The calibrated image-score threshold (raw score units); NaN for NULL. */
 GRAD_API double grad_model_image_threshold(const grad_model *model);
 
 /* ---- Memory, known before it is allocated ----
@@ -52,6 +76,9 @@ GRAD_API size_t grad_model_bytes(const grad_model *model);
  * own, image-sized buffers). */
 GRAD_API size_t grad_context_bytes(const grad_model *model);
 
+/* A scoring context for model: reserves grad_context_bytes(model) at once.
+ * Errors: GRAD_E_INVALID_ARG (NULL argument), GRAD_E_NOMEM. Thread-safe
+ * (contexts for one model may be created from several threads). */
 GRAD_API GRAD_NODISCARD grad_status grad_context_create(const grad_model *model,
                                                         grad_context **out);
 /* Frees the context; NULL is a no-op. */
@@ -70,7 +97,17 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_compute_set(grad_model *model, gr
  * (grad_threads_set). NULL is a no-op. */
 GRAD_API void grad_context_threads_set(grad_context *ctx, int threads);
 
-/* Scores one image: score, decision, map at the image's own size, mask. */
+/*
+ * Scores one image: score, decision, map at the image's own size, mask
+ * (docs/method.md section 7). The image is any size; it is resized to S x S
+ * for the network. Errors: GRAD_E_INVALID_ARG (a NULL argument, or ctx made
+ * for another model), GRAD_E_TOO_LARGE (more pixels than
+ * grad_image_limits.max_pixels), GRAD_E_NUMERIC, GRAD_E_NOMEM. Thread-safe
+ * with one context per thread: ctx is modified, model and image are only
+ * read. The result is the caller's (grad_result_free). Which thread or
+ * context scores does not change the result; the kernels' thread count
+ * (grad_threads_set) may, in the last digits.
+ */
 GRAD_API GRAD_NODISCARD grad_status grad_model_score(const grad_model *model, grad_context *ctx,
                                                      const grad_image *image,
                                                      grad_result **out);
@@ -91,24 +128,31 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_score_batch(const grad_model *mod
                                                            const grad_image *const *images,
                                                            size_t count, grad_result **results);
 
-/* Frees a result; NULL is a no-op. */
+/* Frees a result and its map and mask; NULL is a no-op. */
 GRAD_API void grad_result_free(grad_result *result);
 
-/* The raw image score (max of the 32x32-pooled, smoothed map). */
+/* The raw image score (max of the 32x32-pooled, smoothed map); NaN for NULL. */
 GRAD_API double grad_result_score(const grad_result *result);
-/* The score mapped so that the calibrated threshold is 0.5, in [0, 1]. */
+/* The score mapped so that the calibrated threshold is 0.5, in [0, 1]; NaN
+ * for NULL. */
 GRAD_API double grad_result_normalized_score(const grad_result *result);
-/* 1 when the score is at or above the threshold, else 0. */
+/* 1 when the score is at or above the image threshold, else 0 (also for
+ * NULL). */
 GRAD_API int grad_result_is_anomalous(const grad_result *result);
+/* The scored image's size; 0 for NULL. */
 GRAD_API int grad_result_width(const grad_result *result);
 GRAD_API int grad_result_height(const grad_result *result);
-/* The anomaly map, width x height floats at the scored image's size. */
+/* The anomaly map, width x height floats (row-major) at the scored image's
+ * size, owned by the result; NULL for NULL. */
 GRAD_API const float *grad_result_map(const grad_result *result);
-/* The binary mask (0 or 255) of pixels at or above the pixel threshold. */
+/* The binary mask (0 or 255, width x height) of pixels at or above the
+ * pixel threshold, owned by the result. NULL when the model has no pixel
+ * threshold and for NULL: check before reading it. */
 GRAD_API const uint8_t *grad_result_mask(const grad_result *result);
 
 
-/* What the model was trained on (folders), for people; never NULL. Signs
+/* What the model was trained on (folders), for people; owned by the
+ * model; never NULL ("" for NULL). Signs
  * of degenerate training follow as "; warning: ..." (fewer than 10
  * held-out images to calibrate on, none, a folder given twice). */
 GRAD_API const char *grad_model_description(const grad_model *model);

@@ -11,13 +11,14 @@ extern "C" {
 /*
  * The grid feature store with its coordinate nets and decoder: it maps a
  * feature map F (C x H x W) to its reconstruction R of the same shape.
- * A store is created by training or by loading a model (grad_model); once
- * made, it is only read, so any number of threads may reconstruct with it
- * at once, each with its own workspace.
+ * A store is created by training or by loading a model (grad_model), which
+ * then owns it. Once made it is only read, so any number of threads may
+ * reconstruct with it at once, each with its own workspace.
  */
 typedef struct grad_store grad_store;
 
-/* Frees the store; NULL is a no-op. */
+/* Frees a store the caller owns; NULL is a no-op. Never call it on the
+ * store of a model (grad_model_free frees that one). */
 GRAD_API void grad_store_free(grad_store *store);
 
 /* The feature shape the store works on: C, H and W; 0 for a NULL store. */

@@ -89,7 +89,7 @@ typedef struct grad_train_options {
 } grad_train_options;
 
 /* Fills struct_size bytes at options with the defaults of docs/method.md
- * (training) and sets options->struct_size. NULL is a no-op. */
+ * (training) and sets options->struct_size. NULL is a no-op. Thread-safe. */
 GRAD_API void grad_train_options_init(grad_train_options *options, size_t struct_size);
 
 /* The model that training makes (declared with its calls in <grad/model.h>). */
@@ -122,13 +122,29 @@ typedef struct grad_model_options {
                                 0 (default): 4 * channels; must be 0 with "basic" */
 } grad_model_options;
 
-/* Fills struct_size bytes at options with the defaults; NULL is a no-op. */
+/* Fills struct_size bytes at options with the defaults; NULL is a no-op.
+ * Thread-safe. */
 GRAD_API void grad_model_options_init(grad_model_options *options, size_t struct_size);
 
 /*
  * Trains a unified model on the normal images of every folder. A folder is
  * an MVTec-layout category (its train/good is used) or a plain folder of
  * PNG/JPEG images. progress (in train_options) may cancel.
+ *
+ * options and train_options may be NULL (all defaults); both are read by
+ * the struct_size policy and only during the call. The model is the
+ * caller's (grad_model_free). Errors: GRAD_E_INVALID_ARG (out or folders
+ * NULL, folder_count < 1, an option out of range or a field unknown to this
+ * version set by a newer header: the message names the struct and field),
+ * GRAD_E_IO / GRAD_E_MISSING (a folder unreadable or without images),
+ * GRAD_E_FORMAT (an image that does not decode: its path), the backbone's
+ * errors (grad_backbone_create), GRAD_E_NUMERIC (the loss or a gradient
+ * became non-finite), GRAD_E_CANCELLED (see grad_train_progress_fn: *out
+ * may then hold a model), GRAD_E_NOMEM. On any other error *out is NULL.
+ *
+ * Threading: training uses the kernels' thread pool (grad_threads_set) and
+ * calls progress on the calling thread. Several trainings may run at once
+ * in different threads; each reads its own options.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_model_train(const grad_model_options *options,
                                                      const grad_train_options *train_options,
