@@ -35,6 +35,7 @@
 #include <grad/image.h>
 #include <grad/tensorfile.h>
 #include <grad/backbone.h>
+#include <grad/reduction.h>
 #include <grad/store.h>
 #include <grad/head.h>
 #include <grad/model.h>

@@ -31,7 +31,8 @@ typedef struct grad_head grad_head;
  * A head for the network input size `size` (the map is size x size);
  * GRAD_HEAD_POOL_SIZE <= size <= 8192. Not calibrated yet. The head is the
  * caller's (grad_head_free). Errors: GRAD_E_INVALID_ARG (out NULL, size out
- * of range), GRAD_E_NOMEM.
+ * of range), GRAD_E_NOMEM. A model's own head is reached with
+ * grad_model_head(), borrowed: never free that one.
  *
  * Threading: the calls taking a const head may run in any number of threads
  * at once (with distinct workspaces); the calibrate and set calls modify the

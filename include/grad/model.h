@@ -4,6 +4,10 @@
 
 #include <grad/common.h>
 #include <grad/image.h>
+#include <grad/backbone.h>
+#include <grad/reduction.h>
+#include <grad/store.h>
+#include <grad/head.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,7 +57,8 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_load(const char *path, grad_model
  */
 GRAD_API GRAD_NODISCARD grad_status grad_model_save(const grad_model *model, const char *path);
 
-/* Frees the model and the parts it owns; NULL is a no-op. Free every
+/* Frees the model and the parts it owns (grad_model_backbone() and the
+ * others become invalid); NULL is a no-op. Free every
  * context first, and never while another thread uses the model. Results
  * stay valid. */
 GRAD_API void grad_model_free(grad_model *model);
@@ -190,6 +195,23 @@ GRAD_API const char *grad_model_provenance(const grad_model *model, const char *
 /* The number of provenance entries, and the key of entry index (NULL past the end). */
 GRAD_API size_t grad_model_provenance_count(const grad_model *model);
 GRAD_API const char *grad_model_provenance_key(const grad_model *model, size_t index);
+
+/* ---- The parts of a model ----
+ * The four stages of grad_model_score, for callers who compose their own
+ * pipeline (their own backbone with our store and head, say):
+ *   image -> grad_image_to_tensor -> grad_backbone_features
+ *         -> grad_reduction_apply -> grad_store_reconstruct
+ *         -> grad_head_map (R = reconstruction, F = reduced features)
+ *         -> grad_head_resize_map,
+ * which gives what grad_model_score gives (the mask and decision follow
+ * from the head's thresholds). Each part is borrowed from the model: never
+ * free it, and do not use it after grad_model_free. They are read-only, so
+ * any number of threads may use them at once, each with its own workspace.
+ * NULL for a NULL model. */
+GRAD_API const grad_backbone *grad_model_backbone(const grad_model *model);
+GRAD_API const grad_reduction *grad_model_reduction(const grad_model *model);
+GRAD_API const grad_store *grad_model_store(const grad_model *model);
+GRAD_API const grad_head *grad_model_head(const grad_model *model);
 
 
 #ifdef __cplusplus

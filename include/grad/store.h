@@ -12,7 +12,7 @@ extern "C" {
  * The grid feature store with its coordinate nets and decoder: it maps a
  * feature map F (C x H x W) to its reconstruction R of the same shape.
  * A store is created by training or by loading a model (grad_model), which
- * then owns it. Once made it is only read, so any number of threads may
+ * then owns it and lends it through grad_model_store(). Once made it is only read, so any number of threads may
  * reconstruct with it at once, each with its own workspace.
  */
 typedef struct grad_store grad_store;

@@ -41,6 +41,22 @@ void grad_model_free(grad_model *model) {
   grad__free(model);
 }
 
+const grad_backbone *grad_model_backbone(const grad_model *model) {
+  return model ? model->backbone : NULL;
+}
+
+const grad_reduction *grad_model_reduction(const grad_model *model) {
+  return model ? grad__reduction_of(model->reduce) : NULL;
+}
+
+const grad_store *grad_model_store(const grad_model *model) {
+  return model ? model->store : NULL;
+}
+
+const grad_head *grad_model_head(const grad_model *model) {
+  return model ? model->head : NULL;
+}
+
 int grad_model_input_size(const grad_model *model) {
   return model ? grad_backbone_input_size(model->backbone) : 0;
 }

@@ -66,6 +66,10 @@ grad_status grad__model_score_tensor(const grad_model *model, grad_context *ctx,
  * context needs (model->workspace_bytes); called once a model is complete. */
 grad_status grad__model_measure(grad_model *model);
 
+/* The public handle of a model's reduction: the grad__pca itself behind
+ * the incomplete type (lib/model/reduction.c). */
+const grad_reduction *grad__reduction_of(const grad__pca *pca);
+
 /* Takes ownership of the parts; on failure frees them all. */
 grad_status grad__model_assemble(grad_backbone *backbone, grad__pca *reduce, grad_store *store,
                                  grad_head *head, const char *description, grad_model **out);
