@@ -17,6 +17,7 @@
 #include <png.h>
 
 #include "image_internal.h"
+#include "png_glue.h"
 
 static const unsigned char png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
@@ -52,35 +53,11 @@ typedef struct png_job {
   size_t pos;
   png_structp png;
   png_infop info;
-  bool out_of_memory; /* set by the allocator, so an error can be told apart */
-  char message[256];
+  grad__png_status status; /* libpng's error message; set by the allocator too */
   unsigned char *buffer; /* rows with alpha, when it must be dropped */
   png_bytep *rows;
   grad_image *image;
 } png_job;
-
-static void png_on_error(png_structp png, png_const_charp message) {
-  png_job *job = png_get_error_ptr(png);
-  snprintf(job->message, sizeof job->message, "%s", message);
-  png_longjmp(png, 1);
-}
-
-/* Warnings (bad ancillary chunks, benign errors) do not stop decoding. */
-static void png_on_warning(png_structp png, png_const_charp message) {
-  (void)png;
-  (void)message;
-}
-
-static png_voidp png_on_alloc(png_structp png, png_alloc_size_t bytes) {
-  void *p = grad__malloc(bytes);
-  if (!p) ((png_job *)png_get_mem_ptr(png))->out_of_memory = true;
-  return p;
-}
-
-static void png_on_free(png_structp png, png_voidp p) {
-  (void)png;
-  grad__free(p);
-}
 
 static void png_read_memory(png_structp png, png_bytep dst, size_t bytes) {
   png_job *job = png_get_io_ptr(png);
@@ -91,9 +68,9 @@ static void png_read_memory(png_structp png, png_bytep dst, size_t bytes) {
 
 static grad_status png_run(png_job *job) {
   if (setjmp(png_jmpbuf(job->png))) {
-    if (job->out_of_memory)
+    if (job->status.out_of_memory)
       return grad__fail(GRAD_E_NOMEM, "%s: out of memory decoding PNG", job->name);
-    return grad__fail(GRAD_E_FORMAT, "%s: corrupt PNG: %s", job->name, job->message);
+    return grad__fail(GRAD_E_FORMAT, "%s: corrupt PNG: %s", job->name, job->status.message);
   }
   png_structp png = job->png;
   png_infop info = job->info;
@@ -208,8 +185,7 @@ grad_status grad__png_decode(const unsigned char *data, size_t size, const char 
   job.name = name;
   job.data = data;
   job.size = size;
-  job.png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &job, png_on_error, png_on_warning,
-                                     &job, png_on_alloc, png_on_free);
+  job.png = grad__png_create_read(&job.status);
   if (job.png) job.info = png_create_info_struct(job.png);
   grad_status s;
   if (!job.png || !job.info)

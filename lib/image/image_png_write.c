@@ -11,40 +11,18 @@
 
 #include "fileio.h"
 #include "image_internal.h"
+#include "png_glue.h"
 
 typedef struct png_sink {
   const char *path;
   png_structp png;
   png_infop info;
-  bool out_of_memory;
-  char message[256];
+  grad__png_status status; /* libpng's error message; out of memory also from sink_write */
   unsigned char *data; /* the encoded file */
   size_t size;
   size_t capacity;
   png_bytep *rows;
 } png_sink;
-
-static void sink_on_error(png_structp png, png_const_charp message) {
-  png_sink *sink = png_get_error_ptr(png);
-  snprintf(sink->message, sizeof sink->message, "%s", message);
-  png_longjmp(png, 1);
-}
-
-static void sink_on_warning(png_structp png, png_const_charp message) {
-  (void)png;
-  (void)message;
-}
-
-static png_voidp sink_on_alloc(png_structp png, png_alloc_size_t bytes) {
-  void *p = grad__malloc(bytes);
-  if (!p) ((png_sink *)png_get_mem_ptr(png))->out_of_memory = true;
-  return p;
-}
-
-static void sink_on_free(png_structp png, png_voidp p) {
-  (void)png;
-  grad__free(p);
-}
 
 static void sink_write(png_structp png, png_bytep bytes, size_t count) {
   png_sink *sink = png_get_io_ptr(png);
@@ -56,7 +34,7 @@ static void sink_write(png_structp png, png_bytep bytes, size_t count) {
     }
     unsigned char *grown = grad__realloc(sink->data, capacity);
     if (!grown) {
-      sink->out_of_memory = true;
+      sink->status.out_of_memory = true;
       png_error(png, "out of memory");
     }
     sink->data = grown;
@@ -71,9 +49,10 @@ static void sink_flush(png_structp png) { (void)png; }
 static grad_status sink_encode(png_sink *sink, const uint8_t *pixels, int width, int height,
                                int channels, size_t stride) {
   if (setjmp(png_jmpbuf(sink->png))) {
-    if (sink->out_of_memory)
+    if (sink->status.out_of_memory)
       return grad__fail(GRAD_E_NOMEM, "%s: out of memory encoding PNG", sink->path);
-    return grad__fail(GRAD_E_INTERNAL, "%s: PNG encoder failed: %s", sink->path, sink->message);
+    return grad__fail(GRAD_E_INTERNAL, "%s: PNG encoder failed: %s", sink->path,
+                      sink->status.message);
   }
   static const int color_types[5] = {0, PNG_COLOR_TYPE_GRAY, 0, PNG_COLOR_TYPE_RGB,
                                      PNG_COLOR_TYPE_RGB_ALPHA};
@@ -110,8 +89,7 @@ grad_status grad_png_write(const char *path, const uint8_t *pixels, int width, i
   png_sink sink;
   memset(&sink, 0, sizeof sink);
   sink.path = path;
-  sink.png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, &sink, sink_on_error,
-                                       sink_on_warning, &sink, sink_on_alloc, sink_on_free);
+  sink.png = grad__png_create_write(&sink.status);
   if (sink.png) sink.info = png_create_info_struct(sink.png);
   if (!sink.png || !sink.info)
     s = grad__fail(GRAD_E_NOMEM, "%s: out of memory starting the PNG encoder", path);
