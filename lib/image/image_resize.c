@@ -85,8 +85,10 @@ static inline uint8_t clip_fixed(int32_t v) {
 }
 
 /* Rows [0, rows) of in (in_w pixels of ch bytes) to out_w pixels. */
-static void horizontal_u8(const uint8_t *in, int in_w, int ch, int rows, uint8_t *out, int out_w,
-                          const axis *a) {
+static void horizontal_u8(const void *in_samples, int in_w, int ch, int rows, void *out_samples,
+                          int out_w, const axis *a) {
+  const uint8_t *in = in_samples;
+  uint8_t *out = out_samples;
   for (int y = 0; y < rows; y++) {
     const uint8_t *src = in + (size_t)y * in_w * ch;
     uint8_t *dst = out + (size_t)y * out_w * ch;
@@ -118,8 +120,11 @@ static void horizontal_u8(const uint8_t *in, int in_w, int ch, int rows, uint8_t
 /* Output row o reads rows bounds[2o] - first ... of in, a row of n bytes.
  * Integer sums do not depend on their order, so rows are accumulated
  * whole into acc (n ints). */
-static void vertical_u8(const uint8_t *in, int first, size_t n, uint8_t *out, int out_h,
-                        const axis *a, int32_t *acc) {
+static void vertical_u8(const void *in_samples, int first, size_t n, void *out_samples, int out_h,
+                        const axis *a, void *acc_row) {
+  const uint8_t *in = in_samples;
+  uint8_t *out = out_samples;
+  int32_t *acc = acc_row;
   for (int o = 0; o < out_h; o++) {
     const int32_t *k = a->kf + (size_t)o * a->ksize;
     const uint8_t *src = in + (size_t)(a->bounds[2 * o] - first) * n;
@@ -135,92 +140,94 @@ static void vertical_u8(const uint8_t *in, int first, size_t n, uint8_t *out, in
   }
 }
 
-/* PIL's BILINEAR resize of 8-bit interleaved pixels; out holds out_w x out_h. */
-static grad_status resample_u8(const uint8_t *in, int in_w, int in_h, int ch, uint8_t *out,
-                               int out_w, int out_h) {
-  bool need_h = out_w != in_w, need_v = out_h != in_h;
-  if (!need_h && !need_v) {
-    memcpy(out, in, (size_t)in_w * in_h * ch);
-    return GRAD_OK;
-  }
-  axis h = {0}, v = {0};
-  uint8_t *temp = NULL;
-  int32_t *acc = NULL;
-  grad_status s = GRAD_OK;
-  int first = 0, last = in_h;
-  if (need_v) {
-    s = axis_init(&v, in_h, out_h, true);
-    if (s != GRAD_OK) goto done;
-    first = v.bounds[0];
-    last = v.bounds[2 * out_h - 2] + v.bounds[2 * out_h - 1];
-  }
-  const uint8_t *src = in;
-  int src_first = 0;
-  if (need_h) {
-    s = axis_init(&h, in_w, out_w, true);
-    if (s != GRAD_OK) goto done;
-    uint8_t *target = out;
-    if (need_v) {
-      temp = grad__malloc_array((size_t)(last - first), (size_t)out_w * ch);
-      if (!temp) {
-        s = grad__fail(GRAD_E_NOMEM, "resize: out of memory for a %d x %d buffer", out_w,
-                       last - first);
-        goto done;
-      }
-      target = temp;
-    }
-    horizontal_u8(in + (size_t)first * in_w * ch, in_w, ch, last - first, target, out_w, &h);
-    src = target;
-    src_first = first;
-  }
-  if (need_v) {
-    size_t n = (size_t)out_w * ch;
-    acc = grad__malloc_array(n, sizeof *acc);
-    if (!acc) {
-      s = grad__fail(GRAD_E_NOMEM, "resize: out of memory for a row of %zu samples", n);
-      goto done;
-    }
-    vertical_u8(src, src_first, n, out, out_h, &v, acc);
-  }
-done:
-  axis_free(&h);
-  axis_free(&v);
-  grad__free(temp);
-  grad__free(acc);
-  return s;
-}
-
 /*
  * PIL's BILINEAR resize of a mode "F" image: double weights and sums, the
  * intermediate rows stored as float. The per-sample order of the additions
  * is PIL's, so results agree to the last bit.
  */
-static grad_status resample_f32(const float *in, int in_w, int in_h, float *out, int out_w,
-                                int out_h) {
+static void horizontal_f32(const void *in_samples, int in_w, int ch, int rows,
+                           void *out_samples, int out_w, const axis *a) {
+  (void)ch; /* planes have one channel */
+  const float *in = in_samples;
+  float *out = out_samples;
+  for (int y = 0; y < rows; y++) {
+    const float *row = in + (size_t)y * in_w;
+    float *dst = out + (size_t)y * out_w;
+    for (int o = 0; o < out_w; o++) {
+      const double *k = a->kd + (size_t)o * a->ksize;
+      const float *r = row + a->bounds[2 * o];
+      int taps = a->bounds[2 * o + 1];
+      double sum = 0.0;
+      for (int t = 0; t < taps; t++) sum += r[t] * k[t];
+      dst[o] = (float)sum;
+    }
+  }
+}
+
+static void vertical_f32(const void *in_samples, int first, size_t n, void *out_samples,
+                         int out_h, const axis *a, void *acc_row) {
+  const float *in = in_samples;
+  float *out = out_samples;
+  double *acc = acc_row;
+  for (int o = 0; o < out_h; o++) {
+    const double *k = a->kd + (size_t)o * a->ksize;
+    const float *rows = in + (size_t)(a->bounds[2 * o] - first) * n;
+    int taps = a->bounds[2 * o + 1];
+    for (size_t i = 0; i < n; i++) acc[i] = 0.0;
+    for (int t = 0; t < taps; t++)
+      for (size_t i = 0; i < n; i++) acc[i] += rows[(size_t)t * n + i] * k[t];
+    for (size_t i = 0; i < n; i++) out[(size_t)o * n + i] = (float)acc[i];
+  }
+}
+
+/* The two sample types the separable resize runs on: 8-bit pixels with
+ * fixed-point weights, and float planes with double weights. */
+typedef struct sample_kind {
+  size_t bytes;      /* of one sample */
+  size_t acc_bytes;  /* of one accumulator of the vertical pass */
+  bool fixed;        /* fixed-point weights (axis.kf) */
+  void (*horizontal)(const void *in, int in_w, int ch, int rows, void *out, int out_w,
+                     const axis *a);
+  void (*vertical)(const void *in, int first, size_t n, void *out, int out_h, const axis *a,
+                   void *acc);
+} sample_kind;
+
+static const sample_kind kind_u8 = {1, sizeof(int32_t), true, horizontal_u8, vertical_u8};
+static const sample_kind kind_f32 = {sizeof(float), sizeof(double), false, horizontal_f32,
+                                     vertical_f32};
+
+/*
+ * PIL's BILINEAR resize, separable as PIL does it: a horizontal pass over
+ * only the input rows the vertical pass will read, into a temporary buffer,
+ * then the vertical pass. Interleaved samples of ch channels; out holds
+ * out_w x out_h of them. One driver for both sample kinds.
+ */
+static grad_status resample(const sample_kind *kind, const void *in, int in_w, int in_h, int ch,
+                            void *out, int out_w, int out_h) {
   bool need_h = out_w != in_w, need_v = out_h != in_h;
   if (!need_h && !need_v) {
-    memcpy(out, in, (size_t)in_w * in_h * sizeof *out);
+    memcpy(out, in, (size_t)in_w * in_h * ch * kind->bytes);
     return GRAD_OK;
   }
   axis h = {0}, v = {0};
-  float *temp = NULL;
-  double *acc = NULL;
+  unsigned char *temp = NULL;
+  void *acc = NULL;
   grad_status s = GRAD_OK;
   int first = 0, last = in_h;
   if (need_v) {
-    s = axis_init(&v, in_h, out_h, false);
+    s = axis_init(&v, in_h, out_h, kind->fixed);
     if (s != GRAD_OK) goto done;
     first = v.bounds[0];
     last = v.bounds[2 * out_h - 2] + v.bounds[2 * out_h - 1];
   }
-  const float *src = in;
+  const void *src = in;
   int src_first = 0;
   if (need_h) {
-    s = axis_init(&h, in_w, out_w, false);
+    s = axis_init(&h, in_w, out_w, kind->fixed);
     if (s != GRAD_OK) goto done;
-    float *target = out;
+    void *target = out;
     if (need_v) {
-      temp = grad__malloc_array((size_t)(last - first) * (size_t)out_w, sizeof *temp);
+      temp = grad__malloc_array((size_t)(last - first) * (size_t)out_w * ch, kind->bytes);
       if (!temp) {
         s = grad__fail(GRAD_E_NOMEM, "resize: out of memory for a %d x %d buffer", out_w,
                        last - first);
@@ -228,37 +235,19 @@ static grad_status resample_f32(const float *in, int in_w, int in_h, float *out,
       }
       target = temp;
     }
-    for (int y = 0; y < last - first; y++) {
-      const float *row = in + (size_t)(y + first) * in_w;
-      float *dst = target + (size_t)y * out_w;
-      for (int o = 0; o < out_w; o++) {
-        const double *k = h.kd + (size_t)o * h.ksize;
-        const float *r = row + h.bounds[2 * o];
-        int taps = h.bounds[2 * o + 1];
-        double sum = 0.0;
-        for (int t = 0; t < taps; t++) sum += r[t] * k[t];
-        dst[o] = (float)sum;
-      }
-    }
+    kind->horizontal((const unsigned char *)in + (size_t)first * in_w * ch * kind->bytes, in_w,
+                     ch, last - first, target, out_w, &h);
     src = target;
     src_first = first;
   }
   if (need_v) {
-    size_t n = (size_t)(need_h ? out_w : in_w);
-    acc = grad__malloc_array(n, sizeof *acc);
+    size_t n = (size_t)out_w * ch; /* out_w == in_w when there was no horizontal pass */
+    acc = grad__malloc_array(n, kind->acc_bytes);
     if (!acc) {
       s = grad__fail(GRAD_E_NOMEM, "resize: out of memory for a row of %zu samples", n);
       goto done;
     }
-    for (int o = 0; o < out_h; o++) {
-      const double *k = v.kd + (size_t)o * v.ksize;
-      const float *rows = src + (size_t)(v.bounds[2 * o] - src_first) * n;
-      int taps = v.bounds[2 * o + 1];
-      for (size_t i = 0; i < n; i++) acc[i] = 0.0;
-      for (int t = 0; t < taps; t++)
-        for (size_t i = 0; i < n; i++) acc[i] += rows[(size_t)t * n + i] * k[t];
-      for (size_t i = 0; i < n; i++) out[(size_t)o * n + i] = (float)acc[i];
-    }
+    kind->vertical(src, src_first, n, out, out_h, &v, acc);
   }
 done:
   axis_free(&h);
@@ -323,8 +312,8 @@ grad_status grad_image_resize(const grad_image *image, int width, int height,
     s = resample_nearest(image->pixels, image->width, image->height, image->channels,
                          result->pixels, width, height);
   else
-    s = resample_u8(image->pixels, image->width, image->height, image->channels, result->pixels,
-                    width, height);
+    s = resample(&kind_u8, image->pixels, image->width, image->height, image->channels,
+                 result->pixels, width, height);
   if (s != GRAD_OK) {
     grad_image_free(result);
     return s;
@@ -343,7 +332,7 @@ grad_status grad_plane_resize(const float *in, int in_w, int in_h, float *out, i
   if (s != GRAD_OK) return s;
   s = check_target("grad_plane_resize", out_w, out_h);
   if (s != GRAD_OK) return s;
-  return resample_f32(in, in_w, in_h, out, out_w, out_h);
+  return resample(&kind_f32, in, in_w, in_h, 1, out, out_w, out_h);
 }
 
 grad_status grad_image_to_tensor(const grad_image *image, int size, float *out) {
@@ -358,7 +347,7 @@ grad_status grad_image_to_tensor(const grad_image *image, int size, float *out) 
   if (!resized)
     return grad__fail(GRAD_E_NOMEM, "grad_image_to_tensor: out of memory for %d x %d pixels",
                       size, size);
-  s = resample_u8(image->pixels, image->width, image->height, ch, resized, size, size);
+  s = resample(&kind_u8, image->pixels, image->width, image->height, ch, resized, size, size);
   if (s != GRAD_OK) {
     grad__free(resized);
     return s;
