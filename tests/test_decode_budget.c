@@ -36,7 +36,7 @@ static void append(buffer *b, const void *data, size_t n) {
     b->data = realloc(b->data, b->capacity);
     ck_assert_ptr_nonnull(b->data);
   }
-  memcpy(b->data + b->size, data, n);
+  if (n) memcpy(b->data + b->size, data, n); /* data may be NULL for an empty chunk */
   b->size += n;
 }
 
