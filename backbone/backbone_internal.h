@@ -98,6 +98,10 @@ grad_status grad__backbone_each_conv(grad_backbone *bb, grad__bb_conv_fn fn, voi
 grad_status grad__backbone_init_random(grad_backbone *bb, uint64_t seed);
 grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *file);
 
+/* GRAD_E_INVALID_ARG naming an unknown architecture and the known ones
+ * (resnet.c). */
+grad_status grad__backbone_arch_unknown(const char *name);
+
 /* grad_backbone_create for a descriptor: build + random or file weights. */
 grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
                                        const grad_backbone_options *opts, grad_backbone **out);

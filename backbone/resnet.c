@@ -39,7 +39,7 @@ static int stage_channels(const grad__resnet_arch *arch, int k) {
   return (64 << (k - 1)) * (arch->bottleneck ? 4 : 1);
 }
 
-static grad_status unknown_arch(const char *name) {
+grad_status grad__backbone_arch_unknown(const char *name) {
   char known[640] = "";
   for (int i = 0; grad_backbone_arch_name(i); i++) {
     if (i) strcat(known, ", ");
@@ -55,7 +55,7 @@ grad_status grad_backbone_arch_channels(const char *arch, unsigned layers, int *
   const grad__effnet_arch *effnet = grad__effnet_arch_find(arch);
   if (effnet) return grad__effnet_arch_channels(effnet, layers, channels);
   const grad__resnet_arch *a = grad__resnet_arch_find(arch);
-  if (!a) return unknown_arch(arch);
+  if (!a) return grad__backbone_arch_unknown(arch);
   unsigned all = 0;
   for (int k = 1; k <= 4; k++) all |= GRAD_BACKBONE_LAYER(k);
   if (layers == 0 || (layers & ~all))
@@ -249,53 +249,6 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
   }
   *out = bb;
   return GRAD_OK;
-}
-
-grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
-                                       const grad_backbone_options *opts, grad_backbone **out) {
-  grad_backbone *bb = NULL;
-  grad_status st = grad__backbone_build(arch, opts, &bb);
-  if (st != GRAD_OK) return st;
-  if (opts->weights_path) {
-    grad__st_file *file = NULL;
-    st = grad__st_open(opts->weights_path, &file);
-    if (st == GRAD_OK) st = grad__backbone_load_file(bb, file);
-    if (st == GRAD_OK) {
-      const char *source = grad__st_meta(file, "source");
-      const char *base = strrchr(opts->weights_path, '/');
-      base = base ? base + 1 : opts->weights_path;
-      if (source)
-        snprintf(bb->source, sizeof bb->source, "file %s (source=%s)", base, source);
-      else
-        snprintf(bb->source, sizeof bb->source, "file %s", base);
-    }
-    grad__st_close(file);
-  } else {
-    st = grad__backbone_init_random(bb, opts->random_seed);
-    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
-             (unsigned long long)opts->random_seed);
-  }
-  if (st != GRAD_OK) {
-    grad_backbone_free(bb);
-    return st;
-  }
-  *out = bb;
-  return GRAD_OK;
-}
-
-grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbone **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: out is NULL");
-  *out = NULL;
-  if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
-  grad_backbone_options resolved;
-  grad_status st = grad__backbone_options_resolve(opts, &resolved);
-  if (st != GRAD_OK) return st;
-  opts = &resolved;
-  const grad__effnet_arch *effnet = grad__effnet_arch_find(opts->arch);
-  if (effnet) return grad__effnet_create(effnet, opts, out);
-  const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);
-  if (!arch) return unknown_arch(opts->arch);
-  return grad__backbone_create_arch(arch, opts, out);
 }
 
 void grad_backbone_free(grad_backbone *bb) {

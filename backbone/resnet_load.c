@@ -1,7 +1,9 @@
 /*
  * Backbone weights: torchvision's seeded initialisation, loading a
  * torchvision state dict with BatchNorm folded in, and storing/rebuilding
- * the folded network inside a model file.
+ * the folded network inside a model file; grad_backbone_create, which
+ * builds the network (resnet.c) and then fills it here, so the calls run
+ * one way only (this file on resnet.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -277,4 +279,53 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
   snprintf(bb->source, sizeof bb->source, "model file (%s)", source ? source : "unknown weights");
   *out = bb;
   return GRAD_OK;
+}
+
+/* ---- grad_backbone_create: built by resnet.c, then filled here ------------- */
+
+grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
+                                       const grad_backbone_options *opts, grad_backbone **out) {
+  grad_backbone *bb = NULL;
+  grad_status st = grad__backbone_build(arch, opts, &bb);
+  if (st != GRAD_OK) return st;
+  if (opts->weights_path) {
+    grad__st_file *file = NULL;
+    st = grad__st_open(opts->weights_path, &file);
+    if (st == GRAD_OK) st = grad__backbone_load_file(bb, file);
+    if (st == GRAD_OK) {
+      const char *source = grad__st_meta(file, "source");
+      const char *base = strrchr(opts->weights_path, '/');
+      base = base ? base + 1 : opts->weights_path;
+      if (source)
+        snprintf(bb->source, sizeof bb->source, "file %s (source=%s)", base, source);
+      else
+        snprintf(bb->source, sizeof bb->source, "file %s", base);
+    }
+    grad__st_close(file);
+  } else {
+    st = grad__backbone_init_random(bb, opts->random_seed);
+    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
+             (unsigned long long)opts->random_seed);
+  }
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return st;
+  }
+  *out = bb;
+  return GRAD_OK;
+}
+
+grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbone **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: out is NULL");
+  *out = NULL;
+  if (!opts) return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_create: opts is NULL");
+  grad_backbone_options resolved;
+  grad_status st = grad__backbone_options_resolve(opts, &resolved);
+  if (st != GRAD_OK) return st;
+  opts = &resolved;
+  const grad__effnet_arch *effnet = grad__effnet_arch_find(opts->arch);
+  if (effnet) return grad__effnet_create(effnet, opts, out);
+  const grad__resnet_arch *arch = grad__resnet_arch_find(opts->arch);
+  if (!arch) return grad__backbone_arch_unknown(opts->arch);
+  return grad__backbone_create_arch(arch, opts, out);
 }

@@ -1,12 +1,8 @@
-/* The image handle: creation from pixels or files, accessors, free. */
+/* The image handle: size checks, creation from pixels, accessors, free.
+ * Loading from files and memory is image_decode.c's, which calls these. */
 #include <string.h>
 
-#include "fileio.h"
 #include "image_internal.h"
-
-/* A compressed file larger than this cannot hold an image within
- * GRAD_IMAGE_MAX_PIXELS in any sane encoding (16-bit RGBA is 8 bytes a pixel). */
-#define IMAGE_MAX_FILE_BYTES (GRAD_IMAGE_MAX_PIXELS * 8)
 
 grad_status grad__image_check_size(const char *name, uint64_t width, uint64_t height) {
   if (width == 0 || height == 0)
@@ -94,24 +90,3 @@ int grad_image_width(const grad_image *image) { return image ? image->width : 0;
 int grad_image_height(const grad_image *image) { return image ? image->height : 0; }
 int grad_image_channels(const grad_image *image) { return image ? image->channels : 0; }
 const uint8_t *grad_image_pixels(const grad_image *image) { return image ? image->pixels : NULL; }
-
-grad_status grad_image_load(const char *path, grad_image **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: out is NULL");
-  *out = NULL;
-  if (!path || !*path) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: empty path");
-  unsigned char *data;
-  size_t size;
-  grad_status s = grad__read_file(path, IMAGE_MAX_FILE_BYTES, &data, &size);
-  if (s != GRAD_OK) return s;
-  s = grad__image_decode(data, size, path, out);
-  grad__free(data);
-  return s;
-}
-
-grad_status grad_image_load_memory(const void *data, size_t size, grad_image **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: out is NULL");
-  *out = NULL;
-  if (!data && size)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: data is NULL");
-  return grad__image_decode(data, size, "<memory>", out);
-}

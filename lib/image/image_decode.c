@@ -1,5 +1,6 @@
 /*
- * PNG (libpng) and JPEG (libjpeg-turbo) decoding to 8-bit gray or RGB.
+ * Loading images: grad_image_load and grad_image_load_memory, PNG (libpng)
+ * and JPEG (libjpeg-turbo) decoding to 8-bit gray or RGB.
  *
  * Both libraries report fatal errors through callbacks that must not
  * return; ours record the message and longjmp back into the function that
@@ -16,6 +17,7 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "fileio.h"
 #include "image_internal.h"
 #include "png_glue.h"
 
@@ -42,6 +44,31 @@ grad_status grad__image_decode(const unsigned char *data, size_t size, const cha
   return grad__fail(GRAD_E_UNSUPPORTED,
                     "%s: not a PNG or JPEG image (starts with bytes %02x %02x %02x %02x)", name,
                     head[0], head[1], head[2], head[3]);
+}
+
+/* A compressed file larger than this cannot hold an image within
+ * GRAD_IMAGE_MAX_PIXELS in any sane encoding (16-bit RGBA is 8 bytes a pixel). */
+#define IMAGE_MAX_FILE_BYTES (GRAD_IMAGE_MAX_PIXELS * 8)
+
+grad_status grad_image_load(const char *path, grad_image **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: out is NULL");
+  *out = NULL;
+  if (!path || !*path) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load: empty path");
+  unsigned char *data;
+  size_t size;
+  grad_status s = grad__read_file(path, IMAGE_MAX_FILE_BYTES, &data, &size);
+  if (s != GRAD_OK) return s;
+  s = grad__image_decode(data, size, path, out);
+  grad__free(data);
+  return s;
+}
+
+grad_status grad_image_load_memory(const void *data, size_t size, grad_image **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: out is NULL");
+  *out = NULL;
+  if (!data && size)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_image_load_memory: data is NULL");
+  return grad__image_decode(data, size, "<memory>", out);
 }
 
 /* ---- PNG ------------------------------------------------------------- */
