@@ -1,5 +1,5 @@
 /*
- * libgrad: reading safetensors weight and model files.
+ * libgrad: reading and writing safetensors weight and model files.
  *
  * libgrad's weights and models are safetensors files (an 8-byte length, a
  * JSON header naming each tensor's dtype, shape and byte range, then the raw
@@ -98,6 +98,56 @@ GRAD_API const char *grad_tensorfile_meta_get(const grad_tensorfile *tf, const c
 GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_read_f32(const grad_tensorfile *tf,
                                                              const char *name, float *out,
                                                              size_t capacity);
+
+/* The layout of the file, for tools that show it: its size in bytes, the
+ * length of its JSON header (after the 8-byte length field), and the bytes
+ * tensor index takes in the file. 0 for NULL or an index out of range. */
+GRAD_API size_t grad_tensorfile_bytes(const grad_tensorfile *tf);
+GRAD_API size_t grad_tensorfile_header_bytes(const grad_tensorfile *tf);
+GRAD_API size_t grad_tensorfile_tensor_bytes(const grad_tensorfile *tf, size_t index);
+
+/* ---- Writing ---------------------------------------------------------------
+ * A writer collects F32 tensors and metadata in memory and saves them as one
+ * safetensors file:
+ *
+ *   grad_tensorfile_writer *w = NULL;
+ *   int64_t shape[2] = {h, w};
+ *   if (grad_tensorfile_writer_create(&w) != GRAD_OK ||
+ *       grad_tensorfile_writer_add_f32(w, "map", 2, shape, map) != GRAD_OK ||
+ *       grad_tensorfile_writer_set_meta(w, "image", path) != GRAD_OK ||
+ *       grad_tensorfile_writer_save(w, "map.safetensors") != GRAD_OK)
+ *     fprintf(stderr, "%s\n", grad_last_error());
+ *   grad_tensorfile_writer_free(w);
+ *
+ * A writer is not thread-safe: one thread at a time.
+ */
+typedef struct grad_tensorfile_writer grad_tensorfile_writer;
+
+/* An empty writer. Errors: GRAD_E_INVALID_ARG (out NULL), GRAD_E_NOMEM. */
+GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_writer_create(grad_tensorfile_writer **out);
+/* Frees the writer and the copies it holds; NULL is a no-op. */
+GRAD_API void grad_tensorfile_writer_free(grad_tensorfile_writer *writer);
+
+/*
+ * Adds an F32 tensor of ndim (0..8) dimensions; data (the product of the
+ * shape's values, C order) is copied, so the caller keeps ownership. Names
+ * must be unique. Errors: GRAD_E_INVALID_ARG (a NULL argument, a duplicate
+ * name, a negative dimension), GRAD_E_TOO_LARGE, GRAD_E_NOMEM.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_writer_add_f32(
+    grad_tensorfile_writer *writer, const char *name, int ndim, const int64_t *shape,
+    const float *data);
+
+/* Adds or replaces a metadata entry (both strings copied). Errors:
+ * GRAD_E_INVALID_ARG (NULL argument), GRAD_E_NOMEM. */
+GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_writer_set_meta(
+    grad_tensorfile_writer *writer, const char *key, const char *value);
+
+/* Writes the file atomically: an existing file at path is replaced only
+ * once the new one is complete. The writer stays usable. Errors:
+ * GRAD_E_INVALID_ARG, GRAD_E_IO (naming the path), GRAD_E_NOMEM. */
+GRAD_API GRAD_NODISCARD grad_status grad_tensorfile_writer_save(
+    const grad_tensorfile_writer *writer, const char *path);
 
 #ifdef __cplusplus
 }

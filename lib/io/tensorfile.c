@@ -1,4 +1,4 @@
-/* The public grad_tensorfile calls: a thin layer over the internal reader. */
+/* The public grad_tensorfile calls: a thin layer over the internal reader and writer. */
 #include <grad/tensorfile.h>
 
 #include "safetensors.h"
@@ -121,4 +121,63 @@ grad_status grad_tensorfile_read_f32(const grad_tensorfile *tf, const char *name
                       "%s: tensor '%s' has %zu elements but the buffer holds %zu",
                       grad__st_path(tf->file), name, t->count, out ? capacity : 0);
   return grad__st_read_f32(tf->file, name, 0, NULL, false, out);
+}
+
+size_t grad_tensorfile_bytes(const grad_tensorfile *tf) {
+  return tf ? grad__st_file_size(tf->file) : 0;
+}
+
+size_t grad_tensorfile_header_bytes(const grad_tensorfile *tf) {
+  return tf ? grad__st_data_start(tf->file) - 8 : 0;
+}
+
+size_t grad_tensorfile_tensor_bytes(const grad_tensorfile *tf, size_t index) {
+  const grad__st_tensor *t = tensor_at(tf, index);
+  return t ? t->nbytes : 0;
+}
+
+/* ---- Writing ---------------------------------------------------------------- */
+
+struct grad_tensorfile_writer {
+  grad__st_writer *writer;
+};
+
+grad_status grad_tensorfile_writer_create(grad_tensorfile_writer **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad_tensorfile_writer_create: out is NULL");
+  *out = NULL;
+  grad_tensorfile_writer *w = grad__calloc(1, sizeof *w);
+  if (!w) return grad__fail(GRAD_E_NOMEM, "out of memory for a tensor file writer");
+  grad_status s = grad__st_writer_create(&w->writer);
+  if (s != GRAD_OK) {
+    grad__free(w);
+    return s;
+  }
+  *out = w;
+  return GRAD_OK;
+}
+
+void grad_tensorfile_writer_free(grad_tensorfile_writer *writer) {
+  if (!writer) return;
+  grad__st_writer_free(writer->writer);
+  grad__free(writer);
+}
+
+grad_status grad_tensorfile_writer_add_f32(grad_tensorfile_writer *writer, const char *name,
+                                           int ndim, const int64_t *shape, const float *data) {
+  if (!writer || !name || (!shape && ndim > 0) || !data)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_tensorfile_writer_add_f32: NULL argument");
+  return grad__st_writer_add(writer->writer, name, ndim, shape, data);
+}
+
+grad_status grad_tensorfile_writer_set_meta(grad_tensorfile_writer *writer, const char *key,
+                                            const char *value) {
+  if (!writer || !key || !value)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_tensorfile_writer_set_meta: NULL argument");
+  return grad__st_writer_meta(writer->writer, key, value);
+}
+
+grad_status grad_tensorfile_writer_save(const grad_tensorfile_writer *writer, const char *path) {
+  if (!writer || !path)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_tensorfile_writer_save: NULL argument");
+  return grad__st_writer_save(writer->writer, path);
 }
