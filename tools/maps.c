@@ -8,7 +8,6 @@
 
 #include "inputs.h"
 #include "maps.h"
-#include "safetensors.h"
 
 int cli_make_dirs(const char *dir) {
   char path[4096];
@@ -45,16 +44,16 @@ grad_status cli_write_maps(const grad_model *model, const grad_image *image,
   grad_image_free(overlay);
   if (s != GRAD_OK) return s;
 
-  grad__st_writer *w = NULL;
-  s = grad__st_writer_create(&w);
+  grad_tensorfile_writer *w = NULL;
+  s = grad_tensorfile_writer_create(&w);
   int64_t shape[2] = {grad_result_height(result), grad_result_width(result)};
   char score[32];
   snprintf(score, sizeof score, "%.9g", grad_result_score(result));
-  if (s == GRAD_OK) s = grad__st_writer_add(w, "map", 2, shape, grad_result_map(result));
-  if (s == GRAD_OK) s = grad__st_writer_meta(w, "score", score);
+  if (s == GRAD_OK) s = grad_tensorfile_writer_add_f32(w, "map", 2, shape, grad_result_map(result));
+  if (s == GRAD_OK) s = grad_tensorfile_writer_set_meta(w, "score", score);
   snprintf(path, sizeof path, "%s/%s_map.safetensors", dir, stem);
-  if (s == GRAD_OK) s = grad__st_writer_save(w, path);
-  grad__st_writer_free(w);
+  if (s == GRAD_OK) s = grad_tensorfile_writer_save(w, path);
+  grad_tensorfile_writer_free(w);
   return s;
 }
 
