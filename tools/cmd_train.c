@@ -140,7 +140,8 @@ static void print_warnings(const grad_model *model) {
 
 /* --skip-bad: the training images of every folder that decode; the others
  * are named on stderr and counted. 0 when none is left or on error. */
-static int readable_images(const char *const *folders, int count, cli_paths *out) {
+static int readable_images(const char *const *folders, int count, cli_paths *out,
+                           char *note, size_t note_size) {
   cli_paths all = {0};
   int ok = 1;
   for (int i = 0; ok && i < count; i++) ok = cli_paths_add_training_folder(&all, folders[i], "train");
@@ -163,8 +164,11 @@ static int readable_images(const char *const *folders, int count, cli_paths *out
       skipped++;
     }
   }
-  if (ok && skipped)
+  if (ok && skipped) {
     fprintf(stderr, "grad train: --skip-bad: left out %zu of %zu images\n", skipped, all.count);
+    snprintf(note, note_size, "--skip-bad left out %zu of %zu images (undecodable)", skipped,
+             all.count);
+  }
   if (ok && !out->count) {
     fprintf(stderr, "grad train: no readable training images left\n");
     ok = 0;
@@ -344,10 +348,12 @@ int cmd_train(int argc, char **argv) {
     s = grad_model_train_more(from, &to, folders, folder_count, &model);
   } else if (skip_bad) {
     cli_paths files = {0};
-    if (!readable_images(folders, folder_count, &files)) {
+    char note[128] = "";
+    if (!readable_images(folders, folder_count, &files, note, sizeof note)) {
       cli_paths_free(&files);
       return CLI_FAILURE;
     }
+    if (note[0]) to.note = note;
     s = grad_model_train_files(&mo, &to, (const char *const *)files.paths, files.count, &model);
     cli_paths_free(&files);
   } else {

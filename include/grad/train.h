@@ -86,6 +86,9 @@ typedef struct grad_train_options {
   grad_train_progress_fn progress; /* NULL: called after every step */
   void *progress_user;          /* passed to progress */
   const char *resume_path;      /* NULL: a checkpoint to resume from (same data and options) */
+  /* Added after 0.1.0 (struct_size tells): */
+  const char *note;             /* NULL: a line of the caller's about the data (say, images
+                                   it left out), appended to the model's description; copied */
 } grad_train_options;
 
 /* Fills struct_size bytes at options with the defaults of docs/method.md

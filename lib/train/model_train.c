@@ -340,9 +340,12 @@ static char *describe(grad__train_record *record) {
   const char *twice = record->folders ? repeated_folder(record->folders, record->folder_count)
                                       : NULL;
   if (twice && used < sizeof warnings)
-    snprintf(warnings + used, sizeof warnings - used,
-             "; warning: the folder %.200s was given twice: its images count twice and its "
-             "held-out images were also trained on", twice);
+    used += (size_t)snprintf(warnings + used, sizeof warnings - used,
+                             "; warning: the folder %.200s was given twice: its images count "
+                             "twice and its held-out images were also trained on", twice);
+  const char *note = record->train_options ? record->train_options->note : NULL;
+  if (note && note[0] && used < sizeof warnings)
+    snprintf(warnings + used, sizeof warnings - used, "; %.400s", note);
   if (!warnings[0]) return source;
   size_t n = strlen(source) + strlen(warnings) + 1;
   char *text = grad__malloc(n);

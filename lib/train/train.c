@@ -24,6 +24,7 @@ static const grad_train_options default_train = {
   .progress = NULL,
   .progress_user = NULL,
   .resume_path = NULL,
+  .note = NULL,
 };
 
 void grad_train_options_init(grad_train_options *options, size_t struct_size) {

@@ -55,6 +55,7 @@ has "grad train: warning: skipping $work/withbad/train/good/bad.png: not a PNG o
 has "left out 1 of 13 images" "$err"
 run 0 info "$work/m3.grad"
 has "provenance.images = 11" "$out"
+has "left out 1 of 13 images (undecodable)" "$out" # in the model's description
 
 # Fine-tuning: --from continues a model (its store, not a fresh one).
 run 2 train --from "$work/m.grad" -o "$work/m4.grad" -d "$work/d/weave" --channels 4
