@@ -102,6 +102,14 @@ grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *fil
  * (resnet.c). */
 grad_status grad__backbone_arch_unknown(const char *name);
 
+/* The weights of a built bb (ResNet or EfficientNet): load from
+ * opts->weights_path with load, else init from opts->random_seed; sets
+ * bb->source. On failure frees bb; on success *out = bb (resnet_load.c). */
+typedef grad_status (*grad__bb_load_fn)(grad_backbone *bb, const grad__st_file *file);
+typedef grad_status (*grad__bb_init_fn)(grad_backbone *bb, uint64_t seed);
+grad_status grad__backbone_fill(grad_backbone *bb, const grad_backbone_options *opts,
+                                grad__bb_load_fn load, grad__bb_init_fn init, grad_backbone **out);
+
 /* grad_backbone_create for a descriptor: build + random or file weights. */
 grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
                                        const grad_backbone_options *opts, grad_backbone **out);

@@ -265,29 +265,7 @@ grad_status grad__effnet_create(const grad__effnet_arch *arch, const grad_backbo
   grad_backbone *bb = NULL;
   grad_status st = build_backbone(arch, opts, &bb);
   if (st != GRAD_OK) return st;
-  if (opts->weights_path) {
-    grad__st_file *file = NULL;
-    st = grad__st_open(opts->weights_path, &file);
-    if (st == GRAD_OK) st = grad__effnet_load_file(bb, file);
-    if (st == GRAD_OK) {
-      const char *source = grad__st_meta(file, "source");
-      const char *base = strrchr(opts->weights_path, '/');
-      base = base ? base + 1 : opts->weights_path;
-      snprintf(bb->source, sizeof bb->source, source ? "file %s (source=%s)" : "file %s", base,
-               source);
-    }
-    grad__st_close(file);
-  } else {
-    st = grad__effnet_init_random(bb, opts->random_seed);
-    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
-             (unsigned long long)opts->random_seed);
-  }
-  if (st != GRAD_OK) {
-    grad_backbone_free(bb);
-    return st;
-  }
-  *out = bb;
-  return GRAD_OK;
+  return grad__backbone_fill(bb, opts, grad__effnet_load_file, grad__effnet_init_random, out);
 }
 
 /* Rebuilds the structure for a model file (weights read by the caller). */

@@ -283,15 +283,13 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
 
 /* ---- grad_backbone_create: built by resnet.c, then filled here ------------- */
 
-grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
-                                       const grad_backbone_options *opts, grad_backbone **out) {
-  grad_backbone *bb = NULL;
-  grad_status st = grad__backbone_build(arch, opts, &bb);
-  if (st != GRAD_OK) return st;
+grad_status grad__backbone_fill(grad_backbone *bb, const grad_backbone_options *opts,
+                                grad__bb_load_fn load, grad__bb_init_fn init, grad_backbone **out) {
+  grad_status st;
   if (opts->weights_path) {
     grad__st_file *file = NULL;
     st = grad__st_open(opts->weights_path, &file);
-    if (st == GRAD_OK) st = grad__backbone_load_file(bb, file);
+    if (st == GRAD_OK) st = load(bb, file);
     if (st == GRAD_OK) {
       const char *source = grad__st_meta(file, "source");
       const char *base = strrchr(opts->weights_path, '/');
@@ -303,7 +301,7 @@ grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
     }
     grad__st_close(file);
   } else {
-    st = grad__backbone_init_random(bb, opts->random_seed);
+    st = init(bb, opts->random_seed);
     snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
              (unsigned long long)opts->random_seed);
   }
@@ -313,6 +311,14 @@ grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
   }
   *out = bb;
   return GRAD_OK;
+}
+
+grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
+                                       const grad_backbone_options *opts, grad_backbone **out) {
+  grad_backbone *bb = NULL;
+  grad_status st = grad__backbone_build(arch, opts, &bb);
+  if (st != GRAD_OK) return st;
+  return grad__backbone_fill(bb, opts, grad__backbone_load_file, grad__backbone_init_random, out);
 }
 
 grad_status grad_backbone_create(const grad_backbone_options *opts, grad_backbone **out) {
