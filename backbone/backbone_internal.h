@@ -114,6 +114,10 @@ grad_status grad__backbone_fill(grad_backbone *bb, const grad_backbone_options *
 grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
                                        const grad_backbone_options *opts, grad_backbone **out);
 
+/* The argument checks of a forward entry point fn (stages, features). */
+grad_status grad__bb_check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                                int n, const void *out, const char *fn);
+
 /*
  * The stages of n images (n x 3 x S x S): stages[k] (k = 1..4), when not
  * NULL and k is in the backbone's layers, receives n x C_k x H_k x W_k.
@@ -160,6 +164,15 @@ void grad__maxpool_3x3s2(const float *x, size_t planes, int h, int w, float *y);
  * "output_stride", "source". Only the stages built are stored.
  */
 grad_status grad__backbone_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix);
+/* Model-file writing shared by ResNet and EfficientNet: one metadata key
+ * prefix+key; the keys every backbone has (layers 1..max_layer,
+ * input_size, output_stride, source); one folded conv's weight and bias. */
+grad_status grad__bb_put_meta(grad__st_writer *w, const char *prefix, const char *key,
+                              const char *value);
+grad_status grad__bb_put_common(const grad_backbone *bb, grad__st_writer *w, const char *prefix,
+                                int max_layer);
+grad_status grad__bb_put_conv(grad__st_writer *w, const char *prefix, const char *name, int cout,
+                              int cin, int kernel, const float *weight, const float *bias);
 /* Rebuilds a backbone written by grad__backbone_write. */
 grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad_backbone **out);
 

@@ -233,14 +233,6 @@ static grad_status run_image(const grad_backbone *bb, grad_workspace *ws, const 
   return GRAD_OK;
 }
 
-static grad_status check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
-                              int n, const void *out, const char *fn) {
-  if (!bb || !ws || !images || !out)
-    return grad__fail(GRAD_E_INVALID_ARG, "%s: NULL argument", fn);
-  if (n < 1) return grad__fail(GRAD_E_INVALID_ARG, "%s: n is %d, must be >= 1", fn, n);
-  return GRAD_OK;
-}
-
 /* ---- Raw stages ---------------------------------------------------------------- */
 
 typedef struct stages_ctx {
@@ -257,7 +249,7 @@ static void stages_sink(void *ctx, int layer, int image, const float *x, int cha
 
 grad_status grad__effnet_stages(const grad_backbone *bb, grad_workspace *ws, const float *images,
                                 int n, int h, int w, float *const stages[6]) {
-  grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
+  grad_status st = grad__bb_check_call(bb, ws, images, n, stages, "grad__backbone_stages");
   if (st != GRAD_OK) return st;
   if (h < 32 || w < 32 || h > 4096 || w > 4096)
     return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_stages: %d x %d images (32..4096)", h, w);
@@ -309,7 +301,7 @@ static void neck_sink(void *ctx, int layer, int image, const float *x, int chann
 
 grad_status grad__effnet_features(const grad_backbone *bb, grad_workspace *ws,
                                   const float *images, int n, float *out) {
-  grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
+  grad_status st = grad__bb_check_call(bb, ws, images, n, out, "grad_backbone_features");
   if (st != GRAD_OK) return st;
   const int s = bb->input_size;
   const plan p = make_plan(bb, s, s);

@@ -102,44 +102,22 @@ grad_status grad__effnet_load_file(grad_backbone *bb, const grad__st_file *file)
 
 /* ---- Model files ---------------------------------------------------------- */
 
-static grad_status put_meta(grad__st_writer *w, const char *prefix, const char *key,
-                            const char *value) {
-  char name[256];
-  snprintf(name, sizeof name, "%s%s", prefix, key);
-  return grad__st_writer_meta(w, name, value);
-}
-
 grad_status grad__effnet_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix) {
   const grad__effnet *net = bb->effnet;
-  char layers[16] = "", number[64];
-  for (int k = 1; k <= GRAD__EFFNET_LAYERS; k++)
-    if (bb->layers & GRAD_BACKBONE_LAYER(k))
-      snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
-               layers[0] ? "," : "", k);
-  grad_status st = put_meta(w, prefix, "family", "efficientnet");
-  if (st == GRAD_OK) st = put_meta(w, prefix, "arch", bb->arch_name);
+  char number[64];
+  grad_status st = grad__bb_put_meta(w, prefix, "family", "efficientnet");
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "arch", bb->arch_name);
   snprintf(number, sizeof number, "%.17g", net->arch.width_mult);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "width_mult", number);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "width_mult", number);
   snprintf(number, sizeof number, "%.17g", net->arch.depth_mult);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "depth_mult", number);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "depth_mult", number);
   if (st == GRAD_OK)
-    st = put_meta(w, prefix, "layout",
-                  net->arch.layout == GRAD__EFFNET_SAME ? "same" : "torchvision");
-  if (st == GRAD_OK) st = put_meta(w, prefix, "layers", layers);
-  snprintf(number, sizeof number, "%d", bb->input_size);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "input_size", number);
-  snprintf(number, sizeof number, "%d", bb->output_stride);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "output_stride", number);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "source", bb->source);
+    st = grad__bb_put_meta(w, prefix, "layout",
+                           net->arch.layout == GRAD__EFFNET_SAME ? "same" : "torchvision");
+  if (st == GRAD_OK) st = grad__bb_put_common(bb, w, prefix, GRAD__EFFNET_LAYERS);
   for (int i = 0; st == GRAD_OK && i < net->conv_count; i++) {
     const grad__effnet_conv *c = &net->convs[i];
-    const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
-    const int64_t cshape[1] = {c->cout};
-    char name[GRAD__BB_NAME + 128];
-    snprintf(name, sizeof name, "%s%s.weight", prefix, c->name);
-    st = grad__st_writer_add(w, name, 4, wshape, c->weight);
-    snprintf(name, sizeof name, "%s%s.bias", prefix, c->name);
-    if (st == GRAD_OK) st = grad__st_writer_add(w, name, 1, cshape, c->bias);
+    st = grad__bb_put_conv(w, prefix, c->name, c->cout, c->cin, c->kernel, c->weight, c->bias);
   }
   return st;
 }

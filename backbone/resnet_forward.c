@@ -223,8 +223,8 @@ static grad_status run_group(const grad_backbone *bb, grad_workspace *ws, const 
   return run_group_im2col(bb, ws, images, n, sink, ctx);
 }
 
-static grad_status check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
-                              int n, const void *out, const char *fn) {
+grad_status grad__bb_check_call(const grad_backbone *bb, grad_workspace *ws, const float *images,
+                                int n, const void *out, const char *fn) {
   if (!bb || !ws || !images || !out)
     return grad__fail(GRAD_E_INVALID_ARG, "%s: NULL argument", fn);
   if (n < 1) return grad__fail(GRAD_E_INVALID_ARG, "%s: n is %d, must be >= 1", fn, n);
@@ -256,7 +256,7 @@ grad_status grad__backbone_stages(const grad_backbone *bb, grad_workspace *ws,
     float *const all[6] = {stages[0], stages[1], stages[2], stages[3], stages[4], NULL};
     return grad__effnet_stages(bb, ws, images, n, bb->input_size, bb->input_size, all);
   }
-  grad_status st = check_call(bb, ws, images, n, stages, "grad__backbone_stages");
+  grad_status st = grad__bb_check_call(bb, ws, images, n, stages, "grad__backbone_stages");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
   for (int first = 0; st == GRAD_OK && first < n; first += GROUP_MAX) {
@@ -313,7 +313,7 @@ static void neck_sink(void *ctx, int stage, const float *x, int n, int first, in
 grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                     const float *images, int n, float *out) {
   if (bb && bb->effnet) return grad__effnet_features(bb, ws, images, n, out);
-  grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
+  grad_status st = grad__bb_check_call(bb, ws, images, n, out, "grad_backbone_features");
   if (st != GRAD_OK) return st;
   const size_t image_floats = (size_t)3 * bb->input_size * bb->input_size;
   const size_t feature_floats = (size_t)bb->feature_channels * bb->feature_size * bb->feature_size;
@@ -339,7 +339,7 @@ static size_t group_bytes(const grad_backbone *bb, int n, int threads, grad_stat
 
 grad_status grad_backbone_features(const grad_backbone *bb, grad_workspace *ws,
                                    const float *images, int n, float *out) {
-  grad_status st = check_call(bb, ws, images, n, out, "grad_backbone_features");
+  grad_status st = grad__bb_check_call(bb, ws, images, n, out, "grad_backbone_features");
   if (st != GRAD_OK) return st;
   /* One block for the whole call: the passes release their scratch as they
    * go, so without this the arena would not settle into one block. */

@@ -135,45 +135,59 @@ typedef struct write_ctx {
 static grad_status write_conv(grad__bb_conv *c, void *ctx) {
   const write_ctx *wc = ctx;
   const grad__conv *s = &c->shape;
-  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
-  const int64_t cshape[1] = {s->out_channels};
-  char name[GRAD__BB_NAME + 128];
-  snprintf(name, sizeof name, "%s%s.weight", wc->prefix, c->name);
-  grad_status st = grad__st_writer_add(wc->writer, name, 4, wshape, c->weight);
-  if (st != GRAD_OK) return st;
-  snprintf(name, sizeof name, "%s%s.bias", wc->prefix, c->name);
-  return grad__st_writer_add(wc->writer, name, 1, cshape, c->bias);
+  return grad__bb_put_conv(wc->writer, wc->prefix, c->name, s->out_channels, s->in_channels,
+                           s->kernel, c->weight, c->bias);
 }
 
-static grad_status put_meta(grad__st_writer *w, const char *prefix, const char *key,
-                            const char *value) {
+grad_status grad__bb_put_meta(grad__st_writer *w, const char *prefix, const char *key,
+                              const char *value) {
   char name[256];
   snprintf(name, sizeof name, "%s%s", prefix, key);
   return grad__st_writer_meta(w, name, value);
+}
+
+grad_status grad__bb_put_common(const grad_backbone *bb, grad__st_writer *w, const char *prefix,
+                                int max_layer) {
+  char layers[16] = "", number[32];
+  for (int k = 1; k <= max_layer; k++)
+    if (bb->layers & GRAD_BACKBONE_LAYER(k))
+      snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
+               layers[0] ? "," : "", k);
+  grad_status st = grad__bb_put_meta(w, prefix, "layers", layers);
+  snprintf(number, sizeof number, "%d", bb->input_size);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "input_size", number);
+  snprintf(number, sizeof number, "%d", bb->output_stride);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "output_stride", number);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "source", bb->source);
+  return st;
+}
+
+grad_status grad__bb_put_conv(grad__st_writer *w, const char *prefix, const char *name, int cout,
+                              int cin, int kernel, const float *weight, const float *bias) {
+  const int64_t wshape[4] = {cout, cin, kernel, kernel};
+  const int64_t cshape[1] = {cout};
+  char full[GRAD__BB_NAME + 128];
+  snprintf(full, sizeof full, "%s%s.weight", prefix, name);
+  grad_status st = grad__st_writer_add(w, full, 4, wshape, weight);
+  if (st != GRAD_OK) return st;
+  snprintf(full, sizeof full, "%s%s.bias", prefix, name);
+  return grad__st_writer_add(w, full, 1, cshape, bias);
 }
 
 grad_status grad__backbone_write(const grad_backbone *bb, grad__st_writer *w, const char *prefix) {
   if (!bb || !w) return grad__fail(GRAD_E_INVALID_ARG, "grad__backbone_write: NULL argument");
   if (!prefix) prefix = "";
   if (bb->effnet) return grad__effnet_write(bb, w, prefix);
-  char layers[16] = "", blocks[64], number[32];
-  for (int k = 1; k <= 4; k++)
-    if (bb->layers & GRAD_BACKBONE_LAYER(k))
-      snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
-               layers[0] ? "," : "", k);
+  char blocks[64], number[32];
   snprintf(blocks, sizeof blocks, "%d,%d,%d,%d", bb->arch.blocks[0], bb->arch.blocks[1],
            bb->arch.blocks[2], bb->arch.blocks[3]);
-  grad_status st = put_meta(w, prefix, "arch", bb->arch_name);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "bottleneck", bb->arch.bottleneck ? "1" : "0");
-  if (st == GRAD_OK) st = put_meta(w, prefix, "blocks", blocks);
+  grad_status st = grad__bb_put_meta(w, prefix, "arch", bb->arch_name);
+  if (st == GRAD_OK)
+    st = grad__bb_put_meta(w, prefix, "bottleneck", bb->arch.bottleneck ? "1" : "0");
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "blocks", blocks);
   snprintf(number, sizeof number, "%d", bb->arch.width_per_group);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "width_per_group", number);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "layers", layers);
-  snprintf(number, sizeof number, "%d", bb->input_size);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "input_size", number);
-  snprintf(number, sizeof number, "%d", bb->output_stride);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "output_stride", number);
-  if (st == GRAD_OK) st = put_meta(w, prefix, "source", bb->source);
+  if (st == GRAD_OK) st = grad__bb_put_meta(w, prefix, "width_per_group", number);
+  if (st == GRAD_OK) st = grad__bb_put_common(bb, w, prefix, 4);
   write_ctx ctx = {w, prefix};
   /* each_conv only walks the structure; the weights are not modified. */
   if (st == GRAD_OK) st = grad__backbone_each_conv((grad_backbone *)bb, write_conv, &ctx);
