@@ -34,25 +34,11 @@
 
 #include <grad/grad.h>
 
+#include "bench_common.h"
+
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
 #endif
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double load_average(void) {
-  double load = -1.0;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f) {
-    if (fscanf(f, "%lf", &load) != 1) load = -1.0;
-    fclose(f);
-  }
-  return load;
-}
 
 /* ---- The CPU's fp32 FMA peak: independent FMA chains on every thread ---- */
 enum { PEAK_ITERS = 1 << 22, PEAK_CHAINS = 12 };
@@ -102,13 +88,13 @@ static double fma_peak(int threads) {
   pthread_t t[64];
   float seeds[64];
   if (threads > 64) threads = 64;
-  double start = now();
+  double start = bench_now();
   for (int i = 0; i < threads; i++) {
     seeds[i] = (float)(i + 1);
     pthread_create(&t[i], NULL, fma_thread, &seeds[i]);
   }
   for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
-  double sec = now() - start;
+  double sec = bench_now() - start;
   return 2.0 * width * PEAK_CHAINS * (double)PEAK_ITERS * threads / sec;
 }
 
@@ -125,59 +111,6 @@ typedef struct run {
   double ms[COLUMNS];
 } run;
 
-/* A program running beside us: requests on `to`, answers on `from`. */
-typedef struct side {
-  pid_t pid;
-  FILE *to, *from;
-} side;
-
-/* Starts argv[0] with argv and waits for its "ready"; 0 when it cannot. */
-static int side_start(side *t, char *const argv[], const char *what) {
-  if (access(argv[0], X_OK) != 0) {
-    fprintf(stderr, "%s skipped: %s not found\n", what, argv[0]);
-    return 0;
-  }
-  int down[2], up[2];
-  if (pipe(down) || pipe(up)) return 0;
-  fflush(NULL);
-  t->pid = fork();
-  if (t->pid < 0) return 0;
-  if (t->pid == 0) {
-    dup2(down[0], 0);
-    dup2(up[1], 1);
-    close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(down[0]);
-  close(up[1]);
-  t->to = fdopen(down[1], "w");
-  t->from = fdopen(up[0], "r");
-  char line[64];
-  if (!t->to || !t->from || !fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) {
-    fprintf(stderr, "%s skipped: it did not start\n", what);
-    return 0;
-  }
-  return 1;
-}
-
-/* Sends one request line and reads a number back; -1 on failure. */
-static double side_ask(side *t, const char *request) {
-  char line[128];
-  fprintf(t->to, "%s\n", request);
-  fflush(t->to);
-  if (!fgets(line, sizeof line, t->from)) return -1.0;
-  char *end = NULL;
-  double v = strtod(line, &end);
-  return end == line ? -1.0 : v;
-}
-
-static void side_stop(side *t) {
-  if (t->to) fclose(t->to); /* end of input: the program exits */
-  if (t->from) fclose(t->from);
-  if (t->pid > 0) waitpid(t->pid, NULL, 0);
-}
-
 static void keep_best(double *best, double ms) {
   if (ms > 0 && (*best < 0 || ms < *best)) *best = ms;
 }
@@ -187,12 +120,12 @@ static double time_ours(grad_backbone *bb, grad_workspace *ws, const float *inpu
                         int reps, float *out) {
   double best = -1.0;
   for (int r = 0; r <= reps; r++) {
-    double t = now();
+    double t = bench_now();
     if (grad_backbone_features(bb, ws, input, batch, out) != GRAD_OK) {
       fprintf(stderr, "bench_backbone: %s\n", grad_last_error());
       return -1.0;
     }
-    t = (now() - t) * 1e3 / batch;
+    t = (bench_now() - t) * 1e3 / batch;
     if (r > 0) keep_best(&best, t);
   }
   return best;
@@ -294,7 +227,7 @@ int main(int argc, char **argv) {
   char thr[16], sz[16];
   snprintf(thr, sizeof thr, "%d", threads);
   snprintf(sz, sizeof sz, "%d", size);
-  side torch = {0, NULL, NULL}, ort = {0, NULL, NULL};
+  bench_side torch = {0, NULL, NULL}, ort = {0, NULL, NULL};
   int have_torch = 0, have_ort = 0;
   char onnx[2][64] = {"", ""};
   if (use_torch) {
@@ -303,7 +236,7 @@ int main(int argc, char **argv) {
     snprintf(script, sizeof script, "%s/bench_backbone_torch.py", BENCH_SOURCE_DIR);
     char *targv[] = {(char *)(python ? python : "/usr/bin/python3"), script, "--threads", thr,
                      "--size", sz, "--last-stage", "3", "--input", input_path, NULL};
-    have_torch = side_start(&torch, targv, "PyTorch columns");
+    have_torch = bench_side_start(&torch, targv, "PyTorch columns");
   }
   if (use_ort && have_torch) { /* ONNX Runtime runs the models PyTorch exports */
     const char *dir = getenv("GRAD_BENCH_ORT");
@@ -324,12 +257,12 @@ int main(int argc, char **argv) {
       setenv("NODE_PATH", modules, 1);
       char *oargv[] = {"/usr/bin/node", script, "--threads", thr, "--size", sz, "--input",
                        input_path, NULL};
-      have_ort = side_start(&ort, oargv, "ONNX Runtime column");
+      have_ort = bench_side_start(&ort, oargv, "ONNX Runtime column");
     }
   }
 
   const char *torch_modes[3] = {"nchw", "cl", "bf16"};
-  double load = load_average(), peak = 0.0;
+  double load = bench_load_average(), peak = 0.0;
   for (int round = 0; round < rounds; round++) {
     double p = fma_peak(threads);
     if (p > peak) peak = p;
@@ -345,16 +278,16 @@ int main(int argc, char **argv) {
       for (int m = 0; have_torch && m < 3; m++) {
         snprintf(request, sizeof request, "time %s %d %d %s", archs[a], r->batch, reps,
                  torch_modes[m]);
-        keep_best(&r->ms[TORCH_NCHW + m], side_ask(&torch, request));
+        keep_best(&r->ms[TORCH_NCHW + m], bench_side_ask(&torch, request));
       }
       if (have_ort) {
         snprintf(request, sizeof request, "%s %d %d", onnx[a], r->batch, reps);
-        keep_best(&r->ms[ORT_FP32], side_ask(&ort, request));
+        keep_best(&r->ms[ORT_FP32], bench_side_ask(&ort, request));
       }
     }
   }
-  side_stop(&ort);
-  side_stop(&torch);
+  bench_side_stop(&ort);
+  bench_side_stop(&torch);
   for (int a = 0; a < 2; a++)
     if (onnx[a][0]) unlink(onnx[a]);
   unlink(input_path);
@@ -378,7 +311,7 @@ int main(int argc, char **argv) {
          "%.2f at start, %.2f at the end\n\n",
          cpu, size, size, threads, rounds, reps, grad_engine_name(GRAD_ENGINE_AUTO),
          have_bf16 ? "native" : "not native (column skipped)", peak * 1e-9, threads, load,
-         load_average());
+         bench_load_average());
   printf("%-15s %5s %6s", "arch", "batch", "GFLOP");
   for (int c = 0; c < COLUMNS; c++) printf(" %9s", column_names[c]);
   printf(" %8s %8s %8s %7s %7s %6s\n", "ort/ours", "cl/ours", "bf16/bf", "%pk f32", "%pk bf",

@@ -26,6 +26,7 @@
 
 #include <cblas.h>
 
+#include "bench_common.h"
 #include "efficientnet_internal.h"
 #include "blas_kernels.h"
 #include "depthwise_fused.h"
@@ -35,75 +36,20 @@
 #define BENCH_SOURCE_DIR "bench"
 #endif
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double load_average(void) {
-  double load = -1.0;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f) {
-    if (fscanf(f, "%lf", &load) != 1) load = -1.0;
-    fclose(f);
-  }
-  return load;
-}
-
-typedef struct torch_side {
-  pid_t pid;
-  FILE *to, *from;
-} torch_side;
-
-static int torch_start(torch_side *t, int threads, int size, const char *input_path) {
+/* The PyTorch side (bench_efficientnet_torch.py); 0 when it cannot start. */
+static int torch_start(bench_side *t, int threads, int size, const char *input_path) {
   const char *python = getenv("GRAD_BENCH_PYTHON");
-  if (!python) python = "/usr/bin/python3";
   char script[1024], thr[16], sz[16];
   snprintf(script, sizeof script, "%s/bench_efficientnet_torch.py", BENCH_SOURCE_DIR);
-  if (access(python, X_OK) != 0 || access(script, R_OK) != 0) {
-    fprintf(stderr, "PyTorch column skipped: %s or %s not found\n", python, script);
+  if (access(script, R_OK) != 0) {
+    fprintf(stderr, "PyTorch column skipped: %s not found\n", script);
     return 0;
   }
-  int down[2], up[2];
-  if (pipe(down) || pipe(up)) return 0;
   snprintf(thr, sizeof thr, "%d", threads);
   snprintf(sz, sizeof sz, "%d", size);
-  fflush(NULL);
-  t->pid = fork();
-  if (t->pid < 0) return 0;
-  if (t->pid == 0) {
-    dup2(down[0], 0);
-    dup2(up[1], 1);
-    close(down[0]), close(down[1]), close(up[0]), close(up[1]);
-    execl(python, python, script, "--threads", thr, "--size", sz, "--input", input_path,
-          (char *)NULL);
-    _exit(127);
-  }
-  close(down[0]);
-  close(up[1]);
-  t->to = fdopen(down[1], "w");
-  t->from = fdopen(up[0], "r");
-  char line[64];
-  if (!t->to || !t->from || !fgets(line, sizeof line, t->from) || strncmp(line, "ready", 5)) {
-    fprintf(stderr, "PyTorch column skipped: the script did not start (no torch?)\n");
-    return 0;
-  }
-  return 1;
-}
-
-static double torch_time(torch_side *t, int batch, int reps) {
-  double ms = -1.0;
-  fprintf(t->to, "%d %d\n", batch, reps);
-  fflush(t->to);
-  if (fscanf(t->from, "%lf", &ms) != 1) return -1.0;
-  return ms;
-}
-
-static void torch_stop(torch_side *t) {
-  if (t->to) fclose(t->to);
-  if (t->from) fclose(t->from);
-  if (t->pid > 0) waitpid(t->pid, NULL, 0);
+  char *argv[] = {(char *)(python ? python : "/usr/bin/python3"), script, "--threads", thr,
+                  "--size", sz, "--input", (char *)input_path, NULL};
+  return bench_side_start(t, argv, "PyTorch column");
 }
 
 /* The depthwise passes of one image alone (same shapes, padding as the
@@ -121,7 +67,7 @@ static double depthwise_ms(const grad_backbone *bb, int reps) {
   float *sums = calloc(most, sizeof(float));
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
-    double t = now();
+    double t = bench_now();
     for (int b = 0, s = h; b < net->block_count; b++) {
       const grad__effnet_block *blk = &net->blocks[b];
       int o = blk->stride == 2 ? (s + 1) / 2 : s;
@@ -131,7 +77,7 @@ static double depthwise_ms(const grad_backbone *bb, int reps) {
                             blk->cexp, y, sums);
       s = o;
     }
-    t = now() - t;
+    t = bench_now() - t;
     if (t < best) best = t;
   }
   free(x), free(y), free(sums);
@@ -202,37 +148,39 @@ int main(int argc, char **argv) {
   if (!out || grad_workspace_create(&ws) != GRAD_OK) return 1;
 
   signal(SIGPIPE, SIG_IGN);
-  torch_side torch = {0, NULL, NULL};
+  bench_side torch = {0, NULL, NULL};
   int have_torch = use_torch && torch_start(&torch, threads, size, input_path);
   double ours[2] = {1e30, 1e30}, theirs[2] = {-1, -1}, dw = 1e30;
-  double load = load_average();
+  double load = bench_load_average();
   for (int round = 0; round < rounds; round++) {
     for (int i = 0; i < 2; i++) {
       for (int r = 0; r <= reps; r++) { /* the first call sizes the workspace */
-        double t = now();
+        double t = bench_now();
         if (grad_backbone_features(bb, ws, input, batches[i], out) != GRAD_OK) {
           fprintf(stderr, "bench_efficientnet: %s\n", grad_last_error());
           return 1;
         }
-        t = (now() - t) * 1e3 / batches[i];
+        t = (bench_now() - t) * 1e3 / batches[i];
         if (r > 0 && t < ours[i]) ours[i] = t;
       }
       if (have_torch) {
-        double ms = torch_time(&torch, batches[i], reps);
+        char request[64];
+        snprintf(request, sizeof request, "%d %d", batches[i], reps);
+        double ms = bench_side_ask(&torch, request);
         if (ms > 0 && (theirs[i] < 0 || ms < theirs[i])) theirs[i] = ms;
       }
     }
     double d = depthwise_ms(bb, reps);
     if (d < dw) dw = d;
   }
-  torch_stop(&torch);
+  bench_side_stop(&torch);
   unlink(input_path);
 
   printf("EfficientNet benchmark: %s to layer 4 (stride 16; features layer3+layer4), %dx%d "
          "input, %d threads, best of %d rounds x %d runs\nOpenBLAS %s kernels; depthwise "
          "kernel: %s build; load average %.2f at start, %.2f at the end\n\n",
          arch, size, size, threads, rounds, reps, openblas_get_corename(),
-         grad__depthwise_isa(), load, load_average());
+         grad__depthwise_isa(), load, bench_load_average());
   printf("%5s %12s %12s %10s\n", "batch", "ours ms/im", "torch ms/im", "torch/ours");
   for (int i = 0; i < 2; i++) {
     if (theirs[i] > 0)
