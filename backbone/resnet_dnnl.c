@@ -334,23 +334,28 @@ static grad_status make_plan(grad_backbone *bb, int n, int threads, plan **out) 
   return GRAD_OK;
 }
 
+/* Frees every plan and laid-out weight set of the cache. */
+static void drop_cache(const grad_backbone *bb, struct grad__bb_dnnl *e) {
+  for (plan *p = e->plans, *next; p; p = next) {
+    next = p->next;
+    free_plan(p, bb->block_count);
+  }
+  for (laid_weights *l = e->weights, *next; l; l = next) {
+    next = l->next;
+    grad__free(l->data);
+    grad__free(l);
+  }
+  e->plans = NULL;
+  e->weights = NULL;
+}
+
 /* The plan for (n, threads), made on first use. */
 static grad_status find_plan(const grad_backbone *cbb, int n, int threads, const plan **out) {
   grad_backbone *bb = (grad_backbone *)cbb; /* the cache is the only mutable part */
   struct grad__bb_dnnl *e = bb->dnnl;
   pthread_mutex_lock(&e->lock);
   if (e->precision != bb->precision) { /* laid out for another precision: start again */
-    for (plan *p = e->plans, *next; p; p = next) {
-      next = p->next;
-      free_plan(p, bb->block_count);
-    }
-    for (laid_weights *l = e->weights, *next; l; l = next) {
-      next = l->next;
-      grad__free(l->data);
-      grad__free(l);
-    }
-    e->plans = NULL;
-    e->weights = NULL;
+    drop_cache(bb, e);
     e->precision = bb->precision;
   }
   plan *p = e->plans;
@@ -382,15 +387,7 @@ void grad__bb_dnnl_free(grad_backbone *bb) {
   struct grad__bb_dnnl *e = bb->dnnl;
   if (!e) return;
   bb->precision = (grad_precision)-1; /* find_plan's reset, without a new plan */
-  for (plan *p = e->plans, *next; p; p = next) {
-    next = p->next;
-    free_plan(p, bb->block_count);
-  }
-  for (laid_weights *l = e->weights, *next; l; l = next) {
-    next = l->next;
-    grad__free(l->data);
-    grad__free(l);
-  }
+  drop_cache(bb, e);
   pthread_mutex_destroy(&e->lock);
   grad__free(e);
   bb->dnnl = NULL;
