@@ -331,3 +331,36 @@ int grad_backbone_stage_channels(const grad_backbone *bb, int layer) {
   int last = bb && bb->effnet ? GRAD__EFFNET_LAYERS : 4;
   return bb && layer >= 1 && layer <= last ? bb->stage_channels[layer] : 0;
 }
+
+/* The end of every architecture's create: weights from a file or drawn from
+ * a seed, the source named, the backbone freed on failure. It reaches the
+ * loaders only through the pointers it is given, so no call cycle. */
+grad_status grad__backbone_fill(grad_backbone *bb, const grad_backbone_options *opts,
+                                grad__bb_load_fn load, grad__bb_init_fn init, grad_backbone **out) {
+  grad_status st;
+  if (opts->weights_path) {
+    grad__st_file *file = NULL;
+    st = grad__st_open(opts->weights_path, &file);
+    if (st == GRAD_OK) st = load(bb, file);
+    if (st == GRAD_OK) {
+      const char *source = grad__st_meta(file, "source");
+      const char *base = strrchr(opts->weights_path, '/');
+      base = base ? base + 1 : opts->weights_path;
+      if (source)
+        snprintf(bb->source, sizeof bb->source, "file %s (source=%s)", base, source);
+      else
+        snprintf(bb->source, sizeof bb->source, "file %s", base);
+    }
+    grad__st_close(file);
+  } else {
+    st = init(bb, opts->random_seed);
+    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
+             (unsigned long long)opts->random_seed);
+  }
+  if (st != GRAD_OK) {
+    grad_backbone_free(bb);
+    return st;
+  }
+  *out = bb;
+  return GRAD_OK;
+}

@@ -297,36 +297,6 @@ grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad
 
 /* ---- grad_backbone_create: built by resnet.c, then filled here ------------- */
 
-grad_status grad__backbone_fill(grad_backbone *bb, const grad_backbone_options *opts,
-                                grad__bb_load_fn load, grad__bb_init_fn init, grad_backbone **out) {
-  grad_status st;
-  if (opts->weights_path) {
-    grad__st_file *file = NULL;
-    st = grad__st_open(opts->weights_path, &file);
-    if (st == GRAD_OK) st = load(bb, file);
-    if (st == GRAD_OK) {
-      const char *source = grad__st_meta(file, "source");
-      const char *base = strrchr(opts->weights_path, '/');
-      base = base ? base + 1 : opts->weights_path;
-      if (source)
-        snprintf(bb->source, sizeof bb->source, "file %s (source=%s)", base, source);
-      else
-        snprintf(bb->source, sizeof bb->source, "file %s", base);
-    }
-    grad__st_close(file);
-  } else {
-    st = init(bb, opts->random_seed);
-    snprintf(bb->source, sizeof bb->source, "random (seed %llu)",
-             (unsigned long long)opts->random_seed);
-  }
-  if (st != GRAD_OK) {
-    grad_backbone_free(bb);
-    return st;
-  }
-  *out = bb;
-  return GRAD_OK;
-}
-
 grad_status grad__backbone_create_arch(const grad__resnet_arch *arch,
                                        const grad_backbone_options *opts, grad_backbone **out) {
   grad_backbone *bb = NULL;
