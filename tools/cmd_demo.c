@@ -30,7 +30,10 @@ static void usage(FILE *to) {
         to);
 }
 
+/* The demo's bar follows the optimiser steps only; the short phases before
+ * and after them (features, reduction, calibration) take seconds here. */
 static int show_progress(const grad_train_progress *p, void *user) {
+  if (p->phase != GRAD_TRAIN_PHASE_EPOCHS) return 0;
   char detail[96];
   snprintf(detail, sizeof detail, "epoch %d/%d loss %.5f", p->epoch + 1, p->epochs, p->loss);
   cli_progress_update(user, (double)p->epoch * p->steps_per_epoch + p->step,
