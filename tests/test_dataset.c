@@ -1,5 +1,7 @@
-/* Folder listing and the MVTec layout, on a made-up tree and on real data. */
+/* Folder listing, the MVTec layout and grad_categories_find: a made-up tree, real data. */
 #include <sys/stat.h>
+
+#include <grad/eval.h>
 
 #include "dataset.h"
 #include "testutil.h"
@@ -88,6 +90,50 @@ START_TEST(category_layout_pairs_images_and_masks) {
 }
 END_TEST
 
+/* The public finder: a root of two categories (one with test/ only, one
+ * with train/good only), a plain folder and a hidden one; then a category
+ * as the root; then a root with none and one that does not exist. */
+START_TEST(categories_are_found_under_a_root_or_as_the_root) {
+  const char *root = test_tmpdir();
+  mkdirf("%s/zipper", root);
+  mkdirf("%s/zipper/test", root);
+  mkdirf("%s/bottle", root);
+  mkdirf("%s/bottle/train", root);
+  mkdirf("%s/bottle/train/good", root);
+  mkdirf("%s/notes", root);
+  mkdirf("%s/.cache", root);
+  mkdirf("%s/.cache/test", root);
+  touch(root, "readme.txt");
+  char **paths = NULL;
+  size_t count = 0;
+  ck_assert_int_eq(grad_categories_find(root, &paths, &count), GRAD_OK);
+  ck_assert_uint_eq(count, 2);
+  char want[1100];
+  snprintf(want, sizeof want, "%s/bottle", root);
+  ck_assert_str_eq(paths[0], want);
+  snprintf(want, sizeof want, "%s/zipper", root);
+  ck_assert_str_eq(paths[1], want);
+  ck_assert_ptr_null(paths[2]);
+  grad_categories_free(paths);
+
+  ck_assert_int_eq(grad_categories_find(want, &paths, &count), GRAD_OK);
+  ck_assert_uint_eq(count, 1);
+  ck_assert_str_eq(paths[0], want);
+  grad_categories_free(paths);
+
+  snprintf(want, sizeof want, "%s/notes", root);
+  ck_assert_int_eq(grad_categories_find(want, &paths, &count), GRAD_E_MISSING);
+  ck_assert_ptr_null(paths);
+  ck_assert_uint_eq(count, 0);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), want));
+  ck_assert_int_eq(grad_categories_find("/nonexistent/root", &paths, &count), GRAD_E_IO);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "/nonexistent/root"));
+  ck_assert_int_eq(grad_categories_find(NULL, &paths, &count), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_categories_find(root, NULL, &count), GRAD_E_INVALID_ARG);
+  grad_categories_free(NULL);
+}
+END_TEST
+
 START_TEST(real_categories_have_the_documented_counts) {
   TEST_SKIP_WITHOUT_SHARED_DATA(data);
   char category[1024];
@@ -112,6 +158,7 @@ int main(void) {
   tcase_add_test(tc, plain_folder_lists_images_sorted);
   tcase_add_test(tc, empty_and_missing_folders_are_errors);
   tcase_add_test(tc, category_layout_pairs_images_and_masks);
+  tcase_add_test(tc, categories_are_found_under_a_root_or_as_the_root);
   tcase_add_test(tc, real_categories_have_the_documented_counts);
   suite_add_tcase(s, tc);
   return test_run_suite(s);

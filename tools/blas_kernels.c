@@ -1,6 +1,6 @@
 /* OpenBLAS settings of the programs: its kernel set, and its thread count
  * before it starts (under resource limits). */
-#define GRAD_EXPERIMENTAL /* uses grad_blas_core (not yet promised) */
+#define GRAD_EXPERIMENTAL /* uses grad_blas_core, grad_threads_explain (not yet promised) */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include <grad/grad.h>
-
-#include "core.h"
 
 #include "blas_kernels.h"
 
@@ -86,7 +84,7 @@ static void fit_blas_threads_to_limits(int argc, char **argv, char **envp) {
       pthread_join(probe, NULL);
     } else {
       char why[512];
-      grad__threads_explain(err, why, sizeof why);
+      grad_threads_explain(err, why, sizeof why);
       fprintf(stderr, "note: %s; running on one thread\n", why);
       threads = 1;
     }

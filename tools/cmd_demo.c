@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "dataset.h"
 #include "eval_report.h"
 #include "maps.h"
 #include "progress.h"
@@ -121,17 +120,18 @@ int cmd_demo(int argc, char **argv) {
   printf("1/3 synthesised %d-pixel images of %d classes into %s (%.0f s)\n", so.size, 3, data,
          seconds_since(&start));
 
-  grad__path_list classes = {0};
-  s = grad__list_subfolders(data, &classes);
+  char **classes = NULL;
+  size_t class_count = 0;
+  s = grad_categories_find(data, &classes, &class_count);
   if (s != GRAD_OK) return cli_fail("demo", s, "cannot list the data set");
   cli_progress bar;
   cli_progress_init(&bar, "training", "steps");
   to.progress = show_progress;
   to.progress_user = &bar;
   grad_model *model = NULL;
-  s = grad_model_train(&mo, &to, (const char *const *)classes.paths, (int)classes.count, &model);
+  s = grad_model_train(&mo, &to, (const char *const *)classes, (int)class_count, &model);
   cli_progress_finish(&bar);
-  grad__path_list_free(&classes);
+  grad_categories_free(classes);
   if (s != GRAD_OK) return cli_fail("demo", s, "training failed");
   s = grad_model_save(model, model_path);
   if (s != GRAD_OK) {

@@ -4,9 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone_internal.h"
 #include "cli.h"
-#include "safetensors.h"
 
 static void usage(FILE *to) {
   fputs("Usage: grad features --arch NAME (--weights FILE | --random-weights SEED)\n"
@@ -35,26 +33,27 @@ enum { OPT_WEIGHTS = 256, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_STRIDE };
 /* Writes features (C x H x W) with the backbone's description as metadata. */
 static grad_status save_features(const char *path, const grad_backbone *bb, const char *image,
                                  const float *features) {
-  grad__st_writer *w = NULL;
+  grad_tensorfile_writer *w = NULL;
   const int64_t shape[3] = {grad_backbone_feature_channels(bb), grad_backbone_feature_height(bb),
                             grad_backbone_feature_width(bb)};
-  char layers[16] = "", number[32];
+  char layers[16] = "";
   for (int k = 1; k <= 5; k++)
     if (grad_backbone_layers(bb) & GRAD_BACKBONE_LAYER(k))
       snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%d",
                layers[0] ? "," : "", k);
-  grad_status st = grad__st_writer_create(&w);
-  if (st == GRAD_OK) st = grad__st_writer_add(w, "features", 3, shape, features);
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "arch", grad_backbone_arch(bb));
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "weights", grad_backbone_weights_source(bb));
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "layers", layers);
-  snprintf(number, sizeof number, "%d", grad_backbone_input_size(bb));
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "input_size", number);
-  snprintf(number, sizeof number, "%d", grad_backbone_output_stride(bb));
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "output_stride", number);
-  if (st == GRAD_OK) st = grad__st_writer_meta(w, "image", image);
-  if (st == GRAD_OK) st = grad__st_writer_save(w, path);
-  grad__st_writer_free(w);
+  char size[16], stride[16];
+  snprintf(size, sizeof size, "%d", grad_backbone_input_size(bb));
+  snprintf(stride, sizeof stride, "%d", grad_backbone_output_stride(bb));
+  const char *const meta[][2] = {{"arch", grad_backbone_arch(bb)},
+                                 {"weights", grad_backbone_weights_source(bb)},
+                                 {"layers", layers}, {"input_size", size},
+                                 {"output_stride", stride}, {"image", image}};
+  grad_status st = grad_tensorfile_writer_create(&w);
+  if (st == GRAD_OK) st = grad_tensorfile_writer_add_f32(w, "features", 3, shape, features);
+  for (size_t i = 0; st == GRAD_OK && i < sizeof meta / sizeof meta[0]; i++)
+    st = grad_tensorfile_writer_set_meta(w, meta[i][0], meta[i][1]);
+  if (st == GRAD_OK) st = grad_tensorfile_writer_save(w, path);
+  grad_tensorfile_writer_free(w);
   return st;
 }
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "dataset.h"
 #include "eval_report.h"
 #include "maps.h"
 #include "output.h"
@@ -39,17 +38,6 @@ static int on_image(const char *path, const char *defect, const grad_image *imag
   snprintf(detail, sizeof detail, "%d/%d images", index + 1, total);
   cli_progress_update(&hook->bar, index + 1, total, detail, -1);
   return hook->write_status != GRAD_OK;
-}
-
-/* The categories to evaluate: root itself, or its sub-folders that are. */
-static grad_status find_categories(const char *root, grad__path_list *out) {
-  if (grad__is_category(root)) return grad__path_list_add(out, root);
-  grad__path_list all = {0};
-  grad_status s = grad__list_subfolders(root, &all);
-  for (size_t i = 0; s == GRAD_OK && i < all.count; i++)
-    if (grad__is_category(all.paths[i])) s = grad__path_list_add(out, all.paths[i]);
-  grad__path_list_free(&all);
-  return s;
 }
 
 /* A percentage, or a dash when the metric is absent (no masks). */
@@ -120,26 +108,22 @@ static double mean_of(const row *rows, size_t n, size_t offset) {
 
 int cli_evaluate(const char *command, const grad_model *model, const char *root,
                  const char *maps_dir, const char *json_path) {
-  grad__path_list categories = {0};
-  grad_status s = find_categories(root, &categories);
-  if (s == GRAD_OK && categories.count == 0)
-    s = grad__fail(GRAD_E_MISSING, "%s: no MVTec-layout category (CLASS/test/...) found", root);
-  if (s != GRAD_OK) {
-    grad__path_list_free(&categories);
-    return cli_fail(command, s, "cannot evaluate");
-  }
+  char **categories = NULL;
+  size_t count = 0;
+  grad_status s = grad_categories_find(root, &categories, &count);
+  if (s != GRAD_OK) return cli_fail(command, s, "cannot evaluate");
   grad_context *ctx = NULL;
   s = grad_context_create(model, &ctx);
-  row *rows = calloc(categories.count, sizeof *rows);
+  row *rows = calloc(count, sizeof *rows);
   if (s != GRAD_OK || !rows) {
     free(rows);
-    grad__path_list_free(&categories);
+    grad_categories_free(categories);
     return cli_fail(command, s ? s : GRAD_E_NOMEM, "cannot evaluate");
   }
   int code = CLI_OK;
   grad_eval_summary mean = {.struct_size = sizeof mean};
-  for (size_t i = 0; code == CLI_OK && i < categories.count; i++) {
-    const char *category = categories.paths[i];
+  for (size_t i = 0; code == CLI_OK && i < count; i++) {
+    const char *category = categories[i];
     const char *slash = strrchr(category, '/');
     snprintf(rows[i].name, sizeof rows[i].name, "%s", slash && slash[1] ? slash + 1 : category);
     char dir[4096];
@@ -158,7 +142,7 @@ int cli_evaluate(const char *command, const grad_model *model, const char *root,
   if (code == CLI_OK) {
     printf("%-20s %9s %9s %9s %9s %9s\n", "category", "image-AUC", "pixel-AUC", "AUPRO",
            "F1-max", "images/s");
-    size_t n = categories.count;
+    size_t n = count;
     for (size_t i = 0; i < n; i++) {
       const grad_eval_summary *m = &rows[i].summary;
       print_row(rows[i].name, m, m->seconds > 0 ? m->images / m->seconds : 0);
@@ -187,6 +171,6 @@ int cli_evaluate(const char *command, const grad_model *model, const char *root,
   }
   free(rows);
   grad_context_free(ctx);
-  grad__path_list_free(&categories);
+  grad_categories_free(categories);
   return code;
 }

@@ -95,6 +95,16 @@ GRAD_API int grad_threads_get(void);
  * Never NULL ("unknown" when the BLAS cannot say). Thread-safe.
  */
 GRAD_API const char *grad_blas_core(void);
+
+/*
+ * A sentence on why a thread could not start, for a program that starts
+ * threads itself (before OpenBLAS does, say): err is pthread_create's
+ * error, and the sentence names it and the limits involved (ulimit -u,
+ * memory for thread stacks). Writes at most size bytes into buf, always
+ * terminated when size > 0. Calls only libc, so it is safe before main.
+ * Thread-safe.
+ */
+GRAD_API void grad_threads_explain(int err, char *buf, size_t size);
 #endif /* GRAD_EXPERIMENTAL */
 
 /*

@@ -136,6 +136,23 @@ GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
                                                         grad_eval_summary *summary);
 
 /*
+ * The MVTec-layout categories under root, for grad_model_evaluate and
+ * grad_model_train: root itself when it is one (it holds train/good or
+ * test), else the folders directly inside root that are, sorted by path
+ * (hidden ones skipped). *paths receives a new NULL-terminated array of
+ * *count new strings (ROOT/CLASS), the caller's to free with
+ * grad_categories_free. Errors: GRAD_E_INVALID_ARG (a NULL argument),
+ * GRAD_E_IO (root cannot be listed: the message names it and why),
+ * GRAD_E_MISSING (no category there), GRAD_E_NOMEM. On failure *paths is
+ * NULL and *count 0. Thread-safe.
+ */
+GRAD_API GRAD_NODISCARD grad_status grad_categories_find(const char *root, char ***paths,
+                                                         size_t *count);
+
+/* Frees an array from grad_categories_find and its strings; NULL is a no-op. */
+GRAD_API void grad_categories_free(char **paths);
+
+/*
  * A heatmap overlay for people: the anomaly map in a blue-to-red colour map
  * (the pixel threshold at the middle) blended over the image, with the
  * contour of the predicted defect mask drawn in white. A new RGB image of

@@ -68,10 +68,6 @@ grad_status grad__blas_memory_check(const char *what);
  * the address-space or data limit; `threads` when there is none. */
 int grad__blas_threads_that_fit(int threads);
 
-/* A sentence on why a thread could not start (err from pthread_create), in
- * terms of the resources and limits involved. */
-void grad__threads_explain(int err, char *buf, size_t size);
-
 /* ---- Workspace ---------------------------------------------------------
  * A bump arena. grad__ws_reset() makes all of it free again; memory handed
  * out since the last reset stays valid until the next reset. When a call

@@ -20,7 +20,8 @@
  * else all cores) is the process default. */
 static atomic_int default_threads;
 
-void grad__threads_explain(int err, char *buf, size_t size) {
+void grad_threads_explain(int err, char *buf, size_t size) {
+  if (!buf || !size) return;
   struct rlimit nproc;
   char limit[32] = "unlimited";
   if (getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY)
@@ -54,21 +55,13 @@ static int startable_threads(int wanted, int *err) {
  * fit any memory limit; grad_threads_get() then says what was set, and
  * grad_last_error() why it is less.
  */
-/*
- * OpenBLAS (0.3.21) does not check that the threads it starts here exist:
- * a thread it could not create is waited for forever, and each new thread
- * takes a 128 MB buffer at once, retrying forever when that fails. So the
- * count is first reduced to the threads that can start and whose buffers
- * fit any memory limit; grad_threads_get() then says what was set, and
- * grad_last_error() why it is less.
- */
 void grad_threads_set(int threads) {
   if (threads <= 0) threads = openblas_get_num_procs();
   int err = 0, requested = threads;
   if (threads > 1) threads = 1 + startable_threads(threads - 1, &err);
   if (err) {
     char why[512];
-    grad__threads_explain(err, why, sizeof why);
+    grad_threads_explain(err, why, sizeof why);
     grad__fail(GRAD_E_NOMEM, "grad_threads_set: using %d of %d threads: %s", threads, requested,
                why);
   }

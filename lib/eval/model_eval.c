@@ -1,4 +1,4 @@
-/* grad_model_evaluate: the MVTec AD protocol on one category. */
+/* grad_model_evaluate: the MVTec AD protocol on one category; grad_categories_find. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -106,4 +106,43 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
   grad__free(mask);
   grad__test_set_free(&set);
   return s;
+}
+
+grad_status grad_categories_find(const char *root, char ***paths, size_t *count) {
+  if (!paths || !count)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_categories_find: NULL argument");
+  *paths = NULL;
+  *count = 0;
+  if (!root) return grad__fail(GRAD_E_INVALID_ARG, "grad_categories_find: root is NULL");
+  grad__path_list found = {0}, all = {0};
+  grad_status s = GRAD_OK;
+  if (grad__is_category(root)) {
+    s = grad__path_list_add(&found, root);
+  } else {
+    s = grad__list_subfolders(root, &all);
+    for (size_t i = 0; s == GRAD_OK && i < all.count; i++)
+      if (grad__is_category(all.paths[i])) s = grad__path_list_add(&found, all.paths[i]);
+    grad__path_list_free(&all);
+  }
+  if (s == GRAD_OK && found.count == 0)
+    s = grad__fail(GRAD_E_MISSING,
+                   "%s: no MVTec-layout category (a folder with train/good or test) found", root);
+  /* The list's array, one slot longer, becomes the caller's: NULL-terminated. */
+  char **out = s == GRAD_OK ? grad__realloc(found.paths, (found.count + 1) * sizeof *out) : NULL;
+  if (s == GRAD_OK && !out)
+    s = grad__fail(GRAD_E_NOMEM, "%s: out of memory listing categories", root);
+  if (s != GRAD_OK) {
+    grad__path_list_free(&found);
+    return s;
+  }
+  out[found.count] = NULL;
+  *paths = out;
+  *count = found.count;
+  return GRAD_OK;
+}
+
+void grad_categories_free(char **paths) {
+  if (!paths) return;
+  for (char **p = paths; *p; p++) grad__free(*p);
+  grad__free(paths);
 }
