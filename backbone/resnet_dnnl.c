@@ -222,16 +222,29 @@ static grad_status make_conv(grad_backbone *bb, plan *p, const grad__bb_conv *c,
   if (st != GRAD_OK) return st;
   dnnl_convolution_desc_t desc;
   dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
-  st = grad__dnnl_check(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
-                                                           dnnl_convolution_direct, src, &wei,
-                                                           &bias, &dst, strides, pad, pad),
-                        c->name);
-  if (st != GRAD_OK) return st;
   /* Convolutions take their scratchpad from the caller's workspace. */
   dnnl_primitive_attr_t attr = make_attr(sum, relu);
   if (attr) dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
   dnnl_primitive_desc_t pd = NULL;
-  st = make_prim(&desc, attr, p, &out->prim, &pd, c->name);
+  /* fp32 3x3 stride-1 convolutions (most of a ResNet's arithmetic) on
+   * Winograd F(4x4, 3x3) where oneDNN has it for this CPU (AVX-512): a
+   * quarter of the multiplications, measured 1.4-1.5x faster end to end
+   * (docs/backbone.md, "Engines"); else, and for every other shape and for
+   * bf16, the direct kernels. */
+  bool winograd = s->kernel == 3 && s->stride == 1 && t == dnnl_f32 &&
+                  dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
+                                                     dnnl_convolution_winograd, src, &wei, &bias,
+                                                     &dst, strides, pad, pad) == dnnl_success &&
+                  dnnl_primitive_desc_create(&pd, &desc, attr, grad__dnnl_engine(), NULL) ==
+                      dnnl_success;
+  if (pd) dnnl_primitive_desc_destroy(pd); /* only asked whether it exists */
+  pd = NULL;
+  st = grad__dnnl_check(dnnl_convolution_forward_desc_init(
+                            &desc, dnnl_forward_inference,
+                            winograd ? dnnl_convolution_winograd : dnnl_convolution_direct, src,
+                            &wei, &bias, &dst, strides, pad, pad),
+                        c->name);
+  if (st == GRAD_OK) st = make_prim(&desc, attr, p, &out->prim, &pd, c->name);
   dnnl_primitive_attr_destroy(attr);
   if (st != GRAD_OK) return st;
   out->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -396,25 +409,27 @@ void grad__bb_dnnl_free(grad_backbone *bb) {
 static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 /*
- * How a call on n images with `threads` threads runs: the images are shared
- * out over `threads` workers of our sleeping pool (lib/common/threading.c),
- * each running whole single-image forwards on single-threaded primitives,
- * so nothing synchronises between layers and no OpenMP thread spins. One
- * image runs on one thread. oneDNN's own OpenMP team is not used: measured
- * on the 2 shared cores, its spinning between layers made the engine
- * several times slower as soon as other processes wanted the cores
- * (docs/guide.md, "Threads"). Every image goes through the same primitives,
- * so a batch gives exactly the features of its images one by one, on any
- * thread count.
+ * How a call on n images with `threads` threads runs. Whole groups of
+ * `threads` images are shared out over the workers of our sleeping pool
+ * (lib/common/threading.c), each running whole single-image forwards on
+ * single-threaded primitives: nothing synchronises between layers and no
+ * OpenMP thread spins, which matters on shared cores (docs/guide.md,
+ * "Threads"). The images left over (all of them for one image) run one at a
+ * time on primitives that use oneDNN's OpenMP team of `threads`, so one
+ * image still gets every thread (its latency), at the price of the team's
+ * spin between layers while it runs.
  */
 typedef struct layout {
-  int workers;       /* buffer sets */
-  int plan_threads;  /* threads of the primitives */
+  int pooled;   /* images shared out over the pool, one per worker */
+  int workers;  /* the pool's workers (buffer sets of the one-thread plan) */
+  int teamed;   /* images left for the team plan */
 } layout;
 
 static layout layout_of(int n, int threads) {
-  if (n > 1 && threads > 1) return (layout){n < threads ? n : threads, 1};
-  return (layout){1, 1};
+  if (threads <= 1) return (layout){n, 1, 0};
+  const int workers = threads < GRAD__BB_GROUP_MAX ? threads : GRAD__BB_GROUP_MAX;
+  const int pooled = n - n % workers;
+  return (layout){pooled, pooled ? workers : 0, n - pooled};
 }
 
 static size_t bytes_of(const plan *p) {
@@ -422,11 +437,25 @@ static size_t bytes_of(const plan *p) {
          arena(p->scratch_bytes);
 }
 
+/* The two plans of calls with `threads` threads (the same one for a single
+ * thread), both made on the first call whatever its batch, so that a later
+ * call of another batch size makes nothing new. */
+static grad_status plans_for(const grad_backbone *bb, int threads, const plan **single,
+                             const plan **team) {
+  grad_status st = find_plan(bb, 1, 1, single);
+  if (st == GRAD_OK) st = find_plan(bb, 1, threads > 1 ? threads : 1, team);
+  return st;
+}
+
 size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
   const layout l = layout_of(n, threads);
-  const plan *p = NULL;
-  *st = find_plan(bb, 1, l.plan_threads, &p);
-  return *st == GRAD_OK ? (size_t)l.workers * bytes_of(p) : 0;
+  const plan *single = NULL, *team = NULL;
+  *st = plans_for(bb, threads, &single, &team);
+  if (*st != GRAD_OK) return 0;
+  /* the pooled part and the team part run one after the other */
+  const size_t pooled = (size_t)l.workers * bytes_of(single);
+  const size_t teamed = l.teamed ? bytes_of(team) : 0;
+  return pooled > teamed ? pooled : teamed;
 }
 
 typedef struct buffers {
@@ -547,22 +576,29 @@ static void image_part(void *data, int part, int parts) {
 
 grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
                               int n, grad__bb_sink sink, void *ctx) {
-  const layout l = layout_of(n, grad__threads(ws));
-  const plan *p = NULL;
-  grad_status st = find_plan(bb, 1, l.plan_threads, &p);
+  const int threads = grad__threads(ws);
+  const layout l = layout_of(n, threads);
+  const plan *single = NULL, *team = NULL;
+  grad_status st = plans_for(bb, threads, &single, &team);
   if (st != GRAD_OK) return st;
   size_t mark = grad__ws_mark(ws);
   buffers buf[GRAD__BB_GROUP_MAX];
-  for (int w = 0; st == GRAD_OK && w < l.workers; w++) st = take(ws, p, &buf[w]);
+  for (int w = 0; st == GRAD_OK && w < l.workers; w++) st = take(ws, single, &buf[w]);
   if (st == GRAD_OK && l.workers == 1) {
-    st = run_images(bb, p, &buf[0], images, 0, n, 1, sink, ctx);
-  } else if (st == GRAD_OK) {
-    image_job job = {bb, p, buf, images, n, sink, ctx, PTHREAD_MUTEX_INITIALIZER, GRAD_OK, ""};
+    st = run_images(bb, single, &buf[0], images, 0, l.pooled, 1, sink, ctx);
+  } else if (st == GRAD_OK && l.workers > 1) {
+    image_job job = {bb,   single, buf,     images, l.pooled,
+                     sink, ctx,    PTHREAD_MUTEX_INITIALIZER, GRAD_OK, ""};
     grad__parallel_threads(l.workers, l.workers, image_part, &job);
     pthread_mutex_destroy(&job.lock);
     if (job.status != GRAD_OK) st = grad__fail(job.status, "%s", job.message);
   }
   grad__ws_release(ws, mark);
+  if (st == GRAD_OK && l.teamed) {
+    st = take(ws, team, &buf[0]);
+    if (st == GRAD_OK) st = run_images(bb, team, &buf[0], images, l.pooled, n, 1, sink, ctx);
+    grad__ws_release(ws, mark);
+  }
   return st;
 }
 
