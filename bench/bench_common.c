@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bench_common.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -22,6 +23,29 @@ double bench_load_average(void) {
     fclose(f);
   }
   return load;
+}
+
+void bench_fill_normal(float *x, size_t n, unsigned long long seed, double sd) {
+  unsigned long long state = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; i += 2) {
+    double u[2];
+    for (int k = 0; k < 2; k++) { /* splitmix64 -> a uniform in (0, 1] */
+      unsigned long long z = (state += 0x9E3779B97F4A7C15ull);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      u[k] = ((double)((z ^ (z >> 31)) >> 11) + 1.0) * 0x1.0p-53;
+    }
+    double r = sd * sqrt(-2.0 * log(u[0])), a = 6.283185307179586 * u[1];
+    x[i] = (float)(r * cos(a)); /* Box-Muller: two normals per pair */
+    if (i + 1 < n) x[i + 1] = (float)(r * sin(a));
+  }
+}
+
+void bench_check_blas_core(const char *core) {
+  if (core && strcmp(core, "Prescott") == 0)
+    fprintf(stderr, "warning: OpenBLAS runs its generic Prescott kernels (it did not recognise "
+                    "this CPU): set OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) and "
+                    "run again, or the figures undersell the machine\n");
 }
 
 /* Starts argv[0] with argv and waits for its "ready"; 0 when it cannot. */

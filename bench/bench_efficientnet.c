@@ -9,12 +9,14 @@
  * with /usr/bin/python3 or $GRAD_BENCH_PYTHON), kept running beside this
  * program: each round times both batch sizes here and then there, and the
  * best of all rounds counts on both sides, so drifts in the machine's speed
- * (shared cores) hit both alike. Also printed: the time of the depthwise
- * passes alone, and the CPU build of the depthwise kernel.
+ * (shared cores) hit both alike. Also printed: the instruction-set build
+ * of libgrad's own kernels (the fused depthwise convolution).
+ * Public headers only, linked to the shared library like a user's program.
  *
  * Usage: bench_efficientnet [--threads T] [--reps R] [--rounds N] [--size S]
  *                           [--arch NAME] [--no-torch]
  */
+#define GRAD_EXPERIMENTAL /* grad_blas_core, grad_kernels_isa (not yet promised) */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,13 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cblas.h>
+#include <grad/grad.h>
 
 #include "bench_common.h"
-#include "efficientnet_internal.h"
-#include "blas_kernels.h"
-#include "depthwise_fused.h"
-#include "rng.h"
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
@@ -50,38 +48,6 @@ static int torch_start(bench_side *t, int threads, int size, const char *input_p
   char *argv[] = {(char *)(python ? python : "/usr/bin/python3"), script, "--threads", thr,
                   "--size", sz, "--input", (char *)input_path, NULL};
   return bench_side_start(t, argv, "PyTorch column");
-}
-
-/* The depthwise passes of one image alone (same shapes, padding as the
- * torchvision layout), in ms: the part PyTorch is slow at. */
-static double depthwise_ms(const grad_backbone *bb, int reps) {
-  const grad__effnet *net = bb->effnet;
-  size_t most = 0;
-  int h = (bb->input_size + 1) / 2;
-  for (int b = 0, s = h; b < net->block_count; b++) {
-    size_t v = (size_t)net->blocks[b].cexp * s * s;
-    if (v > most) most = v;
-    if (net->blocks[b].stride == 2) s = (s + 1) / 2;
-  }
-  float *x = calloc(most, sizeof(float)), *y = calloc(most, sizeof(float));
-  float *sums = calloc(most, sizeof(float));
-  double best = 1e30;
-  for (int r = 0; r < reps; r++) {
-    double t = bench_now();
-    for (int b = 0, s = h; b < net->block_count; b++) {
-      const grad__effnet_block *blk = &net->blocks[b];
-      int o = blk->stride == 2 ? (s + 1) / 2 : s;
-      grad__dw_shape shape = {blk->kernel, blk->stride, s, s, o, o, blk->kernel / 2,
-                              blk->kernel / 2};
-      grad__depthwise_swish(&shape, x, blk->depthwise->weight, blk->depthwise->bias, 0,
-                            blk->cexp, y, sums);
-      s = o;
-    }
-    t = bench_now() - t;
-    if (t < best) best = t;
-  }
-  free(x), free(y), free(sums);
-  return best * 1e3;
 }
 
 int main(int argc, char **argv) {
@@ -111,7 +77,7 @@ int main(int argc, char **argv) {
     }
   }
   if (threads < 1 || reps < 1 || rounds < 1 || size < 32) return 2;
-  cli_choose_blas_kernels(argv, 1);
+  bench_check_blas_core(grad_blas_core());
   grad_threads_set(threads);
 
   enum { MAX_BATCH = 8 };
@@ -119,9 +85,7 @@ int main(int argc, char **argv) {
   const size_t image = (size_t)3 * size * size;
   float *input = malloc(sizeof(float) * image * MAX_BATCH);
   if (!input) return 1;
-  grad__rng rng;
-  grad__rng_seed(&rng, 1);
-  grad__rng_fill_normal(&rng, input, image * MAX_BATCH, 0.0, 1.0);
+  bench_fill_normal(input, image * MAX_BATCH, 1, 1.0);
   char input_path[] = "/tmp/bench_efficientnet_XXXXXX";
   int fd = mkstemp(input_path);
   if (fd < 0 || write(fd, input, sizeof(float) * image * MAX_BATCH) !=
@@ -138,8 +102,8 @@ int main(int argc, char **argv) {
   o.layers = GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);
   grad_backbone *bb = NULL;
   grad_workspace *ws = NULL;
-  if (grad_backbone_create(&o, &bb) != GRAD_OK || !bb->effnet) {
-    fprintf(stderr, "bench_efficientnet: %s\n", bb ? "not an EfficientNet" : grad_last_error());
+  if (grad_backbone_create(&o, &bb) != GRAD_OK) {
+    fprintf(stderr, "bench_efficientnet: %s\n", grad_last_error());
     return 1;
   }
   size_t feat = (size_t)grad_backbone_feature_channels(bb) * grad_backbone_feature_height(bb) *
@@ -150,7 +114,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   bench_side torch = {0, NULL, NULL};
   int have_torch = use_torch && torch_start(&torch, threads, size, input_path);
-  double ours[2] = {1e30, 1e30}, theirs[2] = {-1, -1}, dw = 1e30;
+  double ours[2] = {1e30, 1e30}, theirs[2] = {-1, -1};
   double load = bench_load_average();
   for (int round = 0; round < rounds; round++) {
     for (int i = 0; i < 2; i++) {
@@ -170,8 +134,6 @@ int main(int argc, char **argv) {
         if (ms > 0 && (theirs[i] < 0 || ms < theirs[i])) theirs[i] = ms;
       }
     }
-    double d = depthwise_ms(bb, reps);
-    if (d < dw) dw = d;
   }
   bench_side_stop(&torch);
   unlink(input_path);
@@ -179,8 +141,8 @@ int main(int argc, char **argv) {
   printf("EfficientNet benchmark: %s to layer 4 (stride 16; features layer3+layer4), %dx%d "
          "input, %d threads, best of %d rounds x %d runs\nOpenBLAS %s kernels; depthwise "
          "kernel: %s build; load average %.2f at start, %.2f at the end\n\n",
-         arch, size, size, threads, rounds, reps, openblas_get_corename(),
-         grad__depthwise_isa(), load, bench_load_average());
+         arch, size, size, threads, rounds, reps, grad_blas_core(), grad_kernels_isa(), load,
+         bench_load_average());
   printf("%5s %12s %12s %10s\n", "batch", "ours ms/im", "torch ms/im", "torch/ours");
   for (int i = 0; i < 2; i++) {
     if (theirs[i] > 0)
@@ -188,8 +150,6 @@ int main(int argc, char **argv) {
     else
       printf("%5d %12.2f %12s %10s\n", batches[i], ours[i], "-", "-");
   }
-  printf("\ndepthwise passes alone (one image, one thread's share of the work at most): "
-         "%.2f ms\n", dw);
   grad_workspace_free(ws);
   grad_backbone_free(bb);
   free(out), free(input);

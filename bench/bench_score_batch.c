@@ -6,23 +6,18 @@
  * only. Rounds alternate single and batch so drifts of the shared cores hit
  * both alike; the best round of each counts. Prints ms/image and the ratio.
  *
+ * Public headers only, linked to the shared library like a user's program.
+ *
  * Usage: bench_score_batch [--model FILE] [--images N] [--rounds R] [--size S]
  */
-#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
+#define GRAD_EXPERIMENTAL /* uses grad_synth_*, grad_blas_core (not yet promised) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include <grad/grad.h>
 
-#include "blas_kernels.h"
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
 
 static int fail(const char *what) {
   fprintf(stderr, "bench_score_batch: %s: %s\n", what, grad_last_error());
@@ -30,7 +25,7 @@ static int fail(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  cli_choose_blas_kernels(argv, 1);
+  bench_check_blas_core(grad_blas_core());
   const char *model_path = NULL;
   int count = 16, rounds = 3, size = 224;
   static const struct option options[] = {{"model", required_argument, NULL, 'm'},
@@ -94,21 +89,21 @@ int main(int argc, char **argv) {
   grad_context *ctx = NULL;
   if (grad_context_create(model, &ctx) != GRAD_OK) return fail("context");
 
-  printf("bench_score_batch: %d images of %d x %d, model input %d, OpenBLAS kernels %s, %d threads\n",
-         count, size, size, grad_model_input_size(model), grad_blas_core(), grad_threads_get());
+  printf("bench_score_batch: %d images of %d x %d, model input %d, OpenBLAS kernels %s, "
+         "%d threads\n", count, size, size, grad_model_input_size(model), grad_blas_core(), grad_threads_get());
   double best_single = 1e30, best_batch = 1e30;
   for (int r = 0; r < rounds; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < count; i++) {
       grad_result *one = NULL;
       if (grad_model_score(model, ctx, images[i], &one) != GRAD_OK) return fail("score");
       grad_result_free(one);
     }
-    double t1 = now();
+    double t1 = bench_now();
     if (grad_model_score_batch(model, ctx, (const grad_image *const *)images, (size_t)count,
                                results) != GRAD_OK)
       return fail("score batch");
-    double t2 = now();
+    double t2 = bench_now();
     for (int i = 0; i < count; i++) grad_result_free(results[i]);
     if (t1 - t0 < best_single) best_single = t1 - t0;
     if (t2 - t1 < best_batch) best_batch = t2 - t1;

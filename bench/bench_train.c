@@ -6,17 +6,27 @@
  * skipped when torch is missing) side by side, with the ratio, the fraction
  * of this machine's sgemm peak, and each side's memory peak.
  *
+ * Ours is the public grad_store_train (experimental tier), the loop
+ * grad_model_train runs: its progress callback marks the steps, and stops
+ * the run once the steps to time are done. Per step: shuffled batches of
+ * 16 (the last of an epoch partial), coordinate noise with probability 0.5
+ * (the PyTorch side adds it on every other step).
+ *
  * Each configuration runs in its own child process, so the memory peaks
  * (getrusage ru_maxrss) are per configuration. Epoch times are extrapolated
  * from the steps timed: seconds per image of the timed steps x images.
+ * Public headers only, linked to the shared library like a user's program.
  *
  * Usage: bench_train [--images N] [--threads T] [--steps K]
  *                    [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]
- * It also times the PCA channel reduction for ResNet-18 (layer2 + layer3:
- * 384 channels) and WideResNet-50-2 (1536) features.
+ * It also times the PCA channel reduction (grad_reduction_fit_*, also
+ * experimental) for ResNet-18 (layer2 + layer3: 384 channels) and
+ * WideResNet-50-2 (1536) features.
  */
+#define GRAD_EXPERIMENTAL /* grad_store_*, grad_reduction_fit_*, grad_blas_core */
 #include <cblas.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "blas_kernels.h"
-#include "pca.h"
-#include "train_internal.h"
+#include <grad/grad.h>
+
+#include "bench_common.h"
 
 #ifndef BENCH_SOURCE_DIR
 #define BENCH_SOURCE_DIR "bench"
@@ -62,27 +72,11 @@ typedef struct result {
   int status;  /* 0 ok */
 } result;
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double cpu_now(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
          (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-static double load_average(void) {
-  double load = -1;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f) {
-    if (fscanf(f, "%lf", &load) != 1) load = -1;
-    fclose(f);
-  }
-  return load;
 }
 
 /* Floating-point operations of one training step per image: the
@@ -108,64 +102,74 @@ static double sgemm_peak(void) {
   for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
   double best = 1e30;
   for (int r = 0; r < 8; r++) { /* the best of several: the cores are often shared */
-    double t = now();
+    double t = bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    t = now() - t;
+    t = bench_now() - t;
     if (t < best) best = t;
   }
   free(a), free(b), free(c);
   return 2.0 * n * n * (double)n / best;
 }
 
-/* Ours, in this (child) process: `steps` steps over the epoch's batches in
- * order, noise on every other step, after one untimed warm-up step. */
+/* What the progress callback sees of a timed run: the steps are marked
+ * as they end; the first one is left out when warming up. */
+typedef struct step_clock {
+  int images, warm_up, steps;  /* steps to time, after warm_up untimed ones */
+  int done;                    /* steps ended so far */
+  long seen;                   /* images of the timed steps */
+  double start, cpu_start, wall, cpu;
+} step_clock;
+
+static int on_step(const grad_train_progress *p, void *user) {
+  step_clock *c = user;
+  c->done++;
+  if (c->done <= c->warm_up) {
+    c->start = bench_now(), c->cpu_start = cpu_now();
+    return 0;
+  }
+  c->seen += p->step < p->steps_per_epoch ? BATCH : c->images - (p->steps_per_epoch - 1) * BATCH;
+  if (c->done < c->warm_up + c->steps) return 0;
+  c->wall = bench_now() - c->start;
+  c->cpu = cpu_now() - c->cpu_start;
+  return 1; /* enough: stop the run (GRAD_E_CANCELLED) */
+}
+
+/* Ours, in this (child) process: `steps` steps of the training loop, after
+ * one untimed warm-up step when warm_up is set (else timed from the call,
+ * which first wraps the features: no copy). */
 static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
   result r = {0, 0, 0, 1};
-  grad__store_config config = {c->channels, SIZE, SIZE, 8, 4, c->blocks,
-                               c->expansion ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
-                               c->expansion};
+  grad_store_options so;
+  grad_store_options_init(&so, sizeof so);
+  so.channels = c->channels, so.height = SIZE, so.width = SIZE, so.blocks = c->blocks;
+  so.decoder = c->expansion ? "crad" : "basic";
+  so.expansion = c->expansion;
+  so.seed = 1;
+  size_t count = (size_t)images * c->channels * SIZE * SIZE;
+  float *features = malloc(count * sizeof(float));
   grad_store *store = NULL;
-  grad__feature_cache *cache = NULL;
-  grad__trainer *t = NULL;
+  grad_status st = features ? grad_store_create(&so, &store) : GRAD_E_NOMEM;
+  if (st != GRAD_OK) {
+    fprintf(stderr, "bench_train: %s\n", features ? grad_last_error() : "out of memory");
+    goto done;
+  }
+  bench_fill_normal(features, count, 2, 1.0);
+  step_clock clock = {images, warm_up ? 1 : 0, steps, 0, 0, 0, 0, 0, 0};
+  int epoch_steps = (images + BATCH - 1) / BATCH;
   grad_train_options o;
   grad_train_options_init(&o, sizeof o);
-  grad_status st = grad__store_create(&config, 1, &store);
-  if (st == GRAD_OK)
-    st = grad__feature_cache_create(images, c->channels, SIZE, SIZE, 0, NULL, &cache);
-  if (st == GRAD_OK) st = grad__trainer_create(store, &o, BATCH, &t);
-  if (st != GRAD_OK) {
-    fprintf(stderr, "bench_train: %s\n", grad_last_error());
+  o.batch = BATCH;
+  o.epochs = (clock.warm_up + steps + epoch_steps - 1) / epoch_steps;
+  o.progress = on_step;
+  o.progress_user = &clock;
+  clock.start = bench_now(), clock.cpu_start = cpu_now();
+  st = grad_store_train(store, features, images, &o);
+  if (st != GRAD_E_CANCELLED || clock.seen == 0) {
+    fprintf(stderr, "bench_train: %s\n", st == GRAD_OK ? "the run ended early" : grad_last_error());
     goto done;
   }
-  grad__rng rng;
-  grad__rng_seed(&rng, 2);
-  for (int i = 0; i < images; i++)
-    grad__rng_fill_normal(&rng, grad__feature_cache_image(cache, i),
-                          (size_t)c->channels * SIZE * SIZE, 0.0, 1.0);
-  grad__rng_fill_normal(&rng, t->noise, (size_t)BATCH * 2 * SIZE * SIZE, 0.0, 0.05);
-  int order[BATCH];
-  for (int i = 0; i < BATCH; i++) order[i] = i;
-  if (warm_up) {
-    grad__feature_cache_gather(cache, order, BATCH, t->batch);
-    st = grad__trainer_step(t, t->batch, BATCH, NULL, NULL, NULL);
-  }
-  double start = now(), cpu_start = cpu_now();
-  long seen = 0;
-  for (int s = 0; s < steps && st == GRAD_OK; s++) {
-    int first = (s * BATCH) % images;
-    int n = images - first < BATCH ? images - first : BATCH;
-    for (int i = 0; i < n; i++) order[i] = first + i;
-    st = grad__feature_cache_gather(cache, order, n, t->batch);
-    if (st == GRAD_OK)
-      st = grad__trainer_step(t, t->batch, n, s % 2 ? t->noise : NULL, NULL, NULL);
-    seen += n;
-  }
-  if (st != GRAD_OK) {
-    fprintf(stderr, "bench_train: %s\n", grad_last_error());
-    goto done;
-  }
-  r.seconds_per_image = (now() - start) / (double)seen;
-  r.cpu_seconds_per_image = (cpu_now() - cpu_start) / (double)seen;
+  r.seconds_per_image = clock.wall / (double)clock.seen;
+  r.cpu_seconds_per_image = clock.cpu / (double)clock.seen;
   r.status = 0;
 done:
   {
@@ -173,9 +177,8 @@ done:
     getrusage(RUSAGE_SELF, &ru);
     r.maxrss_kb = ru.ru_maxrss;
   }
-  grad__trainer_free(t);
-  grad__feature_cache_free(cache);
   grad_store_free(store);
+  free(features);
   return r;
 }
 
@@ -243,34 +246,34 @@ static void bench_pca(int raw, int channels, int images) {
   size_t positions = (size_t)SIZE * SIZE, count = (size_t)raw * positions;
   float *x = malloc(count * sizeof(float)), *y = malloc((size_t)channels * positions * 4);
   grad_workspace *ws = NULL;
-  grad__pca_fit *fit = NULL;
-  grad__pca *pca = NULL;
+  grad_reduction_fit *fit = NULL;
+  grad_reduction *reduction = NULL;
   unsigned state = 1u;
-  double fill = 0, start = now();
+  double fill = 0, start = bench_now();
   grad_status st = x && y ? grad_workspace_create(&ws) : GRAD_E_NOMEM;
-  if (st == GRAD_OK) st = grad__pca_fit_create(raw, &fit);
+  if (st == GRAD_OK) st = grad_reduction_fit_create(raw, &fit);
   for (int i = 0; i < images && st == GRAD_OK; i++) {
-    double t = now();
+    double t = bench_now();
     for (size_t k = 0; k < count; k++) { /* cheap stand-in features */
       state = state * 1664525u + 1013904223u;
       x[k] = (float)(state >> 8) * (1.0f / 16777216.0f) + (float)(k / positions % 7);
     }
-    fill += now() - t;
-    st = grad__pca_fit_add(fit, x, 1, positions, ws);
+    fill += bench_now() - t;
+    st = grad_reduction_fit_add(fit, ws, x, 1, positions);
   }
-  double t_fit_add = now() - start - fill, t = now();
-  if (st == GRAD_OK) st = grad__pca_fit_finish(fit, channels, &pca);
-  double t_finish = now() - t;
-  t = now();
-  if (st == GRAD_OK) st = grad__pca_apply(pca, x, 1, positions, y, ws);
-  double t_apply = now() - t;
+  double t_fit_add = bench_now() - start - fill, t = bench_now();
+  if (st == GRAD_OK) st = grad_reduction_fit_finish(fit, channels, &reduction);
+  double t_finish = bench_now() - t;
+  t = bench_now();
+  if (st == GRAD_OK) st = grad_reduction_apply(reduction, ws, x, 1, positions, y);
+  double t_apply = bench_now() - t;
   if (st != GRAD_OK)
     printf("pca %d -> %d: failed: %s\n", raw, channels, grad_last_error());
   else
     printf("pca %4d -> %3d over %d maps: covariance %.2f s, eigen %.2f s, reduce %.2f ms/map\n",
            raw, channels, images, t_fit_add, t_finish, 1e3 * t_apply);
-  grad__pca_free(pca);
-  grad__pca_fit_free(fit);
+  grad_reduction_free(reduction);
+  grad_reduction_fit_free(fit);
   grad_workspace_free(ws);
   free(x), free(y);
 }
@@ -284,7 +287,6 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
-  cli_choose_blas_kernels(argv, 1);
   int images = 250, threads = 2, steps = 0;
   bool torch = true, pca = true;
   const char *only = NULL;
@@ -314,10 +316,11 @@ int main(int argc, char **argv) {
   int epoch_steps = (images + BATCH - 1) / BATCH;
   grad_threads_set(threads);
   double peak = sgemm_peak();
-  const char *core = openblas_get_corename();
+  const char *core = grad_blas_core();
+  bench_check_blas_core(core);
   printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads (kernels "
          "for %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
-         images, SIZE, SIZE, BATCH, threads, core ? core : "?", peak * 1e-9, load_average());
+         images, SIZE, SIZE, BATCH, threads, core ? core : "?", peak * 1e-9, bench_load_average());
   printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
          "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
          "GFLOP/s", "%peak", "ours MB", "torch MB");
@@ -360,6 +363,6 @@ int main(int argc, char **argv) {
     bench_pca(384, 64, images);
     bench_pca(1536, 64, images);
   }
-  printf("load average %.2f at end\n", load_average());
+  printf("load average %.2f at end\n", bench_load_average());
   return 0;
 }

@@ -1,5 +1,9 @@
-/* The PCA channel reduction: known axes, optimality, files. */
+/* The PCA channel reduction: known axes, optimality, files, and the
+ * experimental public fit (grad_reduction_fit_*). */
+#define GRAD_EXPERIMENTAL /* grad_reduction_fit_* (not yet promised) */
 #include <unistd.h>
+
+#include <grad/reduction.h>
 
 #include "pca.h"
 #include "testutil.h"
@@ -236,6 +240,62 @@ START_TEST(non_finite_features_fail) {
 }
 END_TEST
 
+/* The public fit, fed one map per call, is the internal fit of all maps at
+ * once, bit for bit (the sums are per image either way), and the public
+ * apply of it gives what the internal apply gives. */
+START_TEST(public_fit_is_the_internal_fit) {
+  float *x = malloc(sizeof(float) * NIMG * CR * P);
+  float *y1 = malloc(sizeof(float) * NIMG * C * P), *y2 = malloc(sizeof(float) * NIMG * C * P);
+  correlated_data(x);
+  grad_workspace *ws = new_ws();
+  grad__pca_fit *fit = NULL;
+  grad__pca *pca = NULL;
+  ck_assert_int_eq(grad__pca_fit_create(CR, &fit), GRAD_OK);
+  ck_assert_int_eq(grad__pca_fit_add(fit, x, NIMG, P, ws), GRAD_OK);
+  ck_assert_int_eq(grad__pca_fit_finish(fit, C, &pca), GRAD_OK);
+
+  grad_reduction_fit *mine = NULL;
+  grad_reduction *reduction = NULL;
+  ck_assert_int_eq(grad_reduction_fit_create(CR, &mine), GRAD_OK);
+  ck_assert_int_eq(grad_reduction_fit_finish(mine, C, &reduction), GRAD_E_STATE);
+  ck_assert_ptr_null(reduction);
+  for (int i = 0; i < NIMG; i++)
+    ck_assert_int_eq(grad_reduction_fit_add(mine, ws, x + (size_t)i * CR * P, 1, P), GRAD_OK);
+  ck_assert_int_eq(grad_reduction_fit_finish(mine, C, &reduction), GRAD_OK);
+  ck_assert_int_eq(grad_reduction_input_channels(reduction), CR);
+  ck_assert_int_eq(grad_reduction_channels(reduction), C);
+  ck_assert_double_eq(grad_reduction_retained_variance(reduction), pca->retained);
+  const grad__pca *theirs = pca, *ours = (const grad__pca *)(const void *)reduction;
+  ck_assert_mem_eq(ours->mean, theirs->mean, sizeof(float) * CR);
+  ck_assert_mem_eq(ours->projection, theirs->projection, sizeof(float) * C * CR);
+  ck_assert_int_eq(grad_reduction_apply(reduction, ws, x, NIMG, P, y1), GRAD_OK);
+  ck_assert_int_eq(grad__pca_apply(pca, x, NIMG, P, y2, ws), GRAD_OK);
+  ck_assert_mem_eq(y1, y2, sizeof(float) * NIMG * C * P);
+
+  ck_assert_int_eq(grad_reduction_fit_add(mine, ws, x, 0, P), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_reduction_fit_add(mine, ws, x, 1, 0), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_reduction_fit_add(mine, NULL, x, 1, P), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_reduction_fit_add(NULL, ws, x, 1, P), GRAD_E_INVALID_ARG);
+  grad_reduction *none = NULL;
+  ck_assert_int_eq(grad_reduction_fit_finish(NULL, C, &none), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_reduction_fit_finish(mine, 0, &none), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_null(none);
+  grad_reduction_fit *bad = NULL;
+  ck_assert_int_eq(grad_reduction_fit_create(0, &bad), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_null(bad);
+  ck_assert_int_eq(grad_reduction_fit_create(CR, NULL), GRAD_E_INVALID_ARG);
+  grad_reduction_free(NULL);
+  grad_reduction_fit_free(NULL);
+
+  grad_reduction_free(reduction);
+  grad_reduction_fit_free(mine);
+  grad__pca_free(pca);
+  grad__pca_fit_free(fit);
+  grad_workspace_free(ws);
+  free(x), free(y1), free(y2);
+}
+END_TEST
+
 /* Written and read back under reduce.mean / reduce.projection; the
  * identity is recognised again on reading. */
 START_TEST(file_round_trip) {
@@ -311,6 +371,7 @@ int main(void) {
   tcase_add_test(tc, identity_when_not_reducing);
   tcase_add_test(tc, non_finite_features_fail);
   tcase_add_test(tc, file_round_trip);
+  tcase_add_test(tc, public_fit_is_the_internal_fit);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -11,7 +11,7 @@
  *  - the output struct grad_eval_summary gets only the fields it covers.
  * Links the shared library only: no internal header is included.
  */
-#define GRAD_EXPERIMENTAL /* uses grad_synth_* (not yet promised) */
+#define GRAD_EXPERIMENTAL /* uses grad_synth_*, grad_store_* (not yet promised) */
 #include <grad/grad.h>
 #include <stddef.h>
 
@@ -362,6 +362,30 @@ START_TEST(model_and_train_options_older_and_newer) {
 }
 END_TEST
 
+/* ---- grad_store_options (experimental; no older version yet) ------------- */
+
+typedef struct new_store_options {
+  grad_store_options known;
+  int future;
+} new_store_options;
+
+START_TEST(store_options_newer) {
+  new_store_options nw;
+  grad_store_options_init(&nw.known, sizeof nw);
+  ck_assert_uint_eq(nw.known.struct_size, sizeof nw);
+  ck_assert_int_eq(nw.future, 0);
+  nw.known.channels = 3, nw.known.height = 5, nw.known.width = 6;
+  grad_store *store = NULL;
+  ck_assert_int_eq(grad_store_create(&nw.known, &store), GRAD_OK);
+  ck_assert_int_eq(grad_store_channels(store), 3);
+  ck_assert_int_eq(grad_store_width(store), 6);
+  grad_store_free(store);
+  nw.future = 1;
+  expect_refused(grad_store_create(&nw.known, &store), "grad_store_options");
+  ck_assert_ptr_null(store);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("struct_size");
   TCase *tc = tcase_create("policy");
@@ -370,6 +394,7 @@ int main(void) {
   tcase_add_test(tc, calibration_options_older_and_newer);
   tcase_add_test(tc, synth_options_older_and_newer);
   tcase_add_test(tc, model_and_train_options_older_and_newer);
+  tcase_add_test(tc, store_options_newer);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -1,5 +1,7 @@
 /* The training loop: PyTorch golden, determinism, resume, cancellation,
- * checkpoints, options, and the loss falling on synthetic features. */
+ * checkpoints, options, the loss falling on synthetic features, and the
+ * experimental public calls grad_store_create / grad_store_train. */
+#define GRAD_EXPERIMENTAL /* grad_store_create, grad_store_train (not yet promised) */
 #include <unistd.h>
 
 #include "testutil.h"
@@ -471,6 +473,96 @@ START_TEST(loss_falls_on_synthetic_features) {
 }
 END_TEST
 
+/* ---- the public store calls (experimental) --------------------------------- */
+
+/* grad_store_create + grad_store_train on the caller's array give bitwise
+ * the store that grad__store_create + grad__train_store give on a feature
+ * cache holding the same maps (the path grad_model_train takes), for both
+ * decoders (_i = 1: CRAD, its width left to the 4C default), including a
+ * run cancelled by the progress callback part-way through an epoch. */
+START_TEST(public_store_training_matches_the_internal_path) {
+  enum { N = 10, C = 4, HW = 5 };
+  const bool crad = _i == 1;
+  grad__feature_cache *cache = smooth_cache(N, C, HW, 5, 0);
+  float *features = malloc(sizeof(float) * N * C * HW * HW);
+  ck_assert_ptr_nonnull(features);
+  for (int i = 0; i < N; i++)
+    memcpy(features + (size_t)i * C * HW * HW, grad__feature_cache_image(cache, i),
+           sizeof(float) * C * HW * HW);
+  grad_store_options so;
+  grad_store_options_init(&so, sizeof so);
+  so.channels = C, so.height = HW, so.width = HW, so.blocks = 1, so.seed = 3;
+  so.decoder = crad ? "crad" : NULL;
+  grad__store_config config = {C, HW, HW, 8, 4, 1, crad ? GRAD__DECODER_CRAD : 0, crad ? 4 * C : 0};
+  grad_train_options o = small_options();
+  o.epochs = 2;
+  for (int cancel_at = 0; cancel_at <= 2; cancel_at += 2) {
+    progress_log log_public = {0, cancel_at, 0, {0}, true}, log_internal = log_public;
+    grad_store *mine = NULL, *theirs = NULL;
+    ck_assert_int_eq(grad_store_create(&so, &mine), GRAD_OK);
+    ck_assert_int_eq(grad__store_create(&config, 3, &theirs), GRAD_OK);
+    ck_assert_int_eq(grad__store_config_of(mine)->expansion, crad ? 16 : 0);
+    ck_assert(stores_identical(mine, theirs)); /* the same initial parameters */
+    grad_status want = cancel_at ? GRAD_E_CANCELLED : GRAD_OK;
+    o.progress = cancel_at ? on_progress : NULL;
+    o.progress_user = &log_public;
+    ck_assert_int_eq(grad_store_train(mine, features, N, &o), want);
+    o.progress_user = &log_internal;
+    ck_assert_int_eq(grad__train_store(theirs, cache, &o, NULL, NULL), want);
+    ck_assert_int_eq(log_public.calls, log_internal.calls);
+    ck_assert(stores_identical(mine, theirs));
+    grad_store_free(mine), grad_store_free(theirs);
+  }
+  free(features);
+  grad__feature_cache_free(cache);
+}
+END_TEST
+
+START_TEST(public_store_calls_check_their_arguments) {
+  grad_store *store = NULL;
+  ck_assert_int_eq(grad_store_create(NULL, &store), GRAD_OK); /* the defaults */
+  ck_assert_int_eq(grad_store_channels(store), 64);
+  ck_assert_int_eq(grad_store_height(store), 28);
+  ck_assert_int_eq(grad_store_width(store), 28);
+  ck_assert_int_eq(grad__store_config_of(store)->blocks, 2);
+  grad_store_free(store);
+  ck_assert_int_eq(grad_store_create(NULL, NULL), GRAD_E_INVALID_ARG);
+
+  grad_store_options so;
+  grad_store_options_init(&so, sizeof so);
+  so.decoder = "transformer";
+  store = (grad_store *)&so; /* must be reset to NULL on failure */
+  ck_assert_int_eq(grad_store_create(&so, &store), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_null(store);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "grad_store_options"));
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "transformer"));
+  grad_store_options_init(&so, sizeof so);
+  so.expansion = 32; /* only for "crad" */
+  ck_assert_int_eq(grad_store_create(&so, &store), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "expansion"));
+  grad_store_options_init(&so, sizeof so);
+  so.height = 0;
+  ck_assert_int_eq(grad_store_create(&so, &store), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "height"));
+  so.struct_size = 3;
+  ck_assert_int_eq(grad_store_create(&so, &store), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "struct_size"));
+
+  grad_store_options_init(&so, sizeof so);
+  so.channels = 2, so.height = so.width = 3, so.blocks = 0;
+  ck_assert_int_eq(grad_store_create(&so, &store), GRAD_OK);
+  float features[2 * 2 * 3 * 3] = {0};
+  ck_assert_int_eq(grad_store_train(NULL, features, 2, NULL), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_store_train(store, NULL, 2, NULL), GRAD_E_INVALID_ARG);
+  ck_assert_int_eq(grad_store_train(store, features, 0, NULL), GRAD_E_INVALID_ARG);
+  grad_train_options o = small_options();
+  o.batch = 0;
+  ck_assert_int_eq(grad_store_train(store, features, 2, &o), GRAD_E_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(grad_last_error(), "batch"));
+  grad_store_free(store);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("train");
   TCase *tc = tcase_create("train");
@@ -485,6 +577,8 @@ int main(void) {
   tcase_add_test(tc, checkpoints_every_k_epochs);
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, loss_falls_on_synthetic_features);
+  tcase_add_loop_test(tc, public_store_training_matches_the_internal_path, 0, 2);
+  tcase_add_test(tc, public_store_calls_check_their_arguments);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

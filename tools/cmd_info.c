@@ -113,11 +113,11 @@ static int print_json(const char *path, const grad_tensorfile *tf) {
     json_t *shape = json_array();
     for (int d = 0; d < grad_tensorfile_ndim(tf, i); d++)
       json_array_append_new(shape, json_integer((json_int_t)grad_tensorfile_dim(tf, i, d)));
+    json_int_t bytes = (json_int_t)grad_tensorfile_tensor_bytes(tf, i);
     json_array_append_new(tensors, json_pack("{s:o, s:s, s:o, s:I}", "name",
                                              cli_json_string(grad_tensorfile_name(tf, i)),
                                              "dtype", grad_tensorfile_dtype_name(tf, i),
-                                             "shape", shape,
-                                             "bytes", (json_int_t)grad_tensorfile_tensor_bytes(tf, i)));
+                                             "shape", shape, "bytes", bytes));
   }
   json_t *root = json_pack("{s:o, s:I, s:o, s:o, s:o}", "file", cli_json_string(path),
                            "bytes", (json_int_t)grad_tensorfile_bytes(tf), "metadata", metadata,

@@ -97,6 +97,13 @@ GRAD_API int grad_threads_get(void);
 GRAD_API const char *grad_blas_core(void);
 
 /*
+ * The instruction-set build of libgrad's own vector kernels (today the
+ * fused depthwise convolution of the EfficientNet backbones), chosen once
+ * from the CPU: "avx512", "avx2" or "baseline". Never NULL. Thread-safe.
+ */
+GRAD_API const char *grad_kernels_isa(void);
+
+/*
  * A sentence on why a thread could not start, for a program that starts
  * threads itself (before OpenBLAS does, say): err is pthread_create's
  * error, and the sentence names it and the limits involved (ulimit -u,

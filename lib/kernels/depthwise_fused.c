@@ -6,6 +6,7 @@
  */
 #include "depthwise_fused.h"
 
+#include <grad/common.h> /* grad_kernels_isa */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -286,7 +287,7 @@ static const isa_build *build(void) {
   return b;
 }
 
-const char *grad__depthwise_isa(void) { return build()->name; }
+const char *grad_kernels_isa(void) { return build()->name; }
 
 int grad__depthwise_force_isa(const char *isa) {
   if (!isa) {

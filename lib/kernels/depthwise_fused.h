@@ -49,8 +49,8 @@ void grad__bias_act_rows(float *y, size_t ld, size_t cols, int r0, int r1, const
 void grad__bias_act_rows_reference(float *y, size_t ld, size_t cols, int r0, int r1,
                                    const float *bias, const float *residual, int swish);
 
-/* The build in use: "avx512", "avx2" or "baseline". */
-const char *grad__depthwise_isa(void);
+/* The build in use ("avx512", "avx2" or "baseline") is grad_kernels_isa()
+ * (<grad/common.h>, experimental). */
 /* Forces a build for tests: "avx512", "avx2", "baseline" (when the CPU has
  * it); NULL restores the automatic choice. Returns 0 when not available.
  * Not thread-safe: tests only. */

@@ -61,6 +61,13 @@ grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
                                grad_store **out);
 const grad__store_config *grad__store_config_of(const grad_store *store);
 
+/* Sets config's decoder and expansion from a public options struct's
+ * decoder name (NULL or "basic"; "crad") and width (0 for "crad": 4 x
+ * config->channels, as CRAD's code). GRAD_E_INVALID_ARG for another name;
+ * the width is checked by grad__store_create. */
+grad_status grad__store_decoder_set(grad__store_config *config, const char *decoder,
+                                    int expansion);
+
 size_t grad__store_param_count(const grad_store *store);
 grad__param *grad__store_param(grad_store *store, size_t index);
 size_t grad__store_buffer_count(const grad_store *store);

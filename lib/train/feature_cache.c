@@ -1,5 +1,6 @@
 /* The training feature cache: a heap block, or an unlinked mmap'ed file. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@ struct grad__feature_cache {
   size_t bytes;
   float *data;
   bool spilled;         /* data is a mapping of `bytes`, not a heap block */
+  bool borrowed;        /* data is the caller's, read-only (grad__feature_cache_wrap) */
 };
 
 /* A temporary file of `bytes` in dir, unlinked at once and fully reserved,
@@ -50,10 +52,9 @@ static grad_status map_spill_file(const char *dir, size_t bytes, float **out) {
   return GRAD_OK;
 }
 
-grad_status grad__feature_cache_create(int images, int channels, int height, int width,
-                                       size_t memory_limit, const char *spill_dir,
-                                       grad__feature_cache **out) {
-  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad__feature_cache_create: out is NULL");
+/* The handle of a cache of this shape, without its data. */
+static grad_status cache_shell(int images, int channels, int height, int width,
+                               grad__feature_cache **out) {
   *out = NULL;
   if (images <= 0 || channels <= 0 || height <= 0 || width <= 0)
     return grad__fail(GRAD_E_INVALID_ARG, "feature cache of %d x %d x %d x %d", images, channels,
@@ -64,7 +65,6 @@ grad_status grad__feature_cache_create(int images, int channels, int height, int
       !grad__mul_size(total, sizeof(float), &bytes))
     return grad__fail(GRAD_E_TOO_LARGE, "feature cache of %d x %d x %d x %d overflows", images,
                       channels, height, width);
-  if (memory_limit == 0) memory_limit = GRAD__FEATURE_CACHE_DEFAULT_LIMIT;
   grad__feature_cache *cache = grad__calloc(1, sizeof *cache);
   if (!cache) return grad__fail(GRAD_E_NOMEM, "out of memory for the feature cache");
   cache->images = images;
@@ -73,6 +73,32 @@ grad_status grad__feature_cache_create(int images, int channels, int height, int
   cache->width = width;
   cache->image_floats = image_floats;
   cache->bytes = bytes;
+  *out = cache;
+  return GRAD_OK;
+}
+
+grad_status grad__feature_cache_wrap(const float *data, int images, int channels, int height,
+                                     int width, grad__feature_cache **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad__feature_cache_wrap: out is NULL");
+  *out = NULL;
+  if (!data) return grad__fail(GRAD_E_INVALID_ARG, "grad__feature_cache_wrap: data is NULL");
+  grad_status st = cache_shell(images, channels, height, width, out);
+  if (st != GRAD_OK) return st;
+  (*out)->data = (float *)(uintptr_t)data; /* only read: grad__feature_cache_image refuses it */
+  (*out)->borrowed = true;
+  return GRAD_OK;
+}
+
+grad_status grad__feature_cache_create(int images, int channels, int height, int width,
+                                       size_t memory_limit, const char *spill_dir,
+                                       grad__feature_cache **out) {
+  if (!out) return grad__fail(GRAD_E_INVALID_ARG, "grad__feature_cache_create: out is NULL");
+  *out = NULL;
+  grad__feature_cache *cache = NULL;
+  grad_status shell = cache_shell(images, channels, height, width, &cache);
+  if (shell != GRAD_OK) return shell;
+  size_t bytes = cache->bytes, total = bytes / sizeof(float);
+  if (memory_limit == 0) memory_limit = GRAD__FEATURE_CACHE_DEFAULT_LIMIT;
   if (bytes <= memory_limit) {
     cache->data = grad__calloc(total, sizeof(float));
     if (!cache->data) {
@@ -98,7 +124,7 @@ void grad__feature_cache_free(grad__feature_cache *cache) {
   if (!cache) return;
   if (cache->spilled)
     munmap(cache->data, cache->bytes);
-  else
+  else if (!cache->borrowed)
     grad__free(cache->data);
   grad__free(cache);
 }
@@ -111,7 +137,7 @@ bool grad__feature_cache_spilled(const grad__feature_cache *cache) { return cach
 size_t grad__feature_cache_bytes(const grad__feature_cache *cache) { return cache->bytes; }
 
 float *grad__feature_cache_image(grad__feature_cache *cache, int index) {
-  if (!cache || index < 0 || index >= cache->images) return NULL;
+  if (!cache || cache->borrowed || index < 0 || index >= cache->images) return NULL;
   return cache->data + (size_t)index * cache->image_floats;
 }
 

@@ -30,6 +30,11 @@ typedef struct grad__feature_cache grad__feature_cache;
 grad_status grad__feature_cache_create(int images, int channels, int height, int width,
                                        size_t memory_limit, const char *spill_dir,
                                        grad__feature_cache **out);
+/* A read-only cache over the caller's n x C x H x W floats, which must
+ * outlive it: nothing is copied, grad__feature_cache_image gives NULL, and
+ * freeing it leaves the data alone (grad_store_train's features). */
+grad_status grad__feature_cache_wrap(const float *data, int images, int channels, int height,
+                                     int width, grad__feature_cache **out);
 /* Unmaps / frees; the spill file's space goes back to the disk. NULL is a no-op. */
 void grad__feature_cache_free(grad__feature_cache *cache);
 
@@ -42,7 +47,8 @@ bool grad__feature_cache_spilled(const grad__feature_cache *cache);
 /* n*C*H*W*4. */
 size_t grad__feature_cache_bytes(const grad__feature_cache *cache);
 
-/* Image `index`'s C x H x W floats, to fill or read; NULL when out of range. */
+/* Image `index`'s C x H x W floats, to fill or read; NULL when out of range
+ * or the cache is a read-only wrap. */
 float *grad__feature_cache_image(grad__feature_cache *cache, int index);
 const float *grad__feature_cache_image_const(const grad__feature_cache *cache, int index);
 

@@ -403,13 +403,10 @@ static grad_status train_model(const grad_model_options *opts, const grad_train_
   grad__feature_cache_free(raw);
   raw = NULL;
   if (s == GRAD_OK) {
-    /* CRAD's default width is 4C: 864 at C = 216, as the official code. */
-    const bool crad = model_is_crad(opts);
     grad__store_config config = {pca->channels, h, w, opts->local_res, opts->global_res,
-                                 opts->blocks, crad ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC,
-                                 crad ? (opts->expansion ? opts->expansion : 4 * pca->channels)
-                                      : 0};
-    s = grad__store_create(&config, opts->backbone->random_seed, &store);
+                                 opts->blocks, GRAD__DECODER_BASIC, 0};
+    s = grad__store_decoder_set(&config, opts->decoder, opts->expansion);
+    if (s == GRAD_OK) s = grad__store_create(&config, opts->backbone->random_seed, &store);
   }
   grad__train_report report;
   memset(&report, 0, sizeof report);

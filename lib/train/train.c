@@ -1,4 +1,4 @@
-/* The training loop over cached features (docs/method.md section 6). */
+/* The training loop over cached features (docs/method.md section 6), and grad_store_train. */
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -303,5 +303,23 @@ grad_status grad__train_store(grad_store *store, grad__feature_cache *cache,
   grad__trainer_free(r.trainer);
   grad__free(r.order);
   if (report) report->seconds = now_seconds() - start;
+  return st;
+}
+
+/* The experimental public call (<grad/store.h>): the loop above over the
+ * caller's maps, wrapped without a copy. */
+grad_status grad_store_train(grad_store *store, const float *features, int count,
+                             const grad_train_options *options) {
+  if (!store || !features || count < 1)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_store_train: %s",
+                      count < 1 ? "count < 1" : "store or features is NULL");
+  grad_train_options opts;
+  grad_status st = grad__train_options_resolve(options, &opts);
+  if (st != GRAD_OK) return st;
+  const grad__store_config *c = grad__store_config_of(store);
+  grad__feature_cache *cache = NULL;
+  st = grad__feature_cache_wrap(features, count, c->channels, c->height, c->width, &cache);
+  if (st == GRAD_OK) st = grad__train_store(store, cache, &opts, opts.resume_path, NULL);
+  grad__feature_cache_free(cache);
   return st;
 }
