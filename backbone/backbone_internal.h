@@ -76,9 +76,15 @@ struct grad_backbone {
 };
 
 /* A caller's options over the defaults, by the struct_size policy of
- * core.h (in NULL: the defaults). Values are checked when building. */
+ * core.h (in NULL: the defaults). Values are checked when building
+ * (backbone_options.c). */
 grad_status grad__backbone_options_resolve(const grad_backbone_options *in,
                                            grad_backbone_options *out);
+/* The fields every family checks alike: layers only among 1..max_layer (and
+ * at least one), input size 32..4096, output stride 4, 8, 16 or 32;
+ * GRAD_E_INVALID_ARG naming the field (and arch, for the layers). */
+grad_status grad__backbone_options_check(const grad_backbone_options *opts, int max_layer,
+                                         const char *arch);
 
 /*
  * Builds the structure for a descriptor (which may be a non-standard
@@ -173,6 +179,24 @@ grad_status grad__bb_put_common(const grad_backbone *bb, grad__st_writer *w, con
                                 int max_layer);
 grad_status grad__bb_put_conv(grad__st_writer *w, const char *prefix, const char *name, int cout,
                               int cin, int kernel, const float *weight, const float *bias);
+/*
+ * Reads one conv (conv_bn_load.c): prefix+name+".weight" (cout x cin x
+ * kernel x kernel) into weight, then either its BatchNorm
+ * prefix+bn+".weight/.bias/.running_mean/.running_var" folded in
+ * (w * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps);
+ * bn_scratch holds 4 x cout floats), or, with bn NULL or "", its own
+ * prefix+name+".bias" (a folded conv of a model file, a conv without
+ * BatchNorm). GRAD_E_NUMERIC names a negative running variance.
+ */
+grad_status grad__bb_get_conv(const grad__st_file *f, const char *prefix, const char *name,
+                              const char *bn, int cout, int cin, int kernel, double eps,
+                              float *weight, float *bias, float *bn_scratch);
+/* A weights file whose "arch" metadata names another architecture than
+ * bb's: GRAD_E_INVALID_ARG naming both. */
+grad_status grad__bb_check_file_arch(const grad_backbone *bb, const grad__st_file *file);
+/* st, with "backbone weights" (and the path, unless the message has it)
+ * put before the message. */
+grad_status grad__bb_load_failed(grad_status st, const grad__st_file *file);
 /* Rebuilds a backbone written by grad__backbone_write. */
 grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad_backbone **out);
 

@@ -96,23 +96,6 @@ grad_status grad__effnet_arch_channels(const grad__effnet_arch *arch, unsigned l
   return GRAD_OK;
 }
 
-static grad_status check_options(const grad_backbone_options *opts, const char *arch) {
-  /* struct_size was resolved by grad_backbone_create (the policy of core.h). */
-  if (opts->layers == 0 || (opts->layers & ~all_layers()))
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.layers is 0x%x: an EfficientNet (%s) has layers "
-                      "1..5 (bits 1..5) and nothing else",
-                      opts->layers, arch);
-  if (opts->input_size < 32 || opts->input_size > 4096)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_options.input_size %d is outside 32..4096",
-                      opts->input_size);
-  int s = opts->output_stride;
-  if (s != 4 && s != 8 && s != 16 && s != 32)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.output_stride %d is not 4, 8, 16 or 32", s);
-  return GRAD_OK;
-}
-
 static grad__effnet_conv *add_conv(grad__effnet *net, int cin, int cout, int kernel, int stride,
                                    bool depthwise, const char *name, const char *bn) {
   grad__effnet_conv *c = &net->convs[net->conv_count++];
@@ -197,7 +180,7 @@ static grad_status build_backbone(const grad__effnet_arch *arch, const grad_back
                                   grad_backbone **out) {
   *out = NULL;
   const char *name = arch->name ? arch->name : "custom";
-  grad_status st = check_options(opts, name);
+  grad_status st = grad__backbone_options_check(opts, GRAD__EFFNET_LAYERS, name);
   if (st != GRAD_OK) return st;
   if (!(arch->width_mult >= 0.05 && arch->width_mult <= 8.0) ||
       !(arch->depth_mult >= 0.05 && arch->depth_mult <= 8.0) || !(arch->bn_eps > 0.0))

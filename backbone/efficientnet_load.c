@@ -37,67 +37,22 @@ grad_status grad__effnet_init_random(grad_backbone *bb, uint64_t seed) {
   return GRAD_OK;
 }
 
-static grad_status read_tensor(const grad__st_file *f, const char *prefix, const char *module,
-                               const char *what, int ndim, const int64_t *shape, float *out) {
-  char name[GRAD__BB_NAME + 128];
-  snprintf(name, sizeof name, "%s%s.%s", prefix, module, what);
-  return grad__st_read_f32(f, name, ndim, shape, true, out);
-}
-
-/* One conv of a state dict: its weight, then its BatchNorm folded in
- * (w * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)) or
- * its own bias. bn_scratch holds 4 x cout floats. */
-static grad_status load_conv(const grad__st_file *f, double eps, grad__effnet_conv *c,
-                             float *bn_scratch) {
-  const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
-  const int64_t cshape[1] = {c->cout};
-  grad_status st = read_tensor(f, "", c->name, "weight", 4, wshape, c->weight);
-  if (st != GRAD_OK) return st;
-  if (!c->bn[0]) return read_tensor(f, "", c->name, "bias", 1, cshape, c->bias);
-  static const char *const parts[4] = {"weight", "bias", "running_mean", "running_var"};
-  float *p[4];
-  for (int i = 0; i < 4; i++) {
-    p[i] = bn_scratch + (size_t)i * c->cout;
-    st = read_tensor(f, "", c->bn, parts[i], 1, cshape, p[i]);
-    if (st != GRAD_OK) return st;
-  }
-  for (int o = 0; o < c->cout; o++)
-    if (!((double)p[3][o] + eps > 0.0))
-      return grad__fail(GRAD_E_NUMERIC,
-                        "tensor '%s.running_var' has %g at index %d: a variance must be >= 0",
-                        c->bn, p[3][o], o);
-  const size_t per_out = weight_count(c) / c->cout;
-  for (int o = 0; o < c->cout; o++) {
-    double scale = p[0][o] / sqrt((double)p[3][o] + eps);
-    float *w = c->weight + o * per_out;
-    for (size_t j = 0; j < per_out; j++) w[j] = (float)(w[j] * scale);
-    c->bias[o] = (float)(p[1][o] - p[2][o] * scale);
-  }
-  return GRAD_OK;
-}
-
 grad_status grad__effnet_load_file(grad_backbone *bb, const grad__st_file *file) {
   const grad__effnet *net = bb->effnet;
-  const char *path = grad__st_path(file);
-  const char *arch = grad__st_meta(file, "arch");
-  if (arch && strcmp(arch, bb->arch_name))
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "weights file %s holds architecture '%s', not the requested '%s'", path,
-                      arch, bb->arch_name);
+  grad_status st = grad__bb_check_file_arch(bb, file);
+  if (st != GRAD_OK) return st;
   int channels = 0;
   for (int i = 0; i < net->conv_count; i++)
     if (net->convs[i].cout > channels) channels = net->convs[i].cout;
   float *scratch = grad__malloc_array(4 * (size_t)channels, sizeof(float));
-  if (!scratch) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", path);
-  grad_status st = GRAD_OK;
-  for (int i = 0; st == GRAD_OK && i < net->conv_count; i++)
-    st = load_conv(file, net->arch.bn_eps, &net->convs[i], scratch);
-  grad__free(scratch);
-  if (st != GRAD_OK) {
-    if (strstr(grad_last_error(), path)) return grad__fail_context(st, "backbone weights");
-    return grad__fail_context(st, "backbone weights %s", path);
+  if (!scratch) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", grad__st_path(file));
+  for (int i = 0; st == GRAD_OK && i < net->conv_count; i++) {
+    grad__effnet_conv *c = &net->convs[i];
+    st = grad__bb_get_conv(file, "", c->name, c->bn, c->cout, c->cin, c->kernel,
+                           net->arch.bn_eps, c->weight, c->bias, scratch);
   }
-  return GRAD_OK;
+  grad__free(scratch);
+  return st == GRAD_OK ? st : grad__bb_load_failed(st, file);
 }
 
 /* ---- Model files ---------------------------------------------------------- */
@@ -180,10 +135,8 @@ grad_status grad__effnet_read(const grad__st_file *f, const char *prefix, grad_b
   const grad__effnet *net = bb->effnet;
   for (int i = 0; st == GRAD_OK && i < net->conv_count; i++) {
     grad__effnet_conv *c = &net->convs[i];
-    const int64_t wshape[4] = {c->cout, c->cin, c->kernel, c->kernel};
-    const int64_t cshape[1] = {c->cout};
-    st = read_tensor(f, prefix, c->name, "weight", 4, wshape, c->weight);
-    if (st == GRAD_OK) st = read_tensor(f, prefix, c->name, "bias", 1, cshape, c->bias);
+    st = grad__bb_get_conv(f, prefix, c->name, NULL, c->cout, c->cin, c->kernel, 0.0, c->weight,
+                           c->bias, NULL);
   }
   if (st != GRAD_OK) {
     grad_backbone_free(bb);

@@ -66,45 +66,6 @@ grad_status grad_backbone_arch_channels(const char *arch, unsigned layers, int *
   return GRAD_OK;
 }
 
-static const grad_backbone_options default_options = {
-  .struct_size = sizeof(grad_backbone_options),
-  .arch = "resnet18",
-  .weights_path = NULL,
-  .random_seed = 0,
-  .layers = GRAD_BACKBONE_LAYER(2) | GRAD_BACKBONE_LAYER(3),
-  .input_size = 224,
-  .output_stride = 8,
-};
-
-void grad_backbone_options_init(grad_backbone_options *opts, size_t struct_size) {
-  grad__struct_init(opts, struct_size, &default_options, sizeof default_options);
-}
-
-grad_status grad__backbone_options_resolve(const grad_backbone_options *in,
-                                           grad_backbone_options *out) {
-  *out = default_options;
-  return grad__struct_read("grad_backbone_options", in,
-                           GRAD__STRUCT_MIN(grad_backbone_options, arch), out, sizeof *out);
-}
-
-static grad_status check_options(const grad_backbone_options *opts) {
-  const unsigned all = GRAD_BACKBONE_LAYER(1) | GRAD_BACKBONE_LAYER(2) |
-                       GRAD_BACKBONE_LAYER(3) | GRAD_BACKBONE_LAYER(4);
-  if (opts->layers == 0 || (opts->layers & ~all))
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.layers is 0x%x: set bits 1..4 (layer1..layer4) "
-                      "and nothing else",
-                      opts->layers);
-  if (opts->input_size < 32 || opts->input_size > 4096)
-    return grad__fail(GRAD_E_INVALID_ARG, "grad_backbone_options.input_size %d is outside 32..4096",
-                      opts->input_size);
-  int s = opts->output_stride;
-  if (s != 4 && s != 8 && s != 16 && s != 32)
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "grad_backbone_options.output_stride %d is not 4, 8, 16 or 32", s);
-  return GRAD_OK;
-}
-
 static grad_status check_arch(const grad__resnet_arch *arch) {
   for (int k = 0; k < 4; k++)
     if (arch->blocks[k] < 1 || arch->blocks[k] > GRAD__BB_MAX_BLOCKS)
@@ -193,7 +154,7 @@ grad_status grad__backbone_each_conv(grad_backbone *bb, grad__bb_conv_fn fn, voi
 grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backbone_options *opts,
                                  grad_backbone **out) {
   *out = NULL;
-  grad_status st = check_options(opts);
+  grad_status st = grad__backbone_options_check(opts, 4, arch->name ? arch->name : "custom");
   if (st == GRAD_OK) st = check_arch(arch);
   if (st != GRAD_OK) return st;
   grad_backbone *bb = grad__calloc(1, sizeof *bb);

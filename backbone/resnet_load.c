@@ -22,18 +22,6 @@ static size_t weight_count(const grad__conv *s) {
   return (size_t)s->out_channels * s->in_channels * s->kernel * s->kernel;
 }
 
-/* w <- w * gamma / sqrt(var + eps), b <- beta - mean * gamma / sqrt(var + eps). */
-static void fold(grad__bb_conv *c, const float *gamma, const float *beta, const float *mean,
-                 const float *var) {
-  const size_t per_out = weight_count(&c->shape) / c->shape.out_channels;
-  for (int o = 0; o < c->shape.out_channels; o++) {
-    double scale = gamma[o] / sqrt((double)var[o] + bn_eps);
-    float *w = c->weight + o * per_out;
-    for (size_t j = 0; j < per_out; j++) w[j] = (float)(w[j] * scale);
-    c->bias[o] = (float)(beta[o] - mean[o] * scale);
-  }
-}
-
 /*
  * torchvision's ResNet.__init__: kaiming_normal_(mode="fan_out",
  * nonlinearity="relu"), i.e. N(0, 2 / (Cout * K * K)), for every conv in
@@ -68,34 +56,11 @@ typedef struct load_ctx {
   float *bn;           /* 4 x max channels */
 } load_ctx;
 
-static grad_status read_tensor(const load_ctx *l, const char *module, const char *what, int ndim,
-                               const int64_t *shape, float *out) {
-  char name[GRAD__BB_NAME + 128];
-  snprintf(name, sizeof name, "%s%s.%s", l->prefix, module, what);
-  return grad__st_read_f32(l->file, name, ndim, shape, true, out);
-}
-
 static grad_status load_conv(grad__bb_conv *c, void *ctx) {
   const load_ctx *l = ctx;
   const grad__conv *s = &c->shape;
-  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
-  const int64_t cshape[1] = {s->out_channels};
-  grad_status st = read_tensor(l, c->name, "weight", 4, wshape, c->weight);
-  if (st != GRAD_OK) return st;
-  static const char *const bn_parts[4] = {"weight", "bias", "running_mean", "running_var"};
-  float *p[4];
-  for (int i = 0; i < 4; i++) {
-    p[i] = l->bn + (size_t)i * s->out_channels;
-    st = read_tensor(l, c->bn, bn_parts[i], 1, cshape, p[i]);
-    if (st != GRAD_OK) return st;
-  }
-  for (int o = 0; o < s->out_channels; o++)
-    if (!((double)p[3][o] + bn_eps > 0.0))
-      return grad__fail(GRAD_E_NUMERIC,
-                        "tensor '%s.running_var' has %g at index %d: a variance must be >= 0",
-                        c->bn, p[3][o], o);
-  fold(c, p[0], p[1], p[2], p[3]);
-  return GRAD_OK;
+  return grad__bb_get_conv(l->file, l->prefix, c->name, c->bn, s->out_channels, s->in_channels,
+                           s->kernel, bn_eps, c->weight, c->bias, l->bn);
 }
 
 static grad_status max_channels(grad__bb_conv *c, void *ctx) {
@@ -105,24 +70,15 @@ static grad_status max_channels(grad__bb_conv *c, void *ctx) {
 }
 
 grad_status grad__backbone_load_file(grad_backbone *bb, const grad__st_file *file) {
-  const char *path = grad__st_path(file);
-  const char *arch = grad__st_meta(file, "arch");
-  if (arch && strcmp(arch, bb->arch_name))
-    return grad__fail(GRAD_E_INVALID_ARG,
-                      "weights file %s holds architecture '%s', not the requested '%s'", path,
-                      arch, bb->arch_name);
+  grad_status st = grad__bb_check_file_arch(bb, file);
+  if (st != GRAD_OK) return st;
   int channels = 0;
   (void)grad__backbone_each_conv(bb, max_channels, &channels);
   load_ctx ctx = {file, "", grad__malloc_array(4 * (size_t)channels, sizeof(float))};
-  if (!ctx.bn) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", path);
-  grad_status st = grad__backbone_each_conv(bb, load_conv, &ctx);
+  if (!ctx.bn) return grad__fail(GRAD_E_NOMEM, "out of memory loading %s", grad__st_path(file));
+  st = grad__backbone_each_conv(bb, load_conv, &ctx);
   grad__free(ctx.bn);
-  if (st != GRAD_OK) {
-    /* The reader's messages already name the file. */
-    if (strstr(grad_last_error(), path)) return grad__fail_context(st, "backbone weights");
-    return grad__fail_context(st, "backbone weights %s", path);
-  }
-  return GRAD_OK;
+  return st == GRAD_OK ? st : grad__bb_load_failed(st, file);
 }
 
 /* ---- Model files ---------------------------------------------------------- */
@@ -229,11 +185,8 @@ static grad_status meta_ints(const grad__st_file *f, const char *prefix, const c
 static grad_status read_folded(grad__bb_conv *c, void *ctx) {
   const load_ctx *l = ctx;
   const grad__conv *s = &c->shape;
-  const int64_t wshape[4] = {s->out_channels, s->in_channels, s->kernel, s->kernel};
-  const int64_t cshape[1] = {s->out_channels};
-  grad_status st = read_tensor(l, c->name, "weight", 4, wshape, c->weight);
-  if (st == GRAD_OK) st = read_tensor(l, c->name, "bias", 1, cshape, c->bias);
-  return st;
+  return grad__bb_get_conv(l->file, l->prefix, c->name, NULL, s->out_channels, s->in_channels,
+                           s->kernel, bn_eps, c->weight, c->bias, NULL);
 }
 
 grad_status grad__backbone_read(const grad__st_file *f, const char *prefix, grad_backbone **out) {
