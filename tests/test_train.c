@@ -74,6 +74,42 @@ static grad_train_options small_options(void) {
   return o;
 }
 
+/* ---- scoring after training -------------------------------------------------- */
+
+/* Scoring may lay the decoder out once (oneDNN builds it from the values):
+ * after training steps it must score with the new values, exactly as a
+ * store that never scored before. */
+START_TEST(scoring_follows_training_steps) {
+  enum { C = 16, HW = 8, N = 4 };
+  grad_store *a = new_store(C, HW, 2, 5), *b = new_store(C, HW, 2, 6);
+  grad__feature_cache *cache = smooth_cache(N, C, HW, 9, 0);
+  const float *F = grad__feature_cache_image(cache, 0);
+  const size_t count = (size_t)N * C * HW * HW;
+  float *before = malloc(count * sizeof(float)), *after = malloc(count * sizeof(float)),
+        *fresh = malloc(count * sizeof(float));
+  grad_workspace *ws = NULL;
+  ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
+  ck_assert_int_eq(grad_store_reconstruct(a, ws, F, N, before), GRAD_OK);
+  grad_train_options o = small_options();
+  grad__trainer *t = NULL;
+  ck_assert_int_eq(grad__trainer_create(a, &o, N, &t), GRAD_OK);
+  for (int step = 0; step < 2; step++)
+    ck_assert_int_eq(grad__trainer_step(t, F, N, NULL, NULL, NULL), GRAD_OK);
+  ck_assert_int_eq(grad_store_reconstruct(a, ws, F, N, after), GRAD_OK);
+  for (size_t i = 0; i < all_count(a); i++) /* b: a's values, nothing laid out yet */
+    memcpy(any_tensor(b, i)->value, any_tensor(a, i)->value,
+           any_tensor(a, i)->count * sizeof(float));
+  ck_assert_int_eq(grad_store_reconstruct(b, ws, F, N, fresh), GRAD_OK);
+  ck_assert(memcmp(before, after, count * sizeof(float)) != 0);
+  ck_assert_mem_eq(after, fresh, count * sizeof(float));
+  grad__trainer_free(t);
+  grad_workspace_free(ws);
+  grad__feature_cache_free(cache);
+  grad_store_free(a), grad_store_free(b);
+  free(before), free(after), free(fresh);
+}
+END_TEST
+
 /* ---- PyTorch golden ------------------------------------------------------- */
 
 static double meta_double(const grad__st_file *f, const char *fmt, int k) {
@@ -576,6 +612,7 @@ int main(void) {
   tcase_add_test(tc, cancel_at_epoch_end_resumes);
   tcase_add_test(tc, checkpoints_every_k_epochs);
   tcase_add_test(tc, options_are_checked);
+  tcase_add_test(tc, scoring_follows_training_steps);
   tcase_add_test(tc, loss_falls_on_synthetic_features);
   tcase_add_loop_test(tc, public_store_training_matches_the_internal_path, 0, 2);
   tcase_add_test(tc, public_store_calls_check_their_arguments);

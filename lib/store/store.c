@@ -144,6 +144,7 @@ static grad_status store_alloc(const grad__store_config *config, grad_store **ou
   s->names = grad__calloc(s->param_count + s->buffer_count, NAME_SLOT);
   if (!s->params || !s->buffers || !s->names) goto nomem;
   describe_all(s);
+  if (grad__store_dnnl_create(s) != GRAD_OK) goto nomem;
   size_t values = 0, buffered = 0;
   for (size_t i = 0; i < s->param_count; i++) values += s->params[i].count;
   for (size_t i = 0; i < s->buffer_count; i++) buffered += s->buffers[i].count;
@@ -230,6 +231,7 @@ void grad_store_free(grad_store *store) {
 #ifdef GRAD_HAVE_DNNL
   grad__conv_dnnl_set_free(store->dnnl);
 #endif
+  grad__store_dnnl_free(store);
   grad__free(store->values);
   grad__free(store->grads);
   grad__free(store->buffer_values);
@@ -259,6 +261,8 @@ void grad__store_zero_grad(grad_store *store) {
   for (size_t i = 0; i < store->param_count; i++)
     memset(store->params[i].grad, 0, store->params[i].count * sizeof(float));
 }
+
+void grad__store_touch(grad_store *store) { store->generation++; }
 
 /* ---- Files --------------------------------------------------------------- */
 

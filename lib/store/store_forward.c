@@ -154,6 +154,11 @@ grad_status grad__store_reconstruct(const grad_store *s, grad_workspace *ws, con
   }
   const bool crad = c->decoder == GRAD__DECODER_CRAD;
   float *se = scratch + (size_t)n * (2 * (size_t)c->expansion + C2) * P;
+  if (st == GRAD_OK && grad__store_dnnl_applies(s)) {
+    st = grad__store_decode_dnnl(s, ws, x, n, R);
+    grad__ws_release(ws, mark);
+    return st == GRAD_OK ? st : grad__fail_context(st, "grad_store_reconstruct");
+  }
   for (int b = 0; b < c->blocks && st == GRAD_OK; b++)
     st = crad ? grad__crad_block_eval(s, b, x, n, scratch, se, ws)
               : basic_block_eval(s, b, x, n, scratch, scratch + maps, ws);
@@ -246,6 +251,7 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
   grad_status st = check_args(s, ws, F, n, R, "grad__store_forward_train");
   if (st != GRAD_OK) return st;
   if (!tape) return grad__fail(GRAD_E_INVALID_ARG, "grad__store_forward_train: tape is NULL");
+  grad__store_touch(s); /* the running statistics move */
   *tape = NULL;
   const grad__store_config *c = &s->config;
   const int C = c->channels, C2 = 2 * C;

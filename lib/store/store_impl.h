@@ -50,6 +50,8 @@ struct grad_store {
   float *buffer_values;  /* the running statistics */
   char *names;           /* storage of all the names */
   grad__conv_dnnl_set *dnnl;  /* training convolutions' primitives (store_conv.c), or NULL */
+  unsigned long generation;   /* moves on whenever the values change (grad__store_touch) */
+  struct grad__store_dnnl *infer;  /* the decoder on oneDNN at scoring (store_dnnl.c), or NULL */
 };
 
 static inline size_t store__block(const grad_store *s, int block, int k) {
@@ -130,6 +132,17 @@ grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
                                       const float *weight, const float *x, int n,
                                       const float *dy, float *dx, float *dweight,
                                       grad_workspace *ws);
+
+/* The BasicBlock decoder at scoring time on oneDNN (store_dnnl.c): the
+ * blocks and the output convolution of n query maps x (n x 2C x P), into
+ * out (n x C x P). applies: built with oneDNN, a BasicBlock decoder. The
+ * cache is made in create and freed in free (no-ops without oneDNN). */
+enum { GRAD__STORE_DNNL_WORKERS = 8 };
+grad_status grad__store_dnnl_create(grad_store *s);
+void grad__store_dnnl_free(grad_store *s);
+bool grad__store_dnnl_applies(const grad_store *s);
+grad_status grad__store_decode_dnnl(const grad_store *s, grad_workspace *ws, const float *x,
+                                    int n, float *out);
 
 /* Validates a configuration (limits included); message on failure. */
 grad_status grad__store_check_config(const grad__store_config *config);

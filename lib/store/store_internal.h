@@ -73,6 +73,11 @@ grad__param *grad__store_param(grad_store *store, size_t index);
 size_t grad__store_buffer_count(const grad_store *store);
 grad__param *grad__store_buffer(grad_store *store, size_t index);
 void grad__store_zero_grad(grad_store *store);
+/* Says the values or running statistics changed (an optimiser step, a
+ * training forward, a checkpoint read into the store): what scoring built
+ * from them (the decoder laid out for oneDNN) is remade on its next use.
+ * Whoever writes through grad__store_param/_buffer calls it. */
+void grad__store_touch(grad_store *store);
 
 /* Inference: R = store(F) with BatchNorm running statistics. Does not
  * modify the store, so several threads may call it with their own ws.

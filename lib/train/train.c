@@ -146,6 +146,7 @@ grad_status grad__trainer_step(grad__trainer *t, const float *F, int n, const fl
     return grad__fail(GRAD_E_NUMERIC, "training diverged: the gradient norm is %g at step %lld",
                       norm, (long long)grad__adamw_steps(t->optimiser) + 1);
   grad__adamw_step(t->optimiser);
+  grad__store_touch(t->store);
   if (loss_out) *loss_out = loss;
   if (norm_out) *norm_out = norm;
   return GRAD_OK;

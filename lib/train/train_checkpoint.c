@@ -124,6 +124,7 @@ static grad_status load(grad__trainer *t, int images, const grad__st_file *f) {
                                 : grad__store_buffer(t->store, i - params);
     st = grad__st_read_f32(f, p->name, p->ndim, p->shape, true, p->value);
   }
+  grad__store_touch(t->store);
   if (st == GRAD_OK) st = grad__adamw_read(t->optimiser, ADAMW_PREFIX, f);
   if (st != GRAD_OK) return st;
   t->rng = rng;

@@ -1,0 +1,227 @@
+/* Inference on oneDNN primitives, shared by the backbone and the decoder (dnnl_infer.h). */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dnnl_infer.h"
+
+#ifdef GRAD_HAVE_ONEDNN
+
+grad_status grad__dnnl_md4(dnnl_memory_desc_t *md, int n, int c, int h, int w,
+                           dnnl_data_type_t t, dnnl_format_tag_t tag) {
+  dnnl_dims_t dims = {n, c, h, w};
+  return grad__dnnl_check(dnnl_memory_desc_init_by_tag(md, 4, dims, t, tag), "a memory layout");
+}
+
+grad_status grad__dnnl_reorder_make(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                    dnnl_primitive_t *out, const char *what) {
+  dnnl_primitive_desc_t pd = NULL;
+  *out = NULL;
+  grad_status st = grad__dnnl_check(
+      dnnl_reorder_primitive_desc_create(&pd, from, grad__dnnl_engine(), to, grad__dnnl_engine(),
+                                         NULL),
+      what);
+  if (st == GRAD_OK) st = grad__dnnl_check(dnnl_primitive_create(out, pd), what);
+  dnnl_primitive_desc_destroy(pd);
+  return st;
+}
+
+enum { MAX_ARGS = 6 };
+
+grad_status grad__dnnl_exec(dnnl_primitive_t prim, dnnl_stream_t s, const grad__dnnl_arg *args,
+                            int count, const char *what) {
+  dnnl_exec_arg_t exec[MAX_ARGS];
+  if (count > MAX_ARGS) return grad__fail(GRAD_E_INTERNAL, "%s: too many arguments", what);
+  int made = 0;
+  grad_status st = GRAD_OK;
+  for (; made < count && st == GRAD_OK; made++) {
+    exec[made].arg = args[made].id;
+    st = grad__dnnl_check(dnnl_memory_create(&exec[made].memory, args[made].md,
+                                             grad__dnnl_engine(), (void *)args[made].data),
+                          what);
+    if (st != GRAD_OK) break;
+  }
+  if (st == GRAD_OK) st = grad__dnnl_check(dnnl_primitive_execute(prim, s, count, exec), what);
+  for (int i = 0; i < made; i++) dnnl_memory_destroy(exec[i].memory);
+  return st;
+}
+
+static dnnl_primitive_attr_t make_attr(bool sum, bool relu) {
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  if ((sum || relu) && dnnl_post_ops_create(&ops) == dnnl_success) {
+    if (sum) dnnl_post_ops_append_sum(ops, 1.0f);
+    if (relu) dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+    dnnl_primitive_attr_set_post_ops(attr, ops);
+    dnnl_post_ops_destroy(ops);
+  }
+  return attr;
+}
+
+/* The primitive descriptor of the convolution with algorithm alg, or NULL
+ * where oneDNN has none here. */
+static dnnl_primitive_desc_t conv_pd(dnnl_alg_kind_t alg, const grad__conv *s,
+                                     const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
+                                     const dnnl_memory_desc_t *bias,
+                                     const dnnl_memory_desc_t *dst, dnnl_primitive_attr_t attr) {
+  dnnl_convolution_desc_t desc;
+  dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
+  dnnl_primitive_desc_t pd = NULL;
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, alg, src, wei, bias, dst,
+                                         strides, pad, pad) != dnnl_success ||
+      dnnl_primitive_desc_create(&pd, &desc, attr, grad__dnnl_engine(), NULL) != dnnl_success)
+    return NULL;
+  return pd;
+}
+
+grad_status grad__dnnl_conv_make(const grad__conv *s, int n, int h, int w,
+                                 const dnnl_memory_desc_t *src, dnnl_data_type_t t, bool sum,
+                                 bool relu, grad__dnnl_conv *out, const char *what) {
+  memset(out, 0, sizeof *out);
+  const int oh = grad__conv_out_size(s, h), ow = grad__conv_out_size(s, w);
+  dnnl_memory_desc_t wei, bias, dst;
+  dnnl_dims_t bias_dims = {s->out_channels};
+  grad_status st = grad__dnnl_md4(&wei, s->out_channels, s->in_channels, s->kernel, s->kernel, t,
+                                  dnnl_format_tag_any);
+  if (st == GRAD_OK) st = grad__dnnl_md4(&dst, n, s->out_channels, oh, ow, t, grad__dnnl_act_tag());
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&bias, 1, bias_dims, dnnl_f32, dnnl_x),
+                          what);
+  if (st != GRAD_OK) return st;
+  dnnl_primitive_attr_t attr = make_attr(sum, relu);
+  if (!attr) return grad__fail(GRAD_E_NOMEM, "out of memory making %s", what);
+  /* fp32 3x3 stride-1: Winograd where oneDNN has it, measured 1.4-1.5x
+   * faster end to end than the direct kernels (docs/backbone.md). */
+  dnnl_primitive_desc_t pd = NULL;
+  if (s->kernel == 3 && s->stride == 1 && t == dnnl_f32)
+    pd = conv_pd(dnnl_convolution_winograd, s, src, &wei, &bias, &dst, attr);
+  if (!pd) pd = conv_pd(dnnl_convolution_direct, s, src, &wei, &bias, &dst, attr);
+  dnnl_primitive_attr_destroy(attr);
+  if (!pd)
+    return grad__fail(GRAD_E_UNSUPPORTED, "oneDNN has no convolution for %s on this CPU (%s)",
+                      what, grad__dnnl_isa_name());
+  st = grad__dnnl_check(dnnl_primitive_create(&out->prim, pd), what);
+  if (st == GRAD_OK) {
+    out->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    out->wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    out->bias = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
+    out->dst = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    out->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  }
+  dnnl_primitive_desc_destroy(pd);
+  return st;
+}
+
+void grad__dnnl_conv_free(grad__dnnl_conv *c) {
+  if (c->prim) dnnl_primitive_destroy(c->prim);
+  c->prim = NULL;
+}
+
+grad_status grad__dnnl_conv_run(const grad__dnnl_conv *c, dnnl_stream_t s, const void *src,
+                                const void *weights, const float *bias, void *dst, void *scratch,
+                                const char *what) {
+  grad__dnnl_arg args[] = {{DNNL_ARG_SRC, &c->src, src},
+                           {DNNL_ARG_WEIGHTS, &c->wei, weights},
+                           {DNNL_ARG_BIAS, &c->bias, bias},
+                           {DNNL_ARG_DST, &c->dst, dst},
+                           {DNNL_ARG_SCRATCHPAD, &c->scratch, scratch}};
+  return grad__dnnl_exec(c->prim, s, args, 5, what);
+}
+
+grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
+                                   const dnnl_memory_desc_t *md, void **out, const char *what) {
+  *out = NULL;
+  size_t bytes = dnnl_memory_desc_get_size(md);
+  void *data = grad__malloc(bytes ? bytes : 1);
+  if (!data) return grad__fail(GRAD_E_NOMEM, "out of memory laying out the weights of %s", what);
+  dnnl_memory_desc_t from;
+  dnnl_primitive_t reorder = NULL;
+  dnnl_stream_t stream = NULL;
+  grad_status st = grad__dnnl_md4(&from, shape->out_channels, shape->in_channels, shape->kernel,
+                                  shape->kernel, dnnl_f32, dnnl_oihw);
+  if (st == GRAD_OK) st = grad__dnnl_reorder_make(&from, md, &reorder, what);
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(
+        dnnl_stream_create(&stream, grad__dnnl_engine(), dnnl_stream_default_flags), "a stream");
+  if (st == GRAD_OK) {
+    grad__dnnl_arg args[] = {{DNNL_ARG_FROM, &from, oihw}, {DNNL_ARG_TO, md, data}};
+    st = grad__dnnl_exec(reorder, stream, args, 2, what);
+  }
+  if (stream) dnnl_stream_destroy(stream);
+  if (reorder) dnnl_primitive_destroy(reorder);
+  if (st != GRAD_OK) {
+    grad__free(data);
+    return st;
+  }
+  *out = data;
+  return GRAD_OK;
+}
+
+void grad__dnnl_note_bytes(size_t *max, const dnnl_memory_desc_t *md) {
+  size_t bytes = dnnl_memory_desc_get_size(md);
+  if (bytes > *max) *max = bytes;
+}
+
+grad__dnnl_split grad__dnnl_split_of(int n, int threads, int max_workers) {
+  if (threads <= 1) return (grad__dnnl_split){n, 1, 0};
+  const int workers = threads < max_workers ? threads : max_workers;
+  const int pooled = n - n % workers;
+  return (grad__dnnl_split){pooled, pooled ? workers : 0, n - pooled};
+}
+
+typedef struct items_job {
+  grad__dnnl_split split;
+  grad__dnnl_item_fn fn;
+  void *ctx;
+  pthread_mutex_t lock;
+  grad_status status;
+  char message[512];
+} items_job;
+
+/* Items [first, end) by step on one stream, primitives of team or not. */
+static grad_status run_items(items_job *j, int worker, int first, int end, int step, bool team,
+                             int threads) {
+  dnnl_stream_t stream = NULL;
+  grad_status st = grad__dnnl_check(
+      dnnl_stream_create(&stream, grad__dnnl_engine(), dnnl_stream_default_flags), "a stream");
+  grad__team_scope scope = grad__team_enter(team ? threads : 1);
+  for (int i = first; st == GRAD_OK && i < end; i += step)
+    st = j->fn(j->ctx, stream, worker, i, team);
+  grad__team_leave(scope);
+  if (stream) dnnl_stream_destroy(stream);
+  return st;
+}
+
+/* Worker `part` takes items part, part + parts, ... (a fixed share: each
+ * writes its own outputs). */
+static void items_part(void *data, int part, int parts) {
+  items_job *j = data;
+  grad_status st = run_items(j, part, part, j->split.pooled, parts, false, 1);
+  if (st != GRAD_OK) { /* the message is this worker's: hand it to the caller */
+    pthread_mutex_lock(&j->lock);
+    if (j->status == GRAD_OK) {
+      j->status = st;
+      snprintf(j->message, sizeof j->message, "%s", grad_last_error());
+    }
+    pthread_mutex_unlock(&j->lock);
+  }
+}
+
+grad_status grad__dnnl_items_pooled(grad__dnnl_split split, grad__dnnl_item_fn fn, void *ctx) {
+  items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
+  if (split.workers <= 1) return run_items(&job, 0, 0, split.pooled, 1, false, 1);
+  pthread_mutex_init(&job.lock, NULL);
+  grad__parallel_threads(split.workers, split.workers, items_part, &job);
+  pthread_mutex_destroy(&job.lock);
+  return job.status == GRAD_OK ? GRAD_OK : grad__fail(job.status, "%s", job.message);
+}
+
+grad_status grad__dnnl_items_teamed(grad__dnnl_split split, int threads, grad__dnnl_item_fn fn,
+                                    void *ctx) {
+  items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
+  return run_items(&job, 0, split.pooled, split.pooled + split.teamed, 1, true, threads);
+}
+
+#endif /* GRAD_HAVE_ONEDNN */
