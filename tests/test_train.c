@@ -293,6 +293,58 @@ START_TEST(seed_decides_the_result) {
 }
 END_TEST
 
+/* One training step's gradients (all parameters, concatenated) with a
+ * workspace of `threads` threads. */
+static float *step_gradients(int threads, size_t *count) {
+  enum { N = 7, C = 16, HW = 6 };
+  static float F[N * C * HW * HW], R[N * C * HW * HW], dR[N * C * HW * HW];
+  grad__rng rng;
+  grad__rng_seed(&rng, 11);
+  grad__rng_fill_normal(&rng, F, N * C * HW * HW, 0, 1);
+  grad_store *store = new_store(C, HW, 2, 3);
+  grad_workspace *ws = NULL;
+  ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
+  grad_workspace_threads_set(ws, threads);
+  grad__store_zero_grad(store);
+  grad__store_tape *tape = NULL;
+  ck_assert_int_eq(grad__store_forward_train(store, ws, F, N, NULL, R, &tape), GRAD_OK);
+  grad__fusion_loss(R, F, N, C, HW * HW, dR);
+  ck_assert_int_eq(grad__store_backward(store, tape, dR, ws), GRAD_OK);
+  *count = 0;
+  for (size_t i = 0; i < grad__store_param_count(store); i++)
+    *count += grad__store_param(store, i)->count;
+  float *all = malloc(sizeof(float) * *count), *at = all;
+  for (size_t i = 0; i < grad__store_param_count(store); i++) {
+    const grad__param *p = grad__store_param(store, i);
+    memcpy(at, p->grad, sizeof(float) * p->count);
+    at += p->count;
+  }
+  grad_workspace_free(ws);
+  grad_store_free(store);
+  return all;
+}
+
+/* Two threads split a batch's convolutions into two shares (3 + 4 images
+ * here) whose weight gradients are summed in a fixed order: the same
+ * gradients on every run, and within rounding of one thread's
+ * (docs/training.md). 2C = 32 channels reach oneDNN's Winograd kernels
+ * where the CPU has them. */
+START_TEST(two_threads_are_deterministic) {
+  size_t n1, n2, n3;
+  float *a = step_gradients(2, &n1), *b = step_gradients(2, &n2), *one = step_gradients(1, &n3);
+  ck_assert(n1 == n2 && n1 == n3);
+  ck_assert(memcmp(a, b, sizeof(float) * n1) == 0);
+  double worst = 0.0, largest = 0.0;
+  for (size_t i = 0; i < n1; i++) {
+    worst = fmax(worst, fabs((double)a[i] - one[i]));
+    largest = fmax(largest, fabs((double)one[i]));
+  }
+  ck_assert_msg(worst <= 1e-5 * largest, "2 threads against 1: %g of %g", worst, largest);
+  ck_assert(largest > 0.0);
+  free(a), free(b), free(one);
+}
+END_TEST
+
 /* The spilled cache trains to the same model as the in-memory one. */
 START_TEST(spilled_cache_trains_the_same) {
   grad_threads_set(1);
@@ -608,6 +660,7 @@ int main(void) {
   tcase_add_test(tc, resume_is_bitwise_identical);
   tcase_add_test(tc, seed_decides_the_result);
   tcase_add_test(tc, spilled_cache_trains_the_same);
+  tcase_add_test(tc, two_threads_are_deterministic);
   tcase_add_test(tc, progress_and_cancel);
   tcase_add_test(tc, cancel_at_epoch_end_resumes);
   tcase_add_test(tc, checkpoints_every_k_epochs);

@@ -5,7 +5,8 @@
  * docs/guide.md ("Threads") for what is deterministic across thread counts.
  *
  * Threads: OpenBLAS's (inside cblas_*, never busy while our pool is) and
- * our sleeping pool, which also runs the oneDNN engine's images side by
+ * our sleeping pool, which also runs the oneDNN engine's images (and the
+ * training convolutions' shares of a batch, conv_dnnl.c) side by
  * side on single-threaded primitives. oneDNN's OpenMP team is kept at one
  * thread (grad__team_enter), so no OpenMP thread spins.
  */

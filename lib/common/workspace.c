@@ -65,7 +65,10 @@ size_t grad_workspace_bytes(const grad_workspace *ws) {
 }
 
 void grad__ws_reset(grad_workspace *ws) {
-  bool grow = ws->overflow != NULL;
+  /* Grows to the peak also when the overflow was already released (a
+   * call's blocks go at its grad__ws_release): else every call would
+   * allocate and free its overflow again. */
+  bool grow = ws->overflow != NULL || ws->peak > ws->capacity;
   free_overflow(ws, 0);
   ws->used = 0;
   if (!grow) return;

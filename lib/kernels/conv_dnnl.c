@@ -7,15 +7,27 @@
  * takes its scratchpad from the caller's workspace (user scratchpad mode), so
  * nothing is allocated per call and sets used by different threads share no
  * memory.
+ *
+ * Threads: a call's images are split into one contiguous share per thread,
+ * and the shares run side by side on libgrad's sleeping pool
+ * (grad__parallel_threads), each on single-threaded primitives of its own
+ * (a shape per share: the memory objects carry the share's buffers). No
+ * OpenMP team runs, so no thread spins between primitives, which on shared
+ * cores cost more than the convolutions (docs/training.md). The forward and
+ * the data gradient are per image; the weight gradient of share p > 0 goes
+ * to a buffer of its own, and the caller adds those into dweight in share
+ * order after share 0 added its own: the same sums in the same order on
+ * every run with the same thread count.
  */
 #include <dnnl.h>
-#include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "conv_dnnl.h"
+#include "threading.h"
 
-enum { SHAPES = 8 };
+enum { SHAPES = 32, PARTS_MAX = 16 };
 
 typedef struct prim {
   dnnl_primitive_t p;
@@ -32,17 +44,18 @@ typedef struct operand {
 typedef struct shape {
   grad__conv conv;
   int n, h, w;
-  int threads;  /* oneDNN fixes a primitive's thread count when it creates it */
+  int part;  /* the share of a call that uses it (its memory objects hold the share's buffers) */
   prim fwd, bwd_data, bwd_weights;
   operand f_src, f_wei, f_dst;    /* forward */
   operand d_ddst, d_wei, d_dsrc;  /* backward data; d_dsrc adds into dx */
   operand w_src, w_ddst, w_dwei;  /* backward weights; w_dwei adds into dweight */
   size_t scratch_bytes;           /* the largest scratchpad of all of them */
+  size_t forward_bytes, backward_bytes; /* workspace a call takes: scratchpad, reorders, partial dW */
   bool ddst_shared;               /* both backward passes read dy in one layout */
 } shape;
 
 struct grad__conv_dnnl_set {
-  dnnl_stream_t stream;
+  dnnl_stream_t streams[PARTS_MAX]; /* one per share, made on first use */
   shape *shapes[SHAPES];
   int count, next_evict;
 };
@@ -149,6 +162,12 @@ static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_quer
   return dnnl_primitive_desc_query_md(pd, what, 0);
 }
 
+static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+static size_t weight_floats(const grad__conv *c) {
+  return (size_t)c->out_channels * c->in_channels * c->kernel * c->kernel;
+}
+
 /* Descriptors, primitives and reorders of one shape. */
 static grad_status shape_build(shape *sh) {
   const grad__conv *conv = &sh->conv;
@@ -222,9 +241,17 @@ static grad_status shape_build(shape *sh) {
   if (s == dnnl_success)
     s = operand_init(&sh->w_dwei, &wei, md_of(wpd, dnnl_query_diff_weights_md), OPERAND_ADD,
                      scratch);
-  if (s == dnnl_success)
+  if (s == dnnl_success) {
     sh->ddst_shared = dnnl_memory_desc_equal(md_of(dpd, dnnl_query_diff_dst_md),
                                              md_of(wpd, dnnl_query_diff_dst_md));
+    const operand *ops[] = {&sh->f_src, &sh->f_wei, &sh->f_dst, &sh->d_ddst, &sh->d_wei,
+                            &sh->d_dsrc, &sh->w_src, &sh->w_ddst, &sh->w_dwei};
+    sh->forward_bytes = arena(sh->scratch_bytes);
+    sh->backward_bytes = arena(sh->scratch_bytes) + arena(dnnl_memory_desc_get_size(&wei));
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+      if (ops[i]->reorder.p)
+        *(i < 3 ? &sh->forward_bytes : &sh->backward_bytes) += arena(ops[i]->inner_bytes);
+  }
   if (fpd) dnnl_primitive_desc_destroy(fpd);
   if (dpd) dnnl_primitive_desc_destroy(dpd);
   if (wpd) dnnl_primitive_desc_destroy(wpd);
@@ -239,11 +266,6 @@ grad_status grad__conv_dnnl_set_create(grad__conv_dnnl_set **out) {
     return grad__fail(GRAD_E_UNSUPPORTED, "oneDNN: no CPU engine (status %d)", (int)cpu.status);
   grad__conv_dnnl_set *set = grad__calloc(1, sizeof *set);
   if (!set) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution set: out of memory");
-  dnnl_status_t s = dnnl_stream_create(&set->stream, cpu.engine, dnnl_stream_default_flags);
-  if (s != dnnl_success) {
-    grad__free(set);
-    return grad__fail(GRAD_E_INTERNAL, "oneDNN: no stream (status %d)", (int)s);
-  }
   *out = set;
   return GRAD_OK;
 }
@@ -251,17 +273,19 @@ grad_status grad__conv_dnnl_set_create(grad__conv_dnnl_set **out) {
 void grad__conv_dnnl_set_free(grad__conv_dnnl_set *set) {
   if (!set) return;
   for (int i = 0; i < set->count; i++) shape_free(set->shapes[i]);
-  dnnl_stream_destroy(set->stream);
+  for (int i = 0; i < PARTS_MAX; i++)
+    if (set->streams[i]) dnnl_stream_destroy(set->streams[i]);
   grad__free(set);
 }
 
-/* The shape's primitives, built on first use; the oldest shape makes room
- * when the set is full. */
+/* The primitives of (conv, n images, h x w) for share `part`, built on
+ * first use (single-threaded: the caller runs this in a one-thread team);
+ * the oldest shape makes room when the set is full. */
 static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
-                             int w, int threads, shape **out) {
+                             int w, int part, shape **out) {
   for (int i = 0; i < set->count; i++) {
     shape *sh = set->shapes[i];
-    if (sh->n == n && sh->h == h && sh->w == w && sh->threads == threads &&
+    if (sh->n == n && sh->h == h && sh->w == w && sh->part == part &&
         !memcmp(&sh->conv, conv, sizeof *conv)) {
       *out = sh;
       return GRAD_OK;
@@ -276,7 +300,7 @@ static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, i
   sh->n = n;
   sh->h = h;
   sh->w = w;
-  sh->threads = threads;
+  sh->part = part;
   grad_status st = shape_build(sh);
   if (st != GRAD_OK) {
     shape_free(sh);
@@ -289,130 +313,215 @@ static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, i
   return GRAD_OK;
 }
 
-/* One execution: every primitive's scratchpad is `scratch` (they run one after another). */
+/* One share of a call: its images, shape, stream and workspace. */
 typedef struct run {
-  grad__conv_dnnl_set *set;
   const grad__conv *conv;
-  void *scratch;
-  grad_workspace *ws;
+  shape *sh;
+  dnnl_stream_t stream;
+  int first, count;  /* images [first, first + count) of the call */
+  char *buffer;      /* the share's workspace (forward_ or backward_bytes), handed out by take() */
+  size_t used;
+  float *partial_dw; /* shares after the first: their own dL/dW (else NULL) */
 } run;
 
-static dnnl_status_t execute(const run *r, prim *p, int nargs, dnnl_exec_arg_t *args) {
+static void *take(run *r, size_t bytes) {
+  void *p = r->buffer + r->used;
+  r->used += arena(bytes);
+  return p;
+}
+
+static dnnl_status_t execute(run *r, prim *p, int nargs, dnnl_exec_arg_t *args) {
   dnnl_exec_arg_t all[8];
   memcpy(all, args, sizeof(dnnl_exec_arg_t) * (size_t)nargs);
-  if (p->scratch) {
-    dnnl_memory_set_data_handle(p->scratch, r->scratch);
+  if (p->scratch) { /* one after another: every primitive of the share shares one scratchpad */
+    dnnl_memory_set_data_handle(p->scratch, r->buffer);
     all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
   }
-  return dnnl_primitive_execute(p->p, r->set->stream, nargs, all);
+  return dnnl_primitive_execute(p->p, r->stream, nargs, all);
 }
 
 /* The operand's inner memory bound to a buffer: the caller's own when no
- * reorder is needed, else workspace; for inputs, the reorder is run. */
-static grad_status bind(const run *r, operand *op, const float *user, bool input) {
-  const grad__conv *conv = r->conv;
+ * reorder is needed, else the share's workspace; for inputs, the reorder is run. */
+static dnnl_status_t bind(run *r, operand *op, const float *user, bool input) {
   dnnl_memory_set_data_handle(op->user, (void *)user);
   if (!op->reorder.p) {
     dnnl_memory_set_data_handle(op->inner, (void *)user);
-    return GRAD_OK;
+    return dnnl_success;
   }
-  void *buffer = grad__ws_alloc(r->ws, op->inner_bytes);
-  if (!buffer) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for a reorder");
-  dnnl_memory_set_data_handle(op->inner, buffer);
-  if (input) {
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, op->user}, {DNNL_ARG_TO, op->inner}};
-    TRY(execute(r, &op->reorder, 2, args), "reorder");
-  }
-  return GRAD_OK;
+  dnnl_memory_set_data_handle(op->inner, take(r, op->inner_bytes));
+  if (!input) return dnnl_success;
+  dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, op->user}, {DNNL_ARG_TO, op->inner}};
+  return execute(r, &op->reorder, 2, args);
 }
 
 /* Moves an output from the primitive's layout to the caller's (adding for OPERAND_ADD). */
-static grad_status unbind(const run *r, operand *op) {
-  const grad__conv *conv = r->conv;
-  if (!op->reorder.p) return GRAD_OK;
+static dnnl_status_t unbind(run *r, operand *op) {
+  if (!op->reorder.p) return dnnl_success;
   dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, op->inner}, {DNNL_ARG_TO, op->user}};
-  TRY(execute(r, &op->reorder, 2, args), "reorder");
-  return GRAD_OK;
+  return execute(r, &op->reorder, 2, args);
 }
 
-static grad_status run_begin(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
-                             int w, grad_workspace *ws, shape **sh, run *r) {
-  /* oneDNN runs on OpenMP and sizes a primitive's work split to the threads
-   * there are when the primitive is made: as many as grad_threads_set()
-   * asked for, and a new primitive when that changes (or the split and with
-   * it the sums' order would not follow the setting). */
-  const int threads = grad_threads_get();
-  omp_set_num_threads(threads);
-  grad_status st = shape_get(set, conv, n, h, w, threads, sh);
-  if (st != GRAD_OK) return st;
-  *r = (run){set, conv, NULL, ws};
-  if ((*sh)->scratch_bytes && !(r->scratch = grad__ws_alloc(ws, (*sh)->scratch_bytes)))
-    return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for its scratchpad");
-  return GRAD_OK;
+/* What a call asks of every share. */
+typedef struct call {
+  const float *weight, *x, *dy;
+  float *y, *dx, *dweight;
+  size_t x_image, y_image; /* floats per image of x and of y */
+  bool forward;
+  run runs[PARTS_MAX];
+  pthread_mutex_t lock;
+  grad_status status;
+  char message[512];
+} call;
+
+static dnnl_status_t forward_share(call *c, run *r) {
+  shape *sh = r->sh;
+  const float *x = c->x + (size_t)r->first * c->x_image;
+  float *y = c->y + (size_t)r->first * c->y_image;
+  r->used = arena(sh->scratch_bytes);
+  dnnl_status_t s = bind(r, &sh->f_src, x, true);
+  if (s == dnnl_success) s = bind(r, &sh->f_wei, c->weight, true);
+  if (s == dnnl_success) s = bind(r, &sh->f_dst, y, false);
+  if (s == dnnl_success) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->f_src.inner},
+                              {DNNL_ARG_WEIGHTS, sh->f_wei.inner},
+                              {DNNL_ARG_DST, sh->f_dst.inner}};
+    s = execute(r, &sh->fwd, 3, args);
+  }
+  if (s == dnnl_success) s = unbind(r, &sh->f_dst);
+  return s;
+}
+
+static dnnl_status_t backward_share(call *c, run *r) {
+  shape *sh = r->sh;
+  const float *x = c->x + (size_t)r->first * c->x_image;
+  const float *dy = c->dy + (size_t)r->first * c->y_image;
+  r->used = arena(sh->scratch_bytes);
+  dnnl_status_t s = dnnl_success;
+  if (c->dx) {
+    s = bind(r, &sh->d_ddst, dy, true);
+    if (s == dnnl_success) s = bind(r, &sh->d_wei, c->weight, true);
+    if (s == dnnl_success)
+      s = bind(r, &sh->d_dsrc, c->dx + (size_t)r->first * c->x_image, false);
+    if (s == dnnl_success) {
+      dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, sh->d_ddst.inner},
+                                {DNNL_ARG_WEIGHTS, sh->d_wei.inner},
+                                {DNNL_ARG_DIFF_SRC, sh->d_dsrc.inner}};
+      s = execute(r, &sh->bwd_data, 3, args);
+    }
+    if (s == dnnl_success) s = unbind(r, &sh->d_dsrc);
+  }
+  if (s != dnnl_success || !c->dweight) return s;
+  s = bind(r, &sh->w_src, x, true);
+  /* dy in the weights primitive's layout: often the one just made for the data pass. */
+  if (s == dnnl_success && c->dx && sh->ddst_shared) {
+    void *inner = NULL;
+    dnnl_memory_get_data_handle(sh->d_ddst.inner, &inner);
+    dnnl_memory_set_data_handle(sh->w_ddst.inner, inner);
+  } else if (s == dnnl_success) {
+    s = bind(r, &sh->w_ddst, dy, true);
+  }
+  float *dweight = c->dweight;
+  if (r->partial_dw) { /* this share's own sum, added by the caller afterwards */
+    dweight = r->partial_dw;
+    memset(dweight, 0, sizeof(float) * weight_floats(r->conv));
+  }
+  if (s == dnnl_success) s = bind(r, &sh->w_dwei, dweight, false);
+  if (s == dnnl_success) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->w_src.inner},
+                              {DNNL_ARG_DIFF_DST, sh->w_ddst.inner},
+                              {DNNL_ARG_DIFF_WEIGHTS, sh->w_dwei.inner}};
+    s = execute(r, &sh->bwd_weights, 3, args);
+  }
+  if (s == dnnl_success) s = unbind(r, &sh->w_dwei);
+  return s;
+}
+
+static void share(void *ctx, int part, int parts) {
+  (void)parts;
+  call *c = ctx;
+  run *r = &c->runs[part];
+  grad__team_scope scope = grad__team_enter(1); /* reorders size their split when they run */
+  dnnl_status_t s = c->forward ? forward_share(c, r) : backward_share(c, r);
+  if (s == dnnl_success) s = dnnl_stream_wait(r->stream);
+  grad__team_leave(scope);
+  if (s != dnnl_success) { /* the message is this thread's: hand it to the caller */
+    grad_status st = fail_dnnl(s, c->forward ? "forward" : "backward", r->conv);
+    pthread_mutex_lock(&c->lock);
+    if (c->status == GRAD_OK) {
+      c->status = st;
+      snprintf(c->message, sizeof c->message, "%s", grad_last_error());
+    }
+    pthread_mutex_unlock(&c->lock);
+  }
+}
+
+/* Splits n images into one share per thread (at most PARTS_MAX, at most
+ * n), makes what each needs and runs them; afterwards adds the shares'
+ * partial weight gradients into c->dweight in share order. */
+static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
+                            int w, grad_workspace *ws, call *c) {
+  int parts = grad__threads(ws);
+  if (parts > PARTS_MAX) parts = PARTS_MAX;
+  if (parts > n) parts = n;
+  if (parts < 1) parts = 1;
+  const int oh = grad__conv_out_size(conv, h), ow = grad__conv_out_size(conv, w);
+  c->x_image = (size_t)conv->in_channels * h * w;
+  c->y_image = (size_t)conv->out_channels * (oh > 0 ? oh : 0) * (ow > 0 ? ow : 0);
+  size_t mark = grad__ws_mark(ws);
+  grad_status st = GRAD_OK;
+  /* primitives made with one thread: oneDNN fixes a primitive's split then */
+  grad__team_scope scope = grad__team_enter(1);
+  for (int p = 0; p < parts && st == GRAD_OK; p++) {
+    run *r = &c->runs[p];
+    r->conv = conv;
+    r->first = (int)((long long)n * p / parts);
+    r->count = (int)((long long)n * (p + 1) / parts) - r->first;
+    st = shape_get(set, conv, r->count, h, w, p, &r->sh);
+    if (st == GRAD_OK && !set->streams[p]) {
+      dnnl_status_t s = dnnl_stream_create(&set->streams[p], cpu.engine, dnnl_stream_default_flags);
+      if (s != dnnl_success) st = fail_dnnl(s, "stream", conv);
+    }
+    r->stream = set->streams[p];
+    const size_t bytes = st != GRAD_OK    ? 0
+                         : c->forward ? r->sh->forward_bytes
+                                      : r->sh->backward_bytes;
+    if (st == GRAD_OK && !(r->buffer = grad__ws_alloc(ws, bytes)))
+      st = grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for its buffers");
+    /* the partial dW sits after the reorder buffers, which never reach it */
+    r->partial_dw = st == GRAD_OK && p > 0 && c->dweight
+                        ? (float *)(r->buffer + bytes - arena(sizeof(float) * weight_floats(conv)))
+                        : NULL;
+  }
+  grad__team_leave(scope);
+  if (st == GRAD_OK) {
+    pthread_mutex_init(&c->lock, NULL);
+    c->status = GRAD_OK;
+    grad__parallel_threads(parts, parts, share, c);
+    pthread_mutex_destroy(&c->lock);
+    if (c->status != GRAD_OK) st = grad__fail(c->status, "%s", c->message);
+  }
+  if (st == GRAD_OK && c->dweight) {
+    const size_t count = weight_floats(conv);
+    for (int p = 1; p < parts; p++) {
+      const float *part = c->runs[p].partial_dw;
+      for (size_t i = 0; i < count; i++) c->dweight[i] += part[i];
+    }
+  }
+  grad__ws_release(ws, mark);
+  return st;
 }
 
 grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *conv,
                                     const float *weight, const float *x, int n, int h, int w,
                                     float *y, grad_workspace *ws) {
-  size_t mark = grad__ws_mark(ws);
-  shape *sh;
-  run r;
-  grad_status st = run_begin(set, conv, n, h, w, ws, &sh, &r);
-  if (st == GRAD_OK) st = bind(&r, &sh->f_src, x, true);
-  if (st == GRAD_OK) st = bind(&r, &sh->f_wei, weight, true);
-  if (st == GRAD_OK) st = bind(&r, &sh->f_dst, y, false);
-  if (st == GRAD_OK) {
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->f_src.inner},
-                              {DNNL_ARG_WEIGHTS, sh->f_wei.inner},
-                              {DNNL_ARG_DST, sh->f_dst.inner}};
-    dnnl_status_t s = execute(&r, &sh->fwd, 3, args);
-    st = s == dnnl_success ? unbind(&r, &sh->f_dst) : fail_dnnl(s, "forward", conv);
-  }
-  if (st == GRAD_OK) dnnl_stream_wait(set->stream);
-  grad__ws_release(ws, mark);
-  return st;
+  call c = {.weight = weight, .x = x, .y = y, .forward = true};
+  return run_call(set, conv, n, h, w, ws, &c);
 }
 
 grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
                                      const float *weight, const float *x, int n, int h, int w,
                                      const float *dy, float *dx, float *dweight,
                                      grad_workspace *ws) {
-  size_t mark = grad__ws_mark(ws);
-  shape *sh;
-  run r;
-  grad_status st = run_begin(set, conv, n, h, w, ws, &sh, &r);
-  if (st == GRAD_OK && dx) {
-    st = bind(&r, &sh->d_ddst, dy, true);
-    if (st == GRAD_OK) st = bind(&r, &sh->d_wei, weight, true);
-    if (st == GRAD_OK) st = bind(&r, &sh->d_dsrc, dx, false);
-    if (st == GRAD_OK) {
-      dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, sh->d_ddst.inner},
-                                {DNNL_ARG_WEIGHTS, sh->d_wei.inner},
-                                {DNNL_ARG_DIFF_SRC, sh->d_dsrc.inner}};
-      dnnl_status_t s = execute(&r, &sh->bwd_data, 3, args);
-      st = s == dnnl_success ? unbind(&r, &sh->d_dsrc) : fail_dnnl(s, "backward data", conv);
-    }
-  }
-  if (st == GRAD_OK && dweight) {
-    st = bind(&r, &sh->w_src, x, true);
-    /* dy in the weights primitive's layout: often the one just made for the data pass. */
-    if (st == GRAD_OK && dx && sh->ddst_shared) {
-      void *inner = NULL;
-      dnnl_memory_get_data_handle(sh->d_ddst.inner, &inner);
-      dnnl_memory_set_data_handle(sh->w_ddst.inner, inner);
-    } else if (st == GRAD_OK) {
-      st = bind(&r, &sh->w_ddst, dy, true);
-    }
-    if (st == GRAD_OK) st = bind(&r, &sh->w_dwei, dweight, false);
-    if (st == GRAD_OK) {
-      dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, sh->w_src.inner},
-                                {DNNL_ARG_DIFF_DST, sh->w_ddst.inner},
-                                {DNNL_ARG_DIFF_WEIGHTS, sh->w_dwei.inner}};
-      dnnl_status_t s = execute(&r, &sh->bwd_weights, 3, args);
-      st = s == dnnl_success ? unbind(&r, &sh->w_dwei) : fail_dnnl(s, "backward weights", conv);
-    }
-  }
-  if (st == GRAD_OK) dnnl_stream_wait(set->stream);
-  grad__ws_release(ws, mark);
-  return st;
+  call c = {.weight = weight, .x = x, .dy = dy, .dx = dx, .dweight = dweight};
+  return run_call(set, conv, n, h, w, ws, &c);
 }

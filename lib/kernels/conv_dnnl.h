@@ -10,7 +10,8 @@
  *
  * A grad__conv_dnnl_set holds the primitives of every shape it has met
  * (a few: the decoder's 3x3 and 1x1 convolutions, for the full and the last
- * partial batch). It is not safe to use from two threads at once.
+ * partial batch, per share of a batch: see conv_dnnl.c). It is not safe
+ * to use from two threads at once.
  */
 #ifndef GRAD_CONV_DNNL_H
 #define GRAD_CONV_DNNL_H
