@@ -305,14 +305,14 @@ typedef struct buffers {
   void *scratch, *stem_in, *out;
 } buffers;
 
-static grad_status take(grad_workspace *ws, const plan *p, buffers *b) {
+static grad_status take_set(grad_workspace *ws, const plan *p, buffers *b) {
   memset(b, 0, sizeof *b);
-  for (int i = 0; i < 4; i++)
-    if (!(b->act[i] = grad__ws_alloc(ws, p->act_bytes))) return GRAD_E_NOMEM;
-  if (!(b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes))) return GRAD_E_NOMEM;
-  if (p->scratch_bytes && !(b->scratch = grad__ws_alloc(ws, p->scratch_bytes))) return GRAD_E_NOMEM;
-  if (p->out_bytes && !(b->out = grad__ws_alloc(ws, p->out_bytes))) return GRAD_E_NOMEM;
-  return GRAD_OK;
+  bool ok = true;
+  for (int i = 0; i < 4; i++) ok = ok && (b->act[i] = grad__ws_alloc(ws, p->act_bytes));
+  ok = ok && (b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes));
+  ok = ok && (!p->scratch_bytes || (b->scratch = grad__ws_alloc(ws, p->scratch_bytes)));
+  ok = ok && (!p->out_bytes || (b->out = grad__ws_alloc(ws, p->out_bytes)));
+  return ok ? GRAD_OK : grad__fail(GRAD_E_NOMEM, "out of workspace memory in the backbone");
 }
 
 static grad_status run_conv(const grad__bb_conv *c, const dconv *d, dnnl_stream_t s,
@@ -380,6 +380,11 @@ typedef struct call {
   void *ctx;
 } call;
 
+static grad_status take(void *data, grad_workspace *ws, int worker, bool team) {
+  call *c = data;
+  return take_set(ws, team ? c->team : c->single, &c->buf[worker]);
+}
+
 static grad_status image_item(void *data, dnnl_stream_t s, int worker, int image, bool team) {
   const call *c = data;
   const size_t image_floats = (size_t)3 * c->bb->input_size * c->bb->input_size;
@@ -390,20 +395,11 @@ static grad_status image_item(void *data, dnnl_stream_t s, int worker, int image
 grad_status grad__bb_dnnl_run(const grad_backbone *bb, grad_workspace *ws, const float *images,
                               int n, grad__bb_sink sink, void *ctx) {
   const int threads = grad__threads(ws);
-  const grad__dnnl_split split = grad__dnnl_split_of(n, threads, GRAD__BB_GROUP_MAX);
   call c = {.bb = bb, .images = images, .sink = sink, .ctx = ctx};
   grad_status st = plans_for(bb, threads, &c.single, &c.team);
   if (st != GRAD_OK) return st;
-  size_t mark = grad__ws_mark(ws);
-  for (int w = 0; st == GRAD_OK && w < split.workers; w++) st = take(ws, c.single, &c.buf[w]);
-  if (st == GRAD_OK && split.pooled) st = grad__dnnl_items_pooled(split, image_item, &c);
-  grad__ws_release(ws, mark);
-  if (st == GRAD_OK && split.teamed) {
-    st = take(ws, c.team, &c.buf[0]);
-    if (st == GRAD_OK) st = grad__dnnl_items_teamed(split, threads, image_item, &c);
-    grad__ws_release(ws, mark);
-  }
-  return st;
+  return grad__dnnl_items_run(grad__dnnl_split_of(n, threads, GRAD__BB_GROUP_MAX), threads, ws,
+                              take, image_item, &c);
 }
 
 #else /* no oneDNN */

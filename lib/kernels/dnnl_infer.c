@@ -209,7 +209,7 @@ static void items_part(void *data, int part, int parts) {
   }
 }
 
-grad_status grad__dnnl_items_pooled(grad__dnnl_split split, grad__dnnl_item_fn fn, void *ctx) {
+static grad_status items_pooled(grad__dnnl_split split, grad__dnnl_item_fn fn, void *ctx) {
   items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
   if (split.workers <= 1) return run_items(&job, 0, 0, split.pooled, 1, false, 1);
   pthread_mutex_init(&job.lock, NULL);
@@ -218,10 +218,21 @@ grad_status grad__dnnl_items_pooled(grad__dnnl_split split, grad__dnnl_item_fn f
   return job.status == GRAD_OK ? GRAD_OK : grad__fail(job.status, "%s", job.message);
 }
 
-grad_status grad__dnnl_items_teamed(grad__dnnl_split split, int threads, grad__dnnl_item_fn fn,
-                                    void *ctx) {
-  items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
-  return run_items(&job, 0, split.pooled, split.pooled + split.teamed, 1, true, threads);
+grad_status grad__dnnl_items_run(grad__dnnl_split split, int threads, grad_workspace *ws,
+                                 grad__dnnl_take_fn take, grad__dnnl_item_fn fn, void *ctx) {
+  grad_status st = GRAD_OK;
+  size_t mark = grad__ws_mark(ws);
+  for (int w = 0; st == GRAD_OK && w < split.workers; w++) st = take(ctx, ws, w, false);
+  if (st == GRAD_OK && split.pooled) st = items_pooled(split, fn, ctx);
+  grad__ws_release(ws, mark);
+  if (st == GRAD_OK && split.teamed) { /* after the pool: its buffers serve again */
+    st = take(ctx, ws, 0, true);
+    items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
+    if (st == GRAD_OK)
+      st = run_items(&job, 0, split.pooled, split.pooled + split.teamed, 1, true, threads);
+    grad__ws_release(ws, mark);
+  }
+  return st;
 }
 
 #endif /* GRAD_HAVE_ONEDNN */

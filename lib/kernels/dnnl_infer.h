@@ -91,14 +91,18 @@ grad__dnnl_split grad__dnnl_split_of(int n, int threads, int max_workers);
 typedef grad_status (*grad__dnnl_item_fn)(void *ctx, dnnl_stream_t s, int worker, int item,
                                           bool team);
 
-/* Runs fn over the pooled items [0, split.pooled), worker w on items w,
- * w + workers, ... on its own stream (the first failure is returned with
- * its message, the others' dropped); then, once the caller has set up the
- * team's buffers, the teamed items [pooled, pooled + teamed) one at a time
- * on the calling thread with `threads` threads of OpenMP. */
-grad_status grad__dnnl_items_pooled(grad__dnnl_split split, grad__dnnl_item_fn fn, void *ctx);
-grad_status grad__dnnl_items_teamed(grad__dnnl_split split, int threads, grad__dnnl_item_fn fn,
-                                    void *ctx);
+/* Sets up, from ws, the buffers of pool worker `worker` for the
+ * one-thread primitives, or (team) those of the team's primitives. */
+typedef grad_status (*grad__dnnl_take_fn)(void *ctx, grad_workspace *ws, int worker, bool team);
+
+/* Runs fn over items [0, n) as split says: the pooled items [0, pooled),
+ * worker w on items w, w + workers, ... on its own stream (the first
+ * failure is returned with its message, the others' dropped); then the
+ * teamed items one at a time on the calling thread with `threads` threads
+ * of OpenMP, in the same workspace memory. Everything taken from ws is
+ * released before return. */
+grad_status grad__dnnl_items_run(grad__dnnl_split split, int threads, grad_workspace *ws,
+                                 grad__dnnl_take_fn take, grad__dnnl_item_fn fn, void *ctx);
 
 #endif /* GRAD_HAVE_ONEDNN */
 #endif /* GRAD_DNNL_INFER_H */

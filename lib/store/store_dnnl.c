@@ -277,7 +277,10 @@ static grad_status map_item(void *data, dnnl_stream_t st, int worker, int map, b
   return r;
 }
 
-static grad_status take(grad_workspace *ws, const plan *p, void *buf[3]) {
+static grad_status take(void *data, grad_workspace *ws, int worker, bool team) {
+  call *c = data;
+  const plan *p = c->plan[team];
+  void **buf = c->buf[worker];
   buf[0] = grad__ws_alloc(ws, p->act_bytes);
   buf[1] = grad__ws_alloc(ws, p->act_bytes);
   buf[2] = p->scratch_bytes ? grad__ws_alloc(ws, p->scratch_bytes) : NULL;
@@ -293,7 +296,6 @@ bool grad__store_dnnl_applies(const grad_store *s) {
 grad_status grad__store_decode_dnnl(const grad_store *s, grad_workspace *ws, const float *x,
                                     int n, float *out) {
   const int threads = grad__threads(ws);
-  const grad__dnnl_split split = grad__dnnl_split_of(n, threads, GRAD__STORE_DNNL_WORKERS);
   call c = {.s = s, .x = x, .out = out};
   grad_status st = find_plan(s, 1, &c.plan[0]);
   if (st == GRAD_OK) st = find_plan(s, threads > 1 ? threads : 1, &c.plan[1]);
@@ -301,16 +303,8 @@ grad_status grad__store_decode_dnnl(const grad_store *s, grad_workspace *ws, con
     for (int k = 0; k < KINDS && st == GRAD_OK; k++)
       st = weights_of(s, c.plan[t], k, &c.weights[t][k]);
   if (st != GRAD_OK) return st;
-  size_t mark = grad__ws_mark(ws);
-  for (int w = 0; st == GRAD_OK && w < split.workers; w++) st = take(ws, c.plan[0], c.buf[w]);
-  if (st == GRAD_OK && split.pooled) st = grad__dnnl_items_pooled(split, map_item, &c);
-  grad__ws_release(ws, mark);
-  if (st == GRAD_OK && split.teamed) {
-    st = take(ws, c.plan[1], c.buf[0]);
-    if (st == GRAD_OK) st = grad__dnnl_items_teamed(split, threads, map_item, &c);
-    grad__ws_release(ws, mark);
-  }
-  return st;
+  return grad__dnnl_items_run(grad__dnnl_split_of(n, threads, GRAD__STORE_DNNL_WORKERS), threads,
+                              ws, take, map_item, &c);
 }
 
 #else /* no oneDNN */
