@@ -106,6 +106,19 @@ START_TEST(inference_matches_pytorch) {
   fprintf(stderr, "golden %d: eval R worst relative error %.2e\n", _i,
           worst_relative(R, expect, count));
   expect_close(R, expect, count, 2e-5, "eval R");
+  /* bf16 (the model's bf16 mode) moves the BasicBlock decoder on oneDNN to
+   * bf16: within bf16's precision of PyTorch, and not the fp32 bits. */
+  if (_i == 0 && grad_precision_available(GRAD_PRECISION_BF16)) {
+    float *half = malloc(sizeof(float) * count);
+    grad__store_precision_set(g.store, GRAD_PRECISION_BF16);
+    ck_assert_int_eq(grad_store_reconstruct(g.store, ws, g.F, g.n, half), GRAD_OK);
+    grad__store_precision_set(g.store, GRAD_PRECISION_FP32);
+    double bf16_error = worst_relative(half, expect, count);
+    fprintf(stderr, "golden 0: bf16 eval R worst relative error %.2e\n", bf16_error);
+    ck_assert_double_lt(bf16_error, 3e-2);
+    ck_assert_double_gt(bf16_error, 1e-5);
+    free(half);
+  }
   /* Inference leaves the store as it was. */
   float *after = snapshot(g.store, &after_n);
   ck_assert_int_eq(before_n, after_n);

@@ -281,7 +281,9 @@ grad_status grad_context_create(const grad_model *model, grad_context **out) {
 grad_status grad_model_compute_set(grad_model *model, grad_engine engine,
                                    grad_precision precision) {
   if (!model) return grad__fail(GRAD_E_INVALID_ARG, "grad_model_compute_set: model is NULL");
-  return grad_backbone_compute_set(model->backbone, engine, precision);
+  grad_status st = grad_backbone_compute_set(model->backbone, engine, precision);
+  if (st == GRAD_OK) grad__store_precision_set(model->store, precision);
+  return st;
 }
 
 void grad_context_threads_set(grad_context *ctx, int threads) {

@@ -264,6 +264,10 @@ void grad__store_zero_grad(grad_store *store) {
 
 void grad__store_touch(grad_store *store) { store->generation++; }
 
+void grad__store_precision_set(grad_store *store, grad_precision precision) {
+  store->precision = precision;
+}
+
 /* ---- Files --------------------------------------------------------------- */
 
 /* Format 1: BasicBlock decoder (no decoder key). Format 2 adds

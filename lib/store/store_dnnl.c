@@ -9,7 +9,8 @@
  *
  * All blocks share one shape, so a plan is three primitives (conv1 with
  * ReLU, conv2 with sum and ReLU, the 1x1 output) and two reorders, for one
- * map on one thread or on the OpenMP team. The folded weights are made from
+ * map on one thread or on the OpenMP team, in fp32 or (the model's bf16
+ * mode) bf16 with fp32 accumulation and bias. The folded weights are made from
  * the store's values on first use and remade when the store's generation
  * moves on (training steps call grad__store_touch).
  */
@@ -46,6 +47,7 @@ typedef struct laid {
 struct grad__store_dnnl {
   pthread_mutex_t lock;
   unsigned long generation;  /* of the store's values the cache below holds */
+  grad_precision precision;  /* of the plans and laid-out weights */
   float *folded;             /* per block: conv1 and conv2 weights, BatchNorm folded in */
   float *bias;               /* per block: conv1's and conv2's biases; then C zeros */
   plan *plans;
@@ -170,14 +172,15 @@ static grad_status make_plan(const grad_store *s, struct grad__store_dnnl *e, in
   plan *p = grad__calloc(1, sizeof *p);
   if (!p) return grad__fail(GRAD_E_NOMEM, "out of memory planning the decoder");
   p->threads = threads;
+  const dnnl_data_type_t t = s->precision == GRAD_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
   dnnl_memory_desc_t blocked;
   grad_status st = grad__dnnl_md4(&p->plain_in, 1, C2, h, w, dnnl_f32, dnnl_nchw);
   if (st == GRAD_OK) st = grad__dnnl_md4(&p->plain_out, 1, C, h, w, dnnl_f32, dnnl_nchw);
-  if (st == GRAD_OK) st = grad__dnnl_md4(&blocked, 1, C2, h, w, dnnl_f32, grad__dnnl_act_tag());
+  if (st == GRAD_OK) st = grad__dnnl_md4(&blocked, 1, C2, h, w, t, grad__dnnl_act_tag());
   const bool sum[KINDS] = {false, true, false}, relu[KINDS] = {true, true, false};
   for (int k = 0; k < KINDS && st == GRAD_OK; k++) {
     const grad__conv shape = shape_of(s, k);
-    st = grad__dnnl_conv_make(&shape, 1, h, w, &blocked, dnnl_f32, sum[k], relu[k], &p->conv[k],
+    st = grad__dnnl_conv_make(&shape, 1, h, w, &blocked, t, sum[k], relu[k], &p->conv[k],
                               "the decoder");
     if (st != GRAD_OK) break;
     grad__dnnl_note_bytes(&p->scratch_bytes, &p->conv[k].scratch);
@@ -208,9 +211,10 @@ static grad_status make_plan(const grad_store *s, struct grad__store_dnnl *e, in
 static grad_status find_plan(const grad_store *s, int threads, const plan **out) {
   struct grad__store_dnnl *e = s->infer;
   pthread_mutex_lock(&e->lock);
-  if (e->generation != s->generation || !e->folded) { /* new values: start again */
-    drop_cache(s, e);
+  if (e->generation != s->generation || e->precision != s->precision || !e->folded) {
+    drop_cache(s, e); /* new values or precision: start again */
     e->generation = s->generation;
+    e->precision = s->precision;
   }
   grad_status st = e->folded ? GRAD_OK : fold_all(s, e);
   plan *p = e->plans;

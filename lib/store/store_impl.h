@@ -51,6 +51,7 @@ struct grad_store {
   char *names;           /* storage of all the names */
   grad__conv_dnnl_set *dnnl;  /* training convolutions' primitives (store_conv.c), or NULL */
   unsigned long generation;   /* moves on whenever the values change (grad__store_touch) */
+  grad_precision precision;   /* of scoring's decoder on oneDNN (grad__store_precision_set) */
   struct grad__store_dnnl *infer;  /* the decoder on oneDNN at scoring (store_dnnl.c), or NULL */
 };
 

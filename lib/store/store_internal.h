@@ -78,6 +78,11 @@ void grad__store_zero_grad(grad_store *store);
  * from them (the decoder laid out for oneDNN) is remade on its next use.
  * Whoever writes through grad__store_param/_buffer calls it. */
 void grad__store_touch(grad_store *store);
+/* The precision of scoring's BasicBlock decoder on oneDNN (grad_model_compute_set
+ * passes the model's on): bf16 weights and maps, fp32 accumulation and bias.
+ * The CRAD decoder and builds without oneDNN stay fp32. Not thread-safe:
+ * before scoring. */
+void grad__store_precision_set(grad_store *store, grad_precision precision);
 
 /* Inference: R = store(F) with BatchNorm running statistics. Does not
  * modify the store, so several threads may call it with their own ws.
