@@ -89,8 +89,9 @@ GRAD_API GRAD_NODISCARD grad_status grad_context_create(const grad_model *model,
 /* Frees the context; NULL is a no-op. */
 GRAD_API void grad_context_free(grad_context *ctx);
 /*
- * How the model's backbone computes: grad_backbone_compute_set on it (same
- * errors; GRAD_E_INVALID_ARG for a NULL model). Call it after loading,
+ * How the model computes: grad_backbone_compute_set on its backbone (same
+ * errors; GRAD_E_INVALID_ARG for a NULL model), and the precision also for
+ * its BasicBlock decoder where that runs on oneDNN. Call it after loading,
  * before contexts score: not thread-safe. GRAD_PRECISION_BF16 moves the
  * scores a little (docs/backbone.md gives the AUROC measured); the default
  * is fp32 on the best engine.
