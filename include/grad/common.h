@@ -104,6 +104,52 @@ GRAD_API const char *grad_blas_core(void);
 GRAD_API const char *grad_kernels_isa(void);
 
 /*
+ * Engines of the library's matrix products: the PCA projection, the
+ * decoder's convolutions when scoring and the CRAD decoder's 1x1 ones in
+ * training, the im2col engine's. GRAD_GEMM_OPENBLAS: OpenBLAS's sgemm on its
+ * own threads. GRAD_GEMM_ONEDNN: oneDNN's sgemm (code chosen by CPU
+ * features), one single-threaded sgemm per part of the product on libgrad's
+ * pool of sleeping threads. GRAD_GEMM_AUTO, the default: oneDNN where it is
+ * built in and the kernels OpenBLAS picked (from a table of CPU models) lack
+ * an instruction set the CPU has, such as AVX-512; else OpenBLAS.
+ * docs/guide.md ("Threads") has the measurements.
+ */
+typedef enum grad_gemm_engine {
+  GRAD_GEMM_AUTO = 0,
+  GRAD_GEMM_OPENBLAS = 1,
+  GRAD_GEMM_ONEDNN = 2
+} grad_gemm_engine;
+
+/* Sets the engine of every product in the process from now on; call it
+ * while no other thread computes. GRAD_E_UNSUPPORTED (nothing changed) for
+ * GRAD_GEMM_ONEDNN where oneDNN is not built in; GRAD_E_INVALID_ARG for a
+ * value not in the enum. */
+GRAD_API grad_status grad_gemm_engine_set(grad_gemm_engine engine);
+
+/*
+ * The engine products run on now, in words: "OpenBLAS Cooperlake" (with the
+ * kernel set's name), or "oneDNN sgemm", with the reason when the rule chose
+ * it: "oneDNN sgemm (OpenBLAS Haswell lacks the CPU's AVX-512)". Never NULL.
+ * Thread-safe.
+ */
+GRAD_API const char *grad_gemm_engine_name(void);
+
+/*
+ * Row-major C = alpha * op(A) * op(B) + beta * C on the products' engine,
+ * op(X) being X, or X transposed where trans_x is nonzero: op(A) is m x k,
+ * op(B) k x n, C m x n, each row `ld` floats apart. threads <= 0:
+ * grad_threads_get(); the OpenBLAS engine runs on OpenBLAS's process-wide
+ * count (grad_threads_set) whatever threads says. The same inputs, engine
+ * and thread count give the same bits. GRAD_E_INVALID_ARG for a negative
+ * size, a NULL matrix or a leading dimension shorter than its row. For
+ * benchmarks, and programs that want libgrad's choice of engine.
+ * Thread-safe.
+ */
+GRAD_API grad_status grad_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                const float *a, int lda, const float *b, int ldb, float beta,
+                                float *c, int ldc, int threads);
+
+/*
  * A sentence on why a thread could not start, for a program that starts
  * threads itself (before OpenBLAS does, say): err is pthread_create's
  * error, and the sentence names it and the limits involved (ulimit -u,

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #include "threading.h"
@@ -112,7 +113,7 @@ int grad__threads(const grad_workspace *ws) {
 grad__team_scope grad__team_enter(int threads) {
 #ifdef GRAD_HAVE_ONEDNN
   pthread_once(&fork_once, watch_forks);
-  atomic_store(&team_used, true);
+  if (threads != 1) atomic_store(&team_used, true); /* one thread starts no team */
   if (atomic_load(&forked_after_team)) threads = 1;
   grad__team_scope scope = {omp_get_max_threads()};
   if (threads > 0 && threads != scope.saved) omp_set_num_threads(threads);
@@ -131,15 +132,219 @@ void grad__team_leave(grad__team_scope scope) {
 #endif
 }
 
-void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
-                 int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads) {
-  /* OpenBLAS for now, also where oneDNN is built in: oneDNN's sgemm runs on
-   * its spinning OpenMP team, which made the decoder's many small products
-   * 6x costlier in CPU time on a loaded machine (docs/guide.md, "Threads").
-   * The backbone's large products go through oneDNN's convolutions instead. */
-  (void)threads;
+/* ---- The sgemm door ---------------------------------------------------------
+ * OpenBLAS picks its kernel set at load from a table of CPU models: on a CPU
+ * it does not know (AMD Zen 5 under 0.3.21) it runs older kernels, Haswell's
+ * AVX2 at about half the speed of its AVX-512 ones. Where oneDNN is built in
+ * and OpenBLAS's kernels lack an instruction set the CPU has, the products
+ * run on oneDNN's sgemm instead (JIT code for the CPU's features), one
+ * single-threaded sgemm per part of C on the sleeping pool: never on
+ * oneDNN's OpenMP team, whose spinning made the decoder's many small
+ * products 6x costlier in CPU time on a loaded machine. Measured in
+ * docs/guide.md ("Threads"), bench/bench_sgemm.c. */
+
+/* The widest instruction set of OpenBLAS kernels named `core` (openblas_get_corename). */
+static grad__isa core_isa(const char *core) {
+  static const struct {
+    const char *name;
+    grad__isa isa;
+  } cores[] = {{"skylakex", GRAD__ISA_AVX512},  {"cooperlake", GRAD__ISA_AVX512},
+               {"sapphirerapids", GRAD__ISA_AVX512}, {"haswell", GRAD__ISA_AVX2},
+               {"zen", GRAD__ISA_AVX2},         {"sandybridge", GRAD__ISA_AVX},
+               {"bulldozer", GRAD__ISA_AVX},    {"piledriver", GRAD__ISA_AVX},
+               {"steamroller", GRAD__ISA_AVX},  {"excavator", GRAD__ISA_AVX}};
+  for (size_t i = 0; core && i < sizeof cores / sizeof cores[0]; i++)
+    if (strcasecmp(core, cores[i].name) == 0) return cores[i].isa;
+  return GRAD__ISA_OLDER;
+}
+
+grad__isa grad__cpu_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma"))
+    return GRAD__ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GRAD__ISA_AVX2;
+  if (__builtin_cpu_supports("avx")) return GRAD__ISA_AVX;
+#endif
+  return GRAD__ISA_OLDER;
+}
+
+int grad__gemm_engine_for(const char *core, grad__isa cpu) {
+  const bool lacking = cpu > core_isa(core);
+#ifdef GRAD_HAVE_ONEDNN
+  if (lacking) return GRAD_GEMM_ONEDNN;
+#endif
+  (void)lacking; /* nothing else to run on */
+  return GRAD_GEMM_OPENBLAS;
+}
+
+static int ruled_engine;
+static pthread_once_t rule_once = PTHREAD_ONCE_INIT;
+static atomic_int chosen_engine; /* GRAD_GEMM_AUTO: the rule decides */
+
+static void apply_rule(void) {
+  ruled_engine = grad__gemm_engine_for(openblas_get_corename(), grad__cpu_isa());
+}
+
+int grad__gemm_engine_used(void) {
+  int chosen = atomic_load(&chosen_engine);
+  if (chosen != GRAD_GEMM_AUTO) return chosen;
+  pthread_once(&rule_once, apply_rule);
+  return ruled_engine;
+}
+
+grad_status grad_gemm_engine_set(grad_gemm_engine engine) {
+  if (engine != GRAD_GEMM_AUTO && engine != GRAD_GEMM_OPENBLAS && engine != GRAD_GEMM_ONEDNN)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_gemm_engine_set: no engine %d", (int)engine);
+#ifndef GRAD_HAVE_ONEDNN
+  if (engine == GRAD_GEMM_ONEDNN)
+    return grad__fail(GRAD_E_UNSUPPORTED,
+                      "grad_gemm_engine_set: this libgrad was built without oneDNN");
+#endif
+  atomic_store(&chosen_engine, (int)engine);
+  return GRAD_OK;
+}
+
+static const char *isa_name(grad__isa isa) {
+  return isa == GRAD__ISA_AVX512 ? "AVX-512" : isa == GRAD__ISA_AVX2 ? "AVX2" : "AVX";
+}
+
+static char openblas_text[96], onednn_text[160];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void name_engines(void) {
+  const char *core = openblas_get_corename();
+  if (!core) core = "unknown";
+  snprintf(openblas_text, sizeof openblas_text, "OpenBLAS %s", core);
+  grad__isa cpu = grad__cpu_isa();
+  if (grad__gemm_engine_for(core, cpu) == GRAD_GEMM_ONEDNN)
+    snprintf(onednn_text, sizeof onednn_text, "oneDNN sgemm (OpenBLAS %s lacks the CPU's %s)",
+             core, isa_name(cpu));
+  else
+    snprintf(onednn_text, sizeof onednn_text, "oneDNN sgemm");
+}
+
+const char *grad_gemm_engine_name(void) {
+  pthread_once(&names_once, name_engines);
+  return grad__gemm_engine_used() == GRAD_GEMM_ONEDNN ? onednn_text : openblas_text;
+}
+
+static void cblas_part(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc) {
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+#ifdef GRAD_HAVE_ONEDNN
+/* A product, split into parts of C along its rows or its columns. */
+typedef struct gemm_job {
+  bool trans_a, trans_b, by_rows;
+  int m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_job;
+
+/* Part boundaries in whole vectors of 16 floats. */
+static int part_start(int extent, int part, int parts) {
+  int units = (extent + 15) / 16;
+  int start = (int)((long long)units * part / parts) * 16;
+  return start < extent ? start : extent;
+}
+
+static void gemm_part(void *ctx, int part, int parts) {
+  const gemm_job *j = ctx;
+  const int extent = j->by_rows ? j->m : j->n;
+  const int first = part_start(extent, part, parts),
+            count = part_start(extent, part + 1, parts) - first;
+  if (count <= 0) return;
+  const float *a = j->a, *b = j->b;
+  float *c = j->c;
+  int m = j->m, n = j->n;
+  if (j->by_rows) {
+    a += j->trans_a ? (size_t)first : (size_t)first * j->lda;
+    c += (size_t)first * j->ldc;
+    m = count;
+  } else {
+    b += j->trans_b ? (size_t)first * j->ldb : (size_t)first;
+    c += first;
+    n = count;
+  }
+  grad__team_scope team = grad__team_enter(1);
+  dnnl_status_t st = dnnl_sgemm(j->trans_a ? 'T' : 'N', j->trans_b ? 'T' : 'N', m, n, j->k,
+                                j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+  grad__team_leave(team);
+  /* oneDNN fails before it writes C (no memory for its packing buffers). */
+  if (st != dnnl_success)
+    cblas_part(j->trans_a, j->trans_b, m, n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c,
+               j->ldc);
+}
+
+/* Parts of C: two per thread, claimed one by one so that a thread another
+ * process delays holds up less; the same parts on 1 thread as on 2, so the
+ * bits are the same on both (docs/guide.md, "Threads"): a part repacks the
+ * operand all parts share, which costs under 1% (bench_sgemm). No part
+ * under GEMM_MIN_PART_FLOPS, about 20 us of work, which is what waking a
+ * thread costs. Parts come from the shape and thread count alone, so a
+ * product gives the same bits on every run. */
+enum { GEMM_PARTS_PER_THREAD = 2, GEMM_MIN_PART_FLOPS = 1 << 21 };
+
+static void onednn_sgemm(const gemm_job *job, int threads) {
+  gemm_job j = *job;
+  const double flops = 2.0 * j.m * j.n * j.k;
+  /* Split the longer side of C, in whole vectors of 16 floats. */
+  j.by_rows = j.m > j.n;
+  int units = ((j.by_rows ? j.m : j.n) + 15) / 16;
+  int parts = (threads > 2 ? threads : 2) * GEMM_PARTS_PER_THREAD;
+  if (parts > units) parts = units;
+  if (parts > flops / GEMM_MIN_PART_FLOPS) parts = (int)(flops / GEMM_MIN_PART_FLOPS);
+  if (parts < 1) parts = 1;
+  grad__parallel_threads(threads, parts, gemm_part, &j);
+}
+#endif
+
+void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads) {
+  if (k == 0) { /* OpenBLAS 0.3.21 leaves C as it is, not beta * C */
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        float *v = c + (size_t)i * ldc + j;
+        *v = beta == 0.0f ? 0.0f : beta * *v;
+      }
+    return;
+  }
+#ifdef GRAD_HAVE_ONEDNN
+  if (m > 0 && n > 0 && grad__gemm_engine_used() == GRAD_GEMM_ONEDNN) {
+    gemm_job job = {trans_a, trans_b, false, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+    onednn_sgemm(&job, threads > 0 ? threads : grad__threads(NULL));
+    return;
+  }
+#endif
+  /* OpenBLAS's threads, its process-wide count. */
+  (void)threads;
+  cblas_part(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+grad_status grad_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc, int threads) {
+  if (m < 0 || n < 0 || k < 0)
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_sgemm: size m %d, n %d, k %d below 0", m, n, k);
+  if (m == 0 || n == 0) return GRAD_OK;
+  if (!c || (k > 0 && (!a || !b)))
+    return grad__fail(GRAD_E_INVALID_ARG, "grad_sgemm: matrix %s is NULL",
+                      !c ? "C" : !a ? "A" : "B");
+  const int arow = trans_a ? m : k, brow = trans_b ? k : n; /* row lengths, as BLAS checks */
+  if (lda < (arow > 1 ? arow : 1) || ldb < (brow > 1 ? brow : 1) || ldc < n)
+    return grad__fail(GRAD_E_INVALID_ARG,
+                      "grad_sgemm: a leading dimension is shorter than its row (lda %d for %d, "
+                      "ldb %d for %d, ldc %d for %d)",
+                      lda, arow, ldb, brow, ldc, n);
+  grad__sgemm(trans_a != 0, trans_b != 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
+  return GRAD_OK;
 }
 
 /* ---- The pool for the passes between OpenBLAS GEMMs --------------------------

@@ -6,9 +6,10 @@
  *
  * Threads: OpenBLAS's (inside cblas_*, never busy while our pool is) and
  * our sleeping pool, which also runs the oneDNN engine's images (and the
- * training convolutions' shares of a batch, conv_dnnl.c) side by
- * side on single-threaded primitives. oneDNN's OpenMP team is kept at one
- * thread (grad__team_enter), so no OpenMP thread spins.
+ * training convolutions' shares of a batch, conv_dnnl.c) side by side on
+ * single-threaded primitives, and the parts of the products that run on
+ * oneDNN's sgemm. oneDNN's OpenMP team is kept at one thread
+ * (grad__team_enter) except where nothing else can use the threads.
  */
 #ifndef GRAD_THREADING_H
 #define GRAD_THREADING_H
@@ -47,12 +48,35 @@ int grad__parallel_width(size_t floats);
 /*
  * Row-major C = alpha * op(A) * op(B) + beta * C: the one door of the
  * library's products (the im2col engine, the decoder, the PCA projection).
- * It runs OpenBLAS's cblas_sgemm on OpenBLAS's process-wide threads; threads
- * is the count the caller would like (<= 0: grad__threads(NULL)), for an
- * engine that can honour it per call.
+ * It runs OpenBLAS's cblas_sgemm on OpenBLAS's process-wide threads, or,
+ * where oneDNN is built in and OpenBLAS's kernels lack an instruction set
+ * the CPU has (grad__gemm_engine_used), oneDNN's sgemm single-threaded on
+ * parts of C over the sleeping pool with `threads` threads (<= 0:
+ * grad__threads(NULL)); the parts depend on the shape and the thread count
+ * only, so results are the same on every run with that count.
  */
 void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads);
+
+/* Instruction sets, in order: the CPU's (AVX-512: F, BW, VL and DQ; AVX2
+ * and AVX-512 with FMA), or the widest OpenBLAS's kernels use. */
+typedef enum grad__isa {
+  GRAD__ISA_OLDER,
+  GRAD__ISA_AVX,
+  GRAD__ISA_AVX2,
+  GRAD__ISA_AVX512
+} grad__isa;
+grad__isa grad__cpu_isa(void);
+
+/* The rule of GRAD_GEMM_AUTO (grad_gemm_engine, experimental, in common.h):
+ * GRAD_GEMM_ONEDNN when oneDNN is built in and `cpu` is wider than the
+ * kernels of the OpenBLAS core named `core` (openblas_get_corename:
+ * "Haswell", "Cooperlake", ...; a name it does not know counts as older
+ * than AVX), else GRAD_GEMM_OPENBLAS. */
+int grad__gemm_engine_for(const char *core, grad__isa cpu);
+/* The engine (a grad_gemm_engine) products take now: the rule's for this
+ * process unless grad_gemm_engine_set chose one. */
+int grad__gemm_engine_used(void);
 
 /*
  * Runs the OpenMP-threaded code between enter and leave with `threads`

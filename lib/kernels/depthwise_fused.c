@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "threading.h" /* grad__cpu_isa */
+
 #define INLINE static inline __attribute__((always_inline))
 
 /*
@@ -263,11 +265,8 @@ static const isa_build builds[] = {
 
 static int cpu_has(const char *name) {
 #ifdef HAVE_X86_BUILDS
-  if (!strcmp(name, "avx512"))
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
-  if (!strcmp(name, "avx2"))
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!strcmp(name, "avx512")) return grad__cpu_isa() >= GRAD__ISA_AVX512;
+  if (!strcmp(name, "avx2")) return grad__cpu_isa() >= GRAD__ISA_AVX2;
 #endif
   return !strcmp(name, "baseline");
 }
