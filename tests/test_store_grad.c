@@ -8,6 +8,7 @@
  */
 #include "batchnorm.h"
 #include "conv_backward.h"
+#include "depthwise_fused.h" /* grad__depthwise_force_isa: the kernels' ISA */
 #include "fusion.h"
 #include "rng.h"
 #include "store_internal.h"
@@ -149,7 +150,8 @@ START_TEST(batchnorm_backward_matches_finite_differences) {
   float dx[BN_SIZE], dgamma[BN_C] = {0}, dbeta[BN_C] = {0};
   grad__bn_forward_train(c.x, BN_N, BN_C, BN_P, c.gamma, c.beta, rm, rv, mean, invstd, false,
                          c.y);
-  grad__bn_backward(c.x, c.probe, BN_N, BN_C, BN_P, c.gamma, mean, invstd, dx, dgamma, dbeta);
+  grad__bn_backward(c.x, c.probe, NULL, BN_N, BN_C, BN_P, c.gamma, mean, invstd, dx, NULL, dgamma,
+                    dbeta);
   double fd[BN_SIZE];
   finite_differences(c.x, BN_SIZE, 1e-3, bn_loss, &c, fd);
   double ex = rel_error(dx, fd, BN_SIZE);
@@ -159,6 +161,85 @@ START_TEST(batchnorm_backward_matches_finite_differences) {
   double eb = rel_error(dbeta, fd, BN_C);
   fprintf(stderr, "batchnorm: relative errors dx %.2e dgamma %.2e dbeta %.2e\n", ex, eg, eb);
   ck_assert(ex < 1e-3 && eg < 1e-4 && eb < 1e-4);
+}
+END_TEST
+
+/* The vector builds (whole blocks of 16 values and a tail: 37 per plane)
+ * against a plain double reference, the ReLU mask fused into the backward
+ * against masking first, and every build the CPU has giving the same bits. */
+enum { BV_N = 3, BV_C = 5, BV_P = 37, BV_SIZE = BV_N * BV_C * BV_P };
+
+typedef struct bn_outputs {
+  float y[BV_SIZE], dx[BV_SIZE], masked[BV_SIZE], mean[BV_C], invstd[BV_C], rm[BV_C], rv[BV_C];
+  float dgamma[BV_C], dbeta[BV_C];
+} bn_outputs;
+
+static void bn_vector_run(const float *x, const float *dy, const float *mask, const float *gamma,
+                          const float *beta, bn_outputs *o) {
+  memset(o, 0, sizeof *o);
+  for (int c = 0; c < BV_C; c++) o->rv[c] = 1.0f;
+  grad__bn_forward_train(x, BV_N, BV_C, BV_P, gamma, beta, o->rm, o->rv, o->mean, o->invstd, true,
+                         o->y);
+  grad__bn_backward(x, dy, mask, BV_N, BV_C, BV_P, gamma, o->mean, o->invstd, o->dx, o->masked,
+                    o->dgamma, o->dbeta);
+}
+
+START_TEST(batchnorm_vector_builds_and_fused_mask) {
+  static float x[BV_SIZE], dy[BV_SIZE], mask[BV_SIZE], pre[BV_SIZE];
+  float gamma[BV_C], beta[BV_C];
+  grad__rng rng;
+  grad__rng_seed(&rng, 9);
+  grad__rng_fill_normal(&rng, x, BV_SIZE, 0.5, 3.0);
+  grad__rng_fill_normal(&rng, dy, BV_SIZE, 0, 1);
+  grad__rng_fill_normal(&rng, mask, BV_SIZE, 0, 1);
+  grad__rng_fill_normal(&rng, gamma, BV_C, 1, 0.3);
+  grad__rng_fill_normal(&rng, beta, BV_C, 0, 0.3);
+  for (int i = 0; i < BV_SIZE; i += 11) mask[i] = 0.0f; /* not positive: masked */
+  static bn_outputs fused, plain;
+  bn_vector_run(x, dy, mask, gamma, beta, &fused);
+  for (int i = 0; i < BV_SIZE; i++) pre[i] = mask[i] > 0.0f ? dy[i] : 0.0f;
+  bn_vector_run(x, pre, NULL, gamma, beta, &plain);
+  ck_assert(memcmp(fused.dx, plain.dx, sizeof fused.dx) == 0);
+  ck_assert(memcmp(fused.masked, pre, sizeof pre) == 0);
+  ck_assert(memcmp(fused.dgamma, plain.dgamma, sizeof fused.dgamma) == 0);
+  /* the double reference, channel by channel */
+  for (int c = 0; c < BV_C; c++) {
+    double s = 0, q = 0, sd = 0, sdx = 0;
+    const double m = (double)BV_N * BV_P;
+    for (int i = 0; i < BV_N; i++)
+      for (int j = 0; j < BV_P; j++) s += x[(i * BV_C + c) * BV_P + j];
+    const double mu = s / m;
+    for (int i = 0; i < BV_N; i++)
+      for (int j = 0; j < BV_P; j++) q += pow(x[(i * BV_C + c) * BV_P + j] - mu, 2);
+    const double is = 1.0 / sqrt(q / m + 1e-5);
+    ck_assert_double_eq_tol(fused.mean[c], mu, 1e-6 * (1 + fabs(mu)));
+    ck_assert_double_eq_tol(fused.invstd[c], is, 1e-6 * is);
+    ck_assert_double_eq_tol(fused.rv[c], 0.9 + 0.1 * q / (m - 1), 1e-6 * (1 + q / m));
+    for (int i = 0; i < BV_N; i++)
+      for (int j = 0; j < BV_P; j++) {
+        const int at = (i * BV_C + c) * BV_P + j;
+        const double xh = (x[at] - mu) * is, v = gamma[c] * xh + beta[c];
+        ck_assert_double_eq_tol(fused.y[at], v > 0 ? v : 0, 1e-5);
+        sd += pre[at], sdx += pre[at] * xh;
+      }
+    ck_assert_double_eq_tol(fused.dbeta[c], sd, 1e-5 * (1 + fabs(sd)));
+    ck_assert_double_eq_tol(fused.dgamma[c], sdx, 1e-5 * (1 + fabs(sdx)));
+    for (int i = 0; i < BV_N; i++)
+      for (int j = 0; j < BV_P; j++) {
+        const int at = (i * BV_C + c) * BV_P + j;
+        const double xh = (x[at] - mu) * is;
+        const double ref = gamma[c] * is * (pre[at] - sd / m - xh * sdx / m);
+        ck_assert_double_eq_tol(fused.dx[at], ref, 1e-5 * (1 + fabs(ref)));
+      }
+  }
+  const char *isas[] = {"baseline", "avx2", "avx512"};
+  for (int k = 0; k < 3; k++) {
+    if (!grad__depthwise_force_isa(isas[k])) continue;
+    static bn_outputs other;
+    bn_vector_run(x, dy, mask, gamma, beta, &other);
+    ck_assert_msg(memcmp(&other, &fused, sizeof other) == 0, "the %s build differs", isas[k]);
+  }
+  grad__depthwise_force_isa(NULL);
 }
 END_TEST
 
@@ -639,6 +720,7 @@ static Suite *grad_suite(void) {
                       sizeof conv_cases / sizeof conv_cases[0]);
   tcase_add_test(tc, batchnorm_backward_matches_finite_differences);
   tcase_add_test(tc, batchnorm_statistics_by_hand);
+  tcase_add_test(tc, batchnorm_vector_builds_and_fused_mask);
   tcase_add_test(tc, fusion_loss_value_and_gradient);
   tcase_add_loop_test(tc, store_backward_matches_finite_differences, 0, 2);
   suite_add_tcase(s, tc);

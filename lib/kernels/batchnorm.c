@@ -1,9 +1,21 @@
 /* BatchNorm2d: training forward with batch statistics, backward, inference.
  * Per-channel sums are accumulated in double: a channel spans n * H * W
- * values (12544 for a batch of 16 at 28 x 28). */
+ * values (12544 for a batch of 16 at 28 x 28). The training passes run over
+ * ranges of channels on libgrad's pool, each channel's work the same
+ * whatever the split (results do not depend on the thread count), in
+ * per-ISA builds (isa_internal.h): the sums go to LANES partial sums in a
+ * fixed order, added up in a fixed tree, so they vectorise and round the
+ * same in every build. */
+#include <grad/common.h> /* grad_kernels_isa */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "batchnorm.h"
+#include "isa_internal.h"
+#include "threading.h"
+
+enum { LANES = 16 };
 
 static void affine(const float *x, int n, int channels, size_t plane, const float *scale,
                    const float *shift, bool relu, float *y) {
@@ -18,74 +30,240 @@ static void affine(const float *x, int n, int channels, size_t plane, const floa
     }
 }
 
+
+INLINE double fold(const double *acc) {
+  double half[LANES / 2];
+  for (int k = 0; k < LANES / 2; k++) half[k] = acc[k] + acc[k + LANES / 2];
+  for (int w = LANES / 4; w >= 1; w /= 2)
+    for (int k = 0; k < w; k++) half[k] += half[k + w];
+  return half[0];
+}
+
+/* Everything one BatchNorm call needs; a part handles channels [c0, c1). */
+typedef struct bn_call {
+  const float *x, *dy, *mask, *gamma, *beta;
+  int n, channels;
+  size_t plane;
+  float *running_mean, *running_var, *mean, *invstd; /* forward: out; backward: in */
+  float *y, *dx, *masked_dy, *dgamma, *dbeta;
+  bool relu;
+} bn_call;
+
+INLINE void apply_channel(const bn_call *a, int c, float scale, float shift) {
+  for (int i = 0; i < a->n; i++) {
+    const size_t base = ((size_t)i * a->channels + c) * a->plane;
+    const float *x = a->x + base;
+    float *y = a->y + base;
+    if (a->relu)
+      for (size_t j = 0; j < a->plane; j++) {
+        float v = x[j] * scale + shift;
+        y[j] = v < 0.0f ? 0.0f : v;
+      }
+    else
+      for (size_t j = 0; j < a->plane; j++) y[j] = x[j] * scale + shift;
+  }
+}
+
+INLINE void apply_body(const bn_call *a, int c0, int c1) {
+  for (int c = c0; c < c1; c++) {
+    float scale = a->gamma[c] * a->invstd[c];
+    float shift = a->beta[c] - a->mean[c] * scale;
+    apply_channel(a, c, scale, shift);
+  }
+}
+
+INLINE void train_body(const bn_call *a, int c0, int c1) {
+  const size_t P = a->plane, body = P - P % LANES;
+  const double count = (double)a->n * (double)P;
+  for (int c = c0; c < c1; c++) {
+    double acc[LANES] = {0};
+    for (int i = 0; i < a->n; i++) {
+      const float *p = a->x + ((size_t)i * a->channels + c) * P;
+      for (size_t j = 0; j < body; j += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += p[j + k];
+      for (size_t j = body; j < P; j++) acc[j - body] += p[j];
+    }
+    const double mu = fold(acc) / count;
+    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < a->n; i++) {
+      const float *p = a->x + ((size_t)i * a->channels + c) * P;
+      for (size_t j = 0; j < body; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+          double d = (double)p[j + k] - mu;
+          acc[k] += d * d;
+        }
+      for (size_t j = body; j < P; j++) acc[j - body] += ((double)p[j] - mu) * ((double)p[j] - mu);
+    }
+    const double sq = fold(acc), var = sq / count;
+    a->mean[c] = (float)mu;
+    a->invstd[c] = (float)(1.0 / sqrt(var + GRAD__BN_EPS));
+    a->running_mean[c] =
+        (float)((1.0 - GRAD__BN_MOMENTUM) * a->running_mean[c] + GRAD__BN_MOMENTUM * mu);
+    a->running_var[c] = (float)((1.0 - GRAD__BN_MOMENTUM) * a->running_var[c] +
+                                GRAD__BN_MOMENTUM * sq / (count - 1.0));
+    float scale = a->gamma[c] * a->invstd[c];
+    apply_channel(a, c, scale, a->beta[c] - a->mean[c] * scale);
+  }
+}
+
+/* dy where the mask (a ReLU's output) is positive, else 0 (torch's rule);
+ * use_mask is a constant where this is inlined, so each case gets its own
+ * branch-free loop. */
+INLINE float masked(const float *dy, const float *mask, bool use_mask, size_t j) {
+  float d = dy[j];
+  if (!use_mask) return d;
+  /* and-ed with all ones or zeros (+0.0f): no branch, so the loops vectorise */
+  uint32_t bits;
+  memcpy(&bits, &d, sizeof bits);
+  bits &= -(uint32_t)(mask[j] > 0.0f);
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+/* One image's plane of channel c: the sums of dy and dy * xhat. */
+INLINE void backward_sums(const float *x, const float *dy, const float *mask, bool use_mask,
+                          size_t P, double mu, double is, double *s_dy, double *s_dyx) {
+  const size_t body = P - P % LANES;
+  for (size_t j = 0; j < body; j += LANES)
+    for (int k = 0; k < LANES; k++) {
+      double d = masked(dy, mask, use_mask, j + k);
+      s_dy[k] += d;
+      s_dyx[k] += d * (((double)x[j + k] - mu) * is);
+    }
+  for (size_t j = body; j < P; j++) {
+    double d = masked(dy, mask, use_mask, j);
+    s_dy[j - body] += d;
+    s_dyx[j - body] += d * (((double)x[j] - mu) * is);
+  }
+}
+
+/* One image's plane of channel c: dx, and the masked dy when out is set. */
+INLINE void backward_dx(const float *x, const float *dy, const float *mask, bool use_mask,
+                        size_t P, double mu, double is, double k, double mdy, double mdx,
+                        float *dx, float *out, bool use_out) {
+  for (size_t j = 0; j < P; j++) {
+    const float d = masked(dy, mask, use_mask, j);
+    const double xhat = ((double)x[j] - mu) * is;
+    if (use_out) out[j] = d;
+    dx[j] = (float)(k * ((double)d - mdy - xhat * mdx));
+  }
+}
+
+INLINE void backward_body(const bn_call *a, int c0, int c1) {
+  const size_t P = a->plane;
+  const double count = (double)a->n * (double)P;
+  const bool use_mask = a->mask != NULL, use_out = a->masked_dy != NULL;
+  for (int c = c0; c < c1; c++) {
+    double s_dy[LANES] = {0}, s_dyx[LANES] = {0};
+    const double mu = a->mean[c], is = a->invstd[c];
+    for (int i = 0; i < a->n; i++) {
+      const size_t base = ((size_t)i * a->channels + c) * P;
+      const float *x = a->x + base, *dy = a->dy + base;
+      if (use_mask)
+        backward_sums(x, dy, a->mask + base, true, P, mu, is, s_dy, s_dyx);
+      else
+        backward_sums(x, dy, NULL, false, P, mu, is, s_dy, s_dyx);
+    }
+    const double sum_dy = fold(s_dy), sum_dy_xhat = fold(s_dyx);
+    a->dgamma[c] += (float)sum_dy_xhat;
+    a->dbeta[c] += (float)sum_dy;
+    /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+    const double k = a->gamma[c] * is, mdy = sum_dy / count, mdx = sum_dy_xhat / count;
+    for (int i = 0; i < a->n; i++) {
+      const size_t base = ((size_t)i * a->channels + c) * P;
+      const float *x = a->x + base, *dy = a->dy + base;
+      float *dx = a->dx + base;
+      if (use_mask && use_out)
+        backward_dx(x, dy, a->mask + base, true, P, mu, is, k, mdy, mdx, dx,
+                    a->masked_dy + base, true);
+      else if (use_mask)
+        backward_dx(x, dy, a->mask + base, true, P, mu, is, k, mdy, mdx, dx, NULL, false);
+      else
+        backward_dx(x, dy, NULL, false, P, mu, is, k, mdy, mdx, dx, NULL, false);
+    }
+  }
+}
+
+typedef void (*bn_part_fn)(const bn_call *, int, int);
+
+#define BUILDS(name, body)                                                               \
+  static void name##_baseline(const bn_call *a, int c0, int c1) { body(a, c0, c1); }    \
+  BUILD_X86(name, body)
+#ifdef HAVE_X86_BUILDS
+#define BUILD_X86(name, body)                                                             \
+  AVX512_TARGET static void name##_avx512(const bn_call *a, int c0, int c1) {             \
+    body(a, c0, c1);                                                                      \
+  }                                                                                       \
+  AVX2_TARGET static void name##_avx2(const bn_call *a, int c0, int c1) { body(a, c0, c1); }
+#else
+#define BUILD_X86(name, body)
+#endif
+BUILDS(train, train_body)
+BUILDS(apply, apply_body)
+BUILDS(backward, backward_body)
+
+/* The build of grad_kernels_isa() (0 baseline, 1 AVX2, 2 AVX-512). */
+static int isa(void) {
+  const char *name = grad_kernels_isa();
+  return !strcmp(name, "avx512") ? 2 : !strcmp(name, "avx2") ? 1 : 0;
+}
+
+static bn_part_fn pick(bn_part_fn baseline, bn_part_fn avx2, bn_part_fn avx512) {
+  const int i = isa();
+  (void)avx2, (void)avx512;
+  return i == 2 && avx512 ? avx512 : i == 1 && avx2 ? avx2 : baseline;
+}
+#ifdef HAVE_X86_BUILDS
+#define PICK(name) pick(name##_baseline, name##_avx2, name##_avx512)
+#else
+#define PICK(name) pick(name##_baseline, NULL, NULL)
+#endif
+
+typedef struct job {
+  const bn_call *call;
+  bn_part_fn fn;
+} job;
+
+static void run_part(void *ctx, int part, int parts) {
+  const job *j = ctx;
+  const int C = j->call->channels;
+  j->fn(j->call, (int)((long long)C * part / parts), (int)((long long)C * (part + 1) / parts));
+}
+
+/* fn over all channels, split into ranges over the pool. */
+static void run(const bn_call *a, bn_part_fn fn) {
+  int parts = grad__parallel_width((size_t)a->n * a->channels * a->plane);
+  if (parts > a->channels) parts = a->channels;
+  job j = {a, fn};
+  grad__parallel(parts, run_part, &j);
+}
+
 void grad__bn_forward_train(const float *x, int n, int channels, size_t plane,
                             const float *gamma, const float *beta, float *running_mean,
                             float *running_var, float *mean, float *invstd, bool relu, float *y) {
-  const double count = (double)n * (double)plane;
-  for (int c = 0; c < channels; c++) {
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * channels + c) * plane;
-      for (size_t j = 0; j < plane; j++) sum += p[j];
-    }
-    double mu = sum / count, sq = 0.0;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * channels + c) * plane;
-      for (size_t j = 0; j < plane; j++) sq += ((double)p[j] - mu) * ((double)p[j] - mu);
-    }
-    double var = sq / count;
-    mean[c] = (float)mu;
-    invstd[c] = (float)(1.0 / sqrt(var + GRAD__BN_EPS));
-    running_mean[c] = (float)((1.0 - GRAD__BN_MOMENTUM) * running_mean[c] + GRAD__BN_MOMENTUM * mu);
-    running_var[c] = (float)((1.0 - GRAD__BN_MOMENTUM) * running_var[c] +
-                             GRAD__BN_MOMENTUM * sq / (count - 1.0));
-  }
-  grad__bn_apply(x, n, channels, plane, gamma, beta, mean, invstd, relu, y);
+  const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
+                     .plane = plane, .running_mean = running_mean, .running_var = running_var,
+                     .mean = mean, .invstd = invstd, .y = y, .relu = relu};
+  run(&a, PICK(train));
 }
 
 void grad__bn_apply(const float *x, int n, int channels, size_t plane, const float *gamma,
                     const float *beta, const float *mean, const float *invstd, bool relu,
                     float *y) {
-  for (int c = 0; c < channels; c++) {
-    float scale = gamma[c] * invstd[c];
-    float shift = beta[c] - mean[c] * scale;
-    for (int i = 0; i < n; i++) {
-      size_t base = ((size_t)i * channels + c) * plane;
-      for (size_t j = 0; j < plane; j++) {
-        float v = x[base + j] * scale + shift;
-        y[base + j] = relu && v < 0.0f ? 0.0f : v;
-      }
-    }
-  }
+  const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
+                     .plane = plane, .mean = (float *)mean, .invstd = (float *)invstd, .y = y,
+                     .relu = relu};
+  run(&a, PICK(apply));
 }
 
-void grad__bn_backward(const float *x, const float *dy, int n, int channels, size_t plane,
-                       const float *gamma, const float *mean, const float *invstd, float *dx,
-                       float *dgamma, float *dbeta) {
-  const double count = (double)n * (double)plane;
-  for (int c = 0; c < channels; c++) {
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    const double mu = mean[c], is = invstd[c];
-    for (int i = 0; i < n; i++) {
-      size_t base = ((size_t)i * channels + c) * plane;
-      for (size_t j = 0; j < plane; j++) {
-        double d = dy[base + j];
-        sum_dy += d;
-        sum_dy_xhat += d * ((double)x[base + j] - mu) * is;
-      }
-    }
-    dgamma[c] += (float)sum_dy_xhat;
-    dbeta[c] += (float)sum_dy;
-    /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
-    const double k = gamma[c] * is, mdy = sum_dy / count, mdx = sum_dy_xhat / count;
-    for (int i = 0; i < n; i++) {
-      size_t base = ((size_t)i * channels + c) * plane;
-      for (size_t j = 0; j < plane; j++) {
-        double xhat = ((double)x[base + j] - mu) * is;
-        dx[base + j] = (float)(k * ((double)dy[base + j] - mdy - xhat * mdx));
-      }
-    }
-  }
+void grad__bn_backward(const float *x, const float *dy, const float *mask, int n, int channels,
+                       size_t plane, const float *gamma, const float *mean, const float *invstd,
+                       float *dx, float *masked_dy, float *dgamma, float *dbeta) {
+  const bn_call a = {.x = x, .dy = dy, .mask = mask, .gamma = gamma, .n = n,
+                     .channels = channels, .plane = plane, .mean = (float *)mean,
+                     .invstd = (float *)invstd, .dx = dx, .masked_dy = masked_dy,
+                     .dgamma = dgamma, .dbeta = dbeta};
+  run(&a, PICK(backward));
 }
 
 void grad__bn_forward_eval(const float *x, int n, int channels, size_t plane,

@@ -34,10 +34,15 @@ void grad__bn_apply(const float *x, int n, int channels, size_t plane, const flo
 /*
  * Backward of the training forward (without its relu) at input x:
  * dx is overwritten; dgamma and dbeta are accumulated (+=). dx may alias dy.
+ * mask (may be NULL) fuses the backward of a ReLU that follows: dy counts
+ * as 0 where mask, that ReLU's output, is not positive (torch's rule); the
+ * dy so masked is also written to masked_dy when that is not NULL (it may
+ * be dy itself). The channels run over libgrad's pool, in the CPU's vector
+ * build; results do not depend on the thread count.
  */
-void grad__bn_backward(const float *x, const float *dy, int n, int channels, size_t plane,
-                       const float *gamma, const float *mean, const float *invstd, float *dx,
-                       float *dgamma, float *dbeta);
+void grad__bn_backward(const float *x, const float *dy, const float *mask, int n, int channels,
+                       size_t plane, const float *gamma, const float *mean, const float *invstd,
+                       float *dx, float *masked_dy, float *dgamma, float *dbeta);
 
 /* Inference with the running statistics, optionally followed by a ReLU;
  * y may alias x. */

@@ -5,6 +5,7 @@
  * function compiled for AVX-512 or AVX2 they become that ISA's code.
  */
 #include "depthwise_fused.h"
+#include "isa_internal.h"
 
 #include <grad/common.h> /* grad_kernels_isa */
 #include <math.h>
@@ -12,8 +13,6 @@
 #include <string.h>
 
 #include "threading.h" /* grad__cpu_isa */
-
-#define INLINE static inline __attribute__((always_inline))
 
 /*
  * exp(t) for t in [-87, 87] without branches or calls (Cephes' expf
@@ -206,16 +205,7 @@ INLINE void bias_act_body(float *y, size_t ld, size_t cols, int r0, int r1, cons
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_X86_BUILDS 1
-#if defined(__clang__)
-#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#else
-#define AVX512_TARGET \
-  __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma,prefer-vector-width=512")))
-#endif
-#define AVX2_TARGET __attribute__((target("avx2,fma")))
-
+#ifdef HAVE_X86_BUILDS
 AVX512_TARGET static void depthwise_avx512(const grad__dw_shape *s, const float *x,
                                            const float *w, const float *b, int c0, int c1,
                                            float *y, float *sums) {

@@ -10,12 +10,6 @@
 #include "grid_sample.h"
 #include "store_impl.h"
 
-/* d[j] = 0 where the ReLU output y[j] was not positive (torch's rule). */
-static void relu_mask(float *d, const float *y, size_t count) {
-  for (size_t j = 0; j < count; j++)
-    if (!(y[j] > 0.0f)) d[j] = 0.0f;
-}
-
 /* d[j] *= 1 - y[j]^2 for y = tanh(.) */
 static void tanh_backward(float *d, const float *y, size_t count) {
   for (size_t j = 0; j < count; j++) d[j] *= 1.0f - y[j] * y[j];
@@ -30,10 +24,10 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
   const size_t P = (size_t)c->height * c->width, maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
   const float *stats = t->stats + (size_t)b * t->stats_per_block;
-  relu_mask(d, t->act[b + 1], maps); /* d is now dL/d(bn2 + input) */
-  grad__bn_backward(t->conv2[b], d, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN2_W)),
-                    stats + 2 * C2, stats + 3 * C2, tmp,
-                    store__g(s, store__block(s, b, BLOCK_BN2_W)),
+  /* d becomes dL/d(bn2 + input) (the block's ReLU), and tmp dL/d(conv2). */
+  grad__bn_backward(t->conv2[b], d, t->act[b + 1], n, C2, P,
+                    store__w(s, store__block(s, b, BLOCK_BN2_W)), stats + 2 * C2,
+                    stats + 3 * C2, tmp, d, store__g(s, store__block(s, b, BLOCK_BN2_W)),
                     store__g(s, store__block(s, b, BLOCK_BN2_B)));
   grad__bn_apply(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
                  store__w(s, store__block(s, b, BLOCK_BN1_B)), stats, stats + C2, true, r1);
@@ -41,9 +35,9 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
   grad_status st = grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV2), r1, n, tmp,
                                              dr1, store__bg(s, b, BLOCK_CONV2), ws);
   if (st != GRAD_OK) return st;
-  relu_mask(dr1, r1, maps);
-  grad__bn_backward(t->conv1[b], dr1, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
-                    stats, stats + C2, tmp, store__g(s, store__block(s, b, BLOCK_BN1_W)),
+  /* through BN1's ReLU (its output r1) and BN1: tmp = dL/d(conv1) */
+  grad__bn_backward(t->conv1[b], dr1, r1, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
+                    stats, stats + C2, tmp, NULL, store__g(s, store__block(s, b, BLOCK_BN1_W)),
                     store__g(s, store__block(s, b, BLOCK_BN1_B)));
   /* The residual path already sits in d; conv1's input gradient adds to it. */
   return grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV1), t->act[b], n, tmp, d,

@@ -214,8 +214,8 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   float *dgate = se_scratch, *dpooled = dgate + (size_t)n * k.E, *dz = dpooled + (size_t)n * k.E;
 
   /* Projection: d (dL/d output) reaches the input unchanged by the residual. */
-  grad__bn_backward(t->conv3[b], d, n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W), c.mean3,
-                    c.invstd3, tmp, store__bg(s, b, CRAD_BN3_W), store__bg(s, b, CRAD_BN3_B));
+  grad__bn_backward(t->conv3[b], d, NULL, n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W), c.mean3,
+                    c.invstd3, tmp, NULL, store__bg(s, b, CRAD_BN3_W), store__bg(s, b, CRAD_BN3_B));
   /* Recompute b2 = bn2(conv2) in A, m = b2 * gate in B, a2 = hswish(m) in Cm. */
   grad__bn_apply(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
                  store__bw(s, b, CRAD_BN2_B), c.mean2, c.invstd2, false, A);
@@ -250,8 +250,8 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
       const float add = dpooled[(size_t)i * k.E + e] / (float)k.P;
       for (size_t j = 0; j < k.P; j++) D[at + j] += add;
     }
-  grad__bn_backward(t->conv2[b], D, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), c.mean2,
-                    c.invstd2, D, store__bg(s, b, CRAD_BN2_W), store__bg(s, b, CRAD_BN2_B));
+  grad__bn_backward(t->conv2[b], D, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), c.mean2,
+                    c.invstd2, D, NULL, store__bg(s, b, CRAD_BN2_W), store__bg(s, b, CRAD_BN2_B));
   /* Depthwise: recompute h1 = bn1(conv1) in A and a1 = hswish(h1) in B. */
   grad__bn_apply(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
                  store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, false, A);
@@ -260,8 +260,8 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   grad__depthwise_conv2d_backward(B, store__bw(s, b, CRAD_DEPTHWISE), D, n, k.E, k.h, k.w, 3, Cm,
                                   store__bg(s, b, CRAD_DEPTHWISE));
   for (size_t j = 0; j < k.emap; j++) Cm[j] *= hard_swish_grad(A[j]);
-  grad__bn_backward(t->conv1[b], Cm, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), c.mean1,
-                    c.invstd1, Cm, store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
+  grad__bn_backward(t->conv1[b], Cm, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), c.mean1,
+                    c.invstd1, Cm, NULL, store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
   /* The expansion's input gradient adds to the residual path already in d. */
   return grad__conv2d_backward(&expand, store__bw(s, b, CRAD_EXPAND), t->act[b], n, k.h, k.w, Cm,
                                d, store__bg(s, b, CRAD_EXPAND), NULL, ws);
