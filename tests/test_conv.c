@@ -258,6 +258,42 @@ START_TEST(parallel_runs_every_part_once) {
 }
 END_TEST
 
+/* Threads that ran parts, each part taking a moment so that any worker
+ * allowed to join does. */
+typedef struct part_threads {
+  pthread_mutex_t lock;
+  pthread_t seen[16];
+  int count;
+} part_threads;
+
+static void note_thread(void *ctx, int part, int parts) {
+  (void)part, (void)parts;
+  part_threads *t = ctx;
+  usleep(2000);
+  pthread_mutex_lock(&t->lock);
+  int known = 0;
+  for (int i = 0; i < t->count; i++) known |= pthread_equal(t->seen[i], pthread_self());
+  if (!known && t->count < 16) t->seen[t->count++] = pthread_self();
+  pthread_mutex_unlock(&t->lock);
+}
+
+static int threads_used(int threads, int parts) {
+  part_threads t = {.count = 0};
+  pthread_mutex_init(&t.lock, NULL);
+  grad__parallel_threads(threads, parts, note_thread, &t);
+  pthread_mutex_destroy(&t.lock);
+  return t.count;
+}
+
+/* Workers started by a wider job sit out a narrower one. */
+START_TEST(parallel_threads_keeps_to_its_count) {
+  ck_assert_int_le(threads_used(4, 8), 4); /* starts 3 workers */
+  ck_assert_int_eq(threads_used(1, 8), 1);
+  ck_assert_int_le(threads_used(2, 8), 2);
+  ck_assert_int_le(threads_used(3, 2), 2);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("conv");
   TCase *tc = tcase_create("conv");
@@ -267,6 +303,7 @@ int main(void) {
   tcase_add_test(tc, im2col_span_matches_definition);
   tcase_add_test(tc, strided_conv_with_residual_matches_reference);
   tcase_add_test(tc, parallel_runs_every_part_once);
+  tcase_add_test(tc, parallel_threads_keeps_to_its_count);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -361,6 +361,7 @@ static struct {
   grad__part_fn fn;
   void *ctx;
   int parts, next, unfinished;
+  int helpers; /* workers that may still join the job: its threads - 1 */
   bool busy;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
           .done = PTHREAD_COND_INITIALIZER};
@@ -397,7 +398,10 @@ static void *pool_worker(void *arg) {
   for (;;) {
     while (pool.job == seen) pthread_cond_wait(&pool.wake, &pool.lock);
     seen = pool.job;
-    run_parts();
+    if (pool.helpers > 0) { /* workers beyond the job's thread count sit it out */
+      pool.helpers--;
+      run_parts();
+    }
   }
   return NULL;
 }
@@ -444,7 +448,8 @@ void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx)
     return;
   }
   pool.busy = true;
-  start_workers((parts < threads ? parts : threads) - 1);
+  pool.helpers = (parts < threads ? parts : threads) - 1;
+  start_workers(pool.helpers);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.parts = parts;
