@@ -3,7 +3,9 @@
  * tests/grad_reference.py): inference and training outputs, the loss, every
  * gradient and the updated running statistics. Also its initialisation, its
  * model-file tensors (round trip and corrupt files) and concurrent inference.
+ * The PyTorch comparisons run on each engine of the matrix products.
  */
+#define GRAD_EXPERIMENTAL /* grad_gemm_engine_set */
 #include <pthread.h>
 
 #include <grad/store.h>
@@ -15,6 +17,13 @@
 /* Fixture 0: BasicBlock decoder; 1: CRAD bottlenecks (make_store_golden.py --decoder crad). */
 static const char *golden_path(int which) {
   return test_fixture(which ? "store/golden_crad.safetensors" : "store/golden.safetensors");
+}
+
+/* The PyTorch loops: _i % 2 picks the fixture, _i / 2 the engine of the
+ * matrix products (OpenBLAS, then oneDNN's sgemm); false where this build
+ * lacks the engine (the test then has nothing to do). */
+static bool use_gemm_engine(int loop) {
+  return grad_gemm_engine_set(loop / 2 ? GRAD_GEMM_ONEDNN : GRAD_GEMM_OPENBLAS) == GRAD_OK;
 }
 
 /* A whole tensor of the fixture, malloc'ed; its element count in *count. */
@@ -91,8 +100,10 @@ static float *snapshot(grad_store *s, size_t *total) {
 }
 
 START_TEST(inference_matches_pytorch) {
+  const int which = _i % 2;
+  if (!use_gemm_engine(_i)) return;
   golden g;
-  golden_open(&g, _i);
+  golden_open(&g, which);
   size_t count, before_n, after_n;
   float *expect = fixture_tensor(g.file, "expect.eval", &count);
   ck_assert_int_eq(count, (size_t)g.n * g.C * g.P);
@@ -102,13 +113,13 @@ START_TEST(inference_matches_pytorch) {
   ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
   ck_assert_int_eq(grad_store_reconstruct(g.store, ws, g.F, g.n, R), GRAD_OK);
   ck_assert_int_eq(grad__store_config_of(g.store)->decoder,
-                   _i ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC);
-  fprintf(stderr, "golden %d: eval R worst relative error %.2e\n", _i,
-          worst_relative(R, expect, count));
+                   which ? GRAD__DECODER_CRAD : GRAD__DECODER_BASIC);
+  fprintf(stderr, "golden %d (%s): eval R worst relative error %.2e\n", which,
+          grad_gemm_engine_name(), worst_relative(R, expect, count));
   expect_close(R, expect, count, 2e-5, "eval R");
   /* bf16 (the model's bf16 mode) moves the BasicBlock decoder on oneDNN to
    * bf16: within bf16's precision of PyTorch, and not the fp32 bits. */
-  if (_i == 0 && grad_precision_available(GRAD_PRECISION_BF16)) {
+  if (which == 0 && grad_precision_available(GRAD_PRECISION_BF16)) {
     float *half = malloc(sizeof(float) * count);
     grad__store_precision_set(g.store, GRAD_PRECISION_BF16);
     ck_assert_int_eq(grad_store_reconstruct(g.store, ws, g.F, g.n, half), GRAD_OK);
@@ -138,8 +149,10 @@ START_TEST(inference_matches_pytorch) {
 END_TEST
 
 START_TEST(training_step_matches_pytorch) {
+  const int which = _i % 2;
+  if (!use_gemm_engine(_i)) return;
   golden g;
-  golden_open(&g, _i);
+  golden_open(&g, which);
   size_t count;
   float *expect = fixture_tensor(g.file, "expect.train", &count);
   float *loss_ref = fixture_tensor(g.file, "expect.loss", NULL);
@@ -149,11 +162,11 @@ START_TEST(training_step_matches_pytorch) {
   grad__store_zero_grad(g.store);
   grad__store_tape *tape = NULL;
   ck_assert_int_eq(grad__store_forward_train(g.store, ws, g.F, g.n, g.noise, R, &tape), GRAD_OK);
-  fprintf(stderr, "golden %d: train R worst relative error %.2e\n", _i,
-          worst_relative(R, expect, count));
+  fprintf(stderr, "golden %d (%s): train R worst relative error %.2e\n", which,
+          grad_gemm_engine_name(), worst_relative(R, expect, count));
   expect_close(R, expect, count, 2e-5, "train R");
   double loss = grad__fusion_loss(R, g.F, g.n, g.C, (size_t)g.P, dR);
-  fprintf(stderr, "golden %d: loss %.8g, PyTorch %.8g\n", _i, loss, (double)loss_ref[0]);
+  fprintf(stderr, "golden %d: loss %.8g, PyTorch %.8g\n", which, loss, (double)loss_ref[0]);
   ck_assert(fabs(loss - loss_ref[0]) <= 1e-5 * fabs((double)loss_ref[0]));
   ck_assert_int_eq(grad__store_backward(g.store, tape, dR, ws), GRAD_OK);
 
@@ -170,7 +183,7 @@ START_TEST(training_step_matches_pytorch) {
     expect_close(p->grad, ref, n, 2e-4, p->name);
     free(ref);
   }
-  fprintf(stderr, "golden %d: worst gradient relative error %.2e\n", _i, worst);
+  fprintf(stderr, "golden %d: worst gradient relative error %.2e\n", which, worst);
   /* Running statistics after one training forward (momentum 0.1). */
   for (size_t i = 0; i < grad__store_buffer_count(g.store); i++) {
     grad__param *p = grad__store_buffer(g.store, i);
@@ -603,8 +616,8 @@ static Suite *golden_suite(void) {
   Suite *s = suite_create("store_golden");
   TCase *tc = tcase_create("pytorch");
   tcase_set_timeout(tc, 60);
-  tcase_add_loop_test(tc, inference_matches_pytorch, 0, 2);
-  tcase_add_loop_test(tc, training_step_matches_pytorch, 0, 2);
+  tcase_add_loop_test(tc, inference_matches_pytorch, 0, 4);
+  tcase_add_loop_test(tc, training_step_matches_pytorch, 0, 4);
   tcase_add_loop_test(tc, threads_share_one_store, 0, 2);
   suite_add_tcase(s, tc);
   TCase *init = tcase_create("store");
