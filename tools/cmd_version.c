@@ -1,5 +1,5 @@
 /* grad version: the library's version. */
-#define GRAD_EXPERIMENTAL /* uses grad_blas_core (not yet promised) */
+#define GRAD_EXPERIMENTAL /* uses grad_blas_core, grad_gemm_engine_name (not yet promised) */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +22,7 @@ int cmd_version(int argc, char **argv) {
     return cli_bad_option("version", opt, argv);
   }
   if (optind != argc) return cli_usage_error("version", "unexpected argument '%s'", argv[optind]);
-  printf("libgrad %s (OpenBLAS kernels: %s, %d threads)\n", grad_version_string(), grad_blas_core(),
-         grad_threads_get());
+  printf("libgrad %s (OpenBLAS kernels: %s, %d threads; matrix products on %s)\n",
+         grad_version_string(), grad_blas_core(), grad_threads_get(), grad_gemm_engine_name());
   return CLI_OK;
 }
