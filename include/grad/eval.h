@@ -127,7 +127,9 @@ typedef int (*grad_eval_image_fn)(const char *path, const char *defect, const gr
  * (image labels only) gets its image metrics, and NaN for pixel_auroc,
  * aupro and pixel_f1_max (absent); with the folder, a defect image without
  * its mask is GRAD_E_MISSING naming the first one. on_image may be NULL.
- * summary must have been prepared with grad_eval_summary_init.
+ * summary must have been prepared with grad_eval_summary_init. Images are
+ * scored in groups of 8 with grad_model_score_batch (so ctx holds a group's
+ * buffers afterwards); on_image still sees them one by one, in order.
  */
 GRAD_API GRAD_NODISCARD grad_status grad_model_evaluate(const grad_model *model,
                                                         grad_context *ctx,
