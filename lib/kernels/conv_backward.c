@@ -28,13 +28,7 @@ grad_status grad__conv2d_backward(const grad__conv *conv, const float *weight, c
   }
   for (int i = 0; i < n; i++) {
     const float *g = dy + (size_t)i * out_size;
-    if (dbias) {
-      for (int c = 0; c < cout; c++) {
-        double s = 0.0;
-        for (int j = 0; j < out_plane; j++) s += g[(size_t)c * out_plane + j];
-        dbias[c] += (float)s;
-      }
-    }
+    if (dbias) grad__conv_bias_backward(g, 1, cout, (size_t)out_plane, dbias);
     if (dweight) {
       const float *cols = x + (size_t)i * in_size;
       if (!direct) {
@@ -58,4 +52,14 @@ grad_status grad__conv2d_backward(const grad__conv *conv, const float *weight, c
   }
   grad__ws_release(ws, mark);
   return GRAD_OK;
+}
+
+void grad__conv_bias_backward(const float *dy, int n, int channels, size_t plane, float *dbias) {
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < channels; c++) {
+      const float *g = dy + ((size_t)i * channels + c) * plane;
+      double s = 0.0;
+      for (size_t j = 0; j < plane; j++) s += g[j];
+      dbias[c] += (float)s;
+    }
 }

@@ -18,4 +18,8 @@ grad_status grad__conv2d_backward(const grad__conv *conv, const float *weight, c
                                   int n, int h, int w, const float *dy, float *dx,
                                   float *dweight, float *dbias, grad_workspace *ws);
 
+/* dbias[c] += the sum of dy over each image's plane of channel c (dy:
+ * n x channels x plane), image by image, each image's sum in double. */
+void grad__conv_bias_backward(const float *dy, int n, int channels, size_t plane, float *dbias);
+
 #endif

@@ -33,7 +33,7 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
                  store__w(s, store__block(s, b, BLOCK_BN1_B)), stats, stats + C2, true, r1);
   memset(dr1, 0, sizeof(float) * maps);
   grad_status st = grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV2), r1, n, tmp,
-                                             dr1, store__bg(s, b, BLOCK_CONV2), ws);
+                                             dr1, store__bg(s, b, BLOCK_CONV2), NULL, ws);
   if (st != GRAD_OK) return st;
   /* through BN1's ReLU (its output r1) and BN1: tmp = dL/d(conv1) */
   grad__bn_backward(t->conv1[b], dr1, r1, n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
@@ -41,7 +41,7 @@ static grad_status block_backward(grad_store *s, const grad__store_tape *t, int 
                     store__g(s, store__block(s, b, BLOCK_BN1_B)));
   /* The residual path already sits in d; conv1's input gradient adds to it. */
   return grad__store_conv_backward(s, &conv3, store__bw(s, b, BLOCK_CONV1), t->act[b], n, tmp, d,
-                                   store__bg(s, b, BLOCK_CONV1), ws);
+                                   store__bg(s, b, BLOCK_CONV1), NULL, ws);
 }
 
 /* Global coordinate net backward for one image, given dL/dv. */
@@ -91,15 +91,14 @@ static grad_status query_backward(grad_store *s, const grad__store_tape *t, cons
   tanh_backward(du, t->local, (size_t)n * 2 * P);
   const grad__conv first = {C, C, 1, 1, 0}, second = {C, 2, 1, 1, 0};
   memset(dh, 0, sizeof(float) * (size_t)n * CP);
-  grad_status st = grad__conv2d_backward(&second, store__w(s, STORE_LOCAL_W2), t->hidden, n,
-                                         c->height, c->width, du, dh,
-                                         store__g(s, STORE_LOCAL_W2),
-                                         store__g(s, STORE_LOCAL_B2), ws);
+  grad_status st = grad__store_conv_backward(s, &second, store__w(s, STORE_LOCAL_W2), t->hidden,
+                                             n, du, dh, store__g(s, STORE_LOCAL_W2),
+                                             store__g(s, STORE_LOCAL_B2), ws);
   if (st != GRAD_OK) return st;
   tanh_backward(dh, t->hidden, (size_t)n * CP);
-  return grad__conv2d_backward(&first, store__w(s, STORE_LOCAL_W1), t->features, n, c->height,
-                               c->width, dh, NULL, store__g(s, STORE_LOCAL_W1),
-                               store__g(s, STORE_LOCAL_B1), ws);
+  return grad__store_conv_backward(s, &first, store__w(s, STORE_LOCAL_W1), t->features, n, dh,
+                                   NULL, store__g(s, STORE_LOCAL_W1), store__g(s, STORE_LOCAL_B1),
+                                   ws);
 }
 
 grad_status grad__store_backward(grad_store *s, grad__store_tape *t, const float *dR,
@@ -132,7 +131,7 @@ grad_status grad__store_backward(grad_store *s, grad__store_tape *t, const float
   const grad__conv out = {C2, C, 1, 1, 0};
   grad_status st = grad__store_conv_backward(s, &out, store__w(s, store__out(s)),
                                              t->act[c->blocks], n, dR, d,
-                                             store__g(s, store__out(s)), ws);
+                                             store__g(s, store__out(s)), NULL, ws);
   for (int b = c->blocks - 1; b >= 0 && st == GRAD_OK; b--)
     st = crad ? grad__crad_block_backward(s, t, b, d, tmp, r1, dr1, ws)
               : block_backward(s, t, b, d, tmp, r1, dr1, ws);

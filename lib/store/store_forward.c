@@ -19,19 +19,31 @@ static void tanh_inplace(float *v, size_t count) {
   for (size_t i = 0; i < count; i++) v[i] = tanhf(v[i]);
 }
 
-/* hidden = tanh(W1 F + b1), local = tanh(W2 hidden + b2), both 1x1 convs. */
-static grad_status local_coords(const grad_store *s, const float *F, int n, float *hidden,
-                                float *local, grad_workspace *ws) {
+/* A 1x1 conv of the local coordinate net: on the training engine
+ * (store_conv.c, as in the backward) when `train` is the store, else (a
+ * read-only store, scoring from any thread) im2col + sgemm. */
+static grad_status coord_conv(const grad_store *s, grad_store *train, const grad__conv *conv,
+                              int weight, int bias, const float *x, int n, float *y,
+                              grad_workspace *ws) {
+  return train ? grad__store_conv_forward(train, conv, store__w(s, weight), store__w(s, bias), x,
+                                          n, y, ws)
+               : grad__conv2d(conv, store__w(s, weight), store__w(s, bias), false, x, n,
+                              s->config.height, s->config.width, y, ws);
+}
+
+/* hidden = tanh(W1 F + b1), local = tanh(W2 hidden + b2), both 1x1 convs;
+ * train: see coord_conv. */
+static grad_status local_coords(const grad_store *s, grad_store *train, const float *F, int n,
+                                float *hidden, float *local, grad_workspace *ws) {
   const grad__store_config *c = &s->config;
   const grad__conv first = {c->channels, c->channels, 1, 1, 0};
   const grad__conv second = {c->channels, 2, 1, 1, 0};
   const size_t P = plane_of(s);
-  grad_status st = grad__conv2d(&first, store__w(s, STORE_LOCAL_W1), store__w(s, STORE_LOCAL_B1),
-                                false, F, n, c->height, c->width, hidden, ws);
+  grad_status st =
+      coord_conv(s, train, &first, STORE_LOCAL_W1, STORE_LOCAL_B1, F, n, hidden, ws);
   if (st != GRAD_OK) return st;
   tanh_inplace(hidden, (size_t)n * c->channels * P);
-  st = grad__conv2d(&second, store__w(s, STORE_LOCAL_W2), store__w(s, STORE_LOCAL_B2), false,
-                    hidden, n, c->height, c->width, local, ws);
+  st = coord_conv(s, train, &second, STORE_LOCAL_W2, STORE_LOCAL_B2, hidden, n, local, ws);
   if (st != GRAD_OK) return st;
   tanh_inplace(local, (size_t)n * 2 * P);
   return GRAD_OK;
@@ -147,7 +159,7 @@ grad_status grad__store_reconstruct(const grad_store *s, grad_workspace *ws, con
   }
   float *mean_f = small, *hidden = small + (size_t)n * C, *v = small + (size_t)n * 2 * C;
   /* The local net's hidden layer (n x C x P) fits in the block scratch. */
-  st = local_coords(s, F, n, scratch, local, ws);
+  st = local_coords(s, NULL, F, n, scratch, local, ws);
   if (st == GRAD_OK) {
     global_coords(s, F, n, mean_f, hidden, v);
     sample_query(s, n, local, v, x);
@@ -220,15 +232,15 @@ static grad_status block_train(grad_store *s, grad__store_tape *t, int b, float 
   const size_t P = plane_of(s), maps = (size_t)n * C2 * P;
   const grad__conv conv3 = {C2, C2, 3, 1, 1};
   float *stats = t->stats + (size_t)b * t->stats_per_block;
-  grad_status st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV1), t->act[b],
-                                            n, t->conv1[b], ws);
+  grad_status st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV1), NULL,
+                                            t->act[b], n, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv1[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN1_W)),
                          store__w(s, store__block(s, b, BLOCK_BN1_B)),
                          s->buffers[store__buf(s, b, BLOCK_BN1_MEAN)].value,
                          s->buffers[store__buf(s, b, BLOCK_BN1_VAR)].value, stats, stats + C2,
                          true, scratch);
-  st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV2), scratch, n,
+  st = grad__store_conv_forward(s, &conv3, store__bw(s, b, BLOCK_CONV2), NULL, scratch, n,
                                 t->conv2[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv2[b], n, C2, P, store__w(s, store__block(s, b, BLOCK_BN2_W)),
@@ -268,7 +280,7 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
   if (!scratch) return grad__fail_context(GRAD_E_NOMEM, "grad__store_forward_train");
 
   memcpy(t->features, F, sizeof(float) * (size_t)n * C * P);
-  st = local_coords(s, F, n, t->hidden, t->local, ws);
+  st = local_coords(s, s, F, n, t->hidden, t->local, ws);
   if (st == GRAD_OK) {
     if (coord_noise)
       for (size_t j = 0; j < (size_t)n * 2 * P; j++) t->coords[j] = t->local[j] + coord_noise[j];
@@ -280,8 +292,8 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
                                           : block_train(s, t, b, scratch, ws);
   if (st == GRAD_OK) {
     const grad__conv out = {C2, C, 1, 1, 0};
-    st = grad__store_conv_forward(s, &out, store__w(s, store__out(s)), t->act[c->blocks], n, R,
-                                  ws);
+    st = grad__store_conv_forward(s, &out, store__w(s, store__out(s)), NULL, t->act[c->blocks], n,
+                                  R, ws);
   }
   grad__ws_release(ws, mark);
   if (st != GRAD_OK) return grad__fail_context(st, "grad__store_forward_train");

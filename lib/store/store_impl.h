@@ -124,14 +124,16 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
                                       float *tmp, float *emaps, float *se_scratch,
                                       grad_workspace *ws);
 
-/* The decoder's training convolutions (no bias), store_conv.c: y = conv(x);
- * backward adds into dx and dweight (either may be NULL). Maps are
+/* The training convolutions (the decoder's, and the local coordinate
+ * net's 1x1 convs), store_conv.c: y = conv(x) + bias (bias may be NULL);
+ * backward adds into dx, dweight and dbias (any may be NULL). Maps are
  * n x channels x height x width of the store's configuration. */
 grad_status grad__store_conv_forward(grad_store *s, const grad__conv *conv, const float *weight,
-                                     const float *x, int n, float *y, grad_workspace *ws);
+                                     const float *bias, const float *x, int n, float *y,
+                                     grad_workspace *ws);
 grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
                                       const float *weight, const float *x, int n,
-                                      const float *dy, float *dx, float *dweight,
+                                      const float *dy, float *dx, float *dweight, float *dbias,
                                       grad_workspace *ws);
 
 /* The BasicBlock decoder at scoring time on oneDNN (store_dnnl.c): the
