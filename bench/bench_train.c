@@ -14,7 +14,8 @@
  *
  * Each configuration runs in its own child process, so the memory peaks
  * (getrusage ru_maxrss) are per configuration. Epoch times are extrapolated
- * from the steps timed: seconds per image of the timed steps x images.
+ * from the steps timed: seconds per image of the timed steps x images,
+ * after one untimed warm-up step on each side.
  * Public headers only, linked to the shared library like a user's program.
  *
  * Usage: bench_train [--images N] [--threads T] [--steps K]
@@ -332,7 +333,9 @@ int main(int argc, char **argv) {
     const bench_config *c = is_custom ? &custom : &configs[i];
     if (!is_custom && only && strcmp(only, c->name) != 0) continue;
     int k = steps ? steps : c->steps ? c->steps : epoch_steps;
-    result ours = run_ours_isolated(c, images, k, k > 2);
+    /* One untimed warm-up step on both sides (the PyTorch script takes one
+     * too): the first step makes the primitives and touches every buffer. */
+    result ours = run_ours_isolated(c, images, k, true);
     result theirs = {0, 0, 0, 77};
     if (torch) theirs = run_torch(c, k, threads);
     double ours_epoch = ours.seconds_per_image * images;

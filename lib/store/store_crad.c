@@ -138,8 +138,8 @@ grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, fl
   const crad_tape c = tape_of(t, b, &k);
   const grad__conv expand = {k.C2, k.E, 1, 1, 0}, project = {k.E, k.C2, 1, 1, 0};
   float *e1 = scratch, *e2 = scratch + k.emap, *tmp = e2 + k.emap;
-  grad_status st = grad__conv2d(&expand, store__bw(s, b, CRAD_EXPAND), NULL, false, t->act[b], n,
-                                k.h, k.w, t->conv1[b], ws);
+  grad_status st = grad__store_conv_forward(s, &expand, store__bw(s, b, CRAD_EXPAND), NULL,
+                                            t->act[b], n, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
                          store__bw(s, b, CRAD_BN1_B), store__b(s, b, CRAD_BN1_MEAN),
@@ -151,8 +151,8 @@ grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, fl
                          store__b(s, b, CRAD_BN2_VAR), c.mean2, c.invstd2, false, e2);
   se_forward(s, b, &k, e2, c.pooled, c.hidden, c.gate);
   hard_swish_inplace(e2, k.emap);
-  st = grad__conv2d(&project, store__bw(s, b, CRAD_PROJECT), NULL, false, e2, n, k.h, k.w,
-                    t->conv3[b], ws);
+  st = grad__store_conv_forward(s, &project, store__bw(s, b, CRAD_PROJECT), NULL, e2, n,
+                                t->conv3[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv3[b], n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W),
                          store__bw(s, b, CRAD_BN3_B), store__b(s, b, CRAD_BN3_MEAN),
@@ -229,8 +229,8 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
       }
     }
   memset(D, 0, sizeof(float) * k.emap);
-  grad_status st = grad__conv2d_backward(&project, store__bw(s, b, CRAD_PROJECT), Cm, n, k.h,
-                                         k.w, tmp, D, store__bg(s, b, CRAD_PROJECT), NULL, ws);
+  grad_status st = grad__store_conv_backward(s, &project, store__bw(s, b, CRAD_PROJECT), Cm, n,
+                                             tmp, D, store__bg(s, b, CRAD_PROJECT), NULL, ws);
   if (st != GRAD_OK) return st;
   /* Through the hard-swish, then SE: dL/db2 = dm * gate + dL/dpooled / P. */
   for (size_t j = 0; j < k.emap; j++) D[j] *= hard_swish_grad(B[j]);
@@ -263,6 +263,6 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   grad__bn_backward(t->conv1[b], Cm, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), c.mean1,
                     c.invstd1, Cm, NULL, store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
   /* The expansion's input gradient adds to the residual path already in d. */
-  return grad__conv2d_backward(&expand, store__bw(s, b, CRAD_EXPAND), t->act[b], n, k.h, k.w, Cm,
-                               d, store__bg(s, b, CRAD_EXPAND), NULL, ws);
+  return grad__store_conv_backward(s, &expand, store__bw(s, b, CRAD_EXPAND), t->act[b], n, Cm, d,
+                                   store__bg(s, b, CRAD_EXPAND), NULL, ws);
 }
