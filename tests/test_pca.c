@@ -240,6 +240,17 @@ START_TEST(non_finite_features_fail) {
 }
 END_TEST
 
+/* The fit of all NIMG maps of x at once. */
+static grad__pca *fit_all(const float *x, grad_workspace *ws) {
+  grad__pca_fit *fit = NULL;
+  grad__pca *pca = NULL;
+  ck_assert_int_eq(grad__pca_fit_create(CR, &fit), GRAD_OK);
+  ck_assert_int_eq(grad__pca_fit_add(fit, x, NIMG, P, ws), GRAD_OK);
+  ck_assert_int_eq(grad__pca_fit_finish(fit, C, &pca), GRAD_OK);
+  grad__pca_fit_free(fit);
+  return pca;
+}
+
 /* The public fit, fed one map per call, is the internal fit of all maps at
  * once, bit for bit (the sums are per image either way), and the public
  * apply of it gives what the internal apply gives. */
@@ -248,11 +259,7 @@ START_TEST(public_fit_is_the_internal_fit) {
   float *y1 = malloc(sizeof(float) * NIMG * C * P), *y2 = malloc(sizeof(float) * NIMG * C * P);
   correlated_data(x);
   grad_workspace *ws = new_ws();
-  grad__pca_fit *fit = NULL;
-  grad__pca *pca = NULL;
-  ck_assert_int_eq(grad__pca_fit_create(CR, &fit), GRAD_OK);
-  ck_assert_int_eq(grad__pca_fit_add(fit, x, NIMG, P, ws), GRAD_OK);
-  ck_assert_int_eq(grad__pca_fit_finish(fit, C, &pca), GRAD_OK);
+  grad__pca *pca = fit_all(x, ws);
 
   grad_reduction_fit *mine = NULL;
   grad_reduction *reduction = NULL;
@@ -290,7 +297,6 @@ START_TEST(public_fit_is_the_internal_fit) {
   grad_reduction_free(reduction);
   grad_reduction_fit_free(mine);
   grad__pca_free(pca);
-  grad__pca_fit_free(fit);
   grad_workspace_free(ws);
   free(x), free(y1), free(y2);
 }
@@ -303,11 +309,7 @@ START_TEST(file_round_trip) {
   float *y1 = malloc(sizeof(float) * NIMG * C * P), *y2 = malloc(sizeof(float) * NIMG * C * P);
   correlated_data(x);
   grad_workspace *ws = new_ws();
-  grad__pca_fit *fit = NULL;
-  grad__pca *pca = NULL, *back = NULL, *id = NULL, *id_back = NULL;
-  ck_assert_int_eq(grad__pca_fit_create(CR, &fit), GRAD_OK);
-  ck_assert_int_eq(grad__pca_fit_add(fit, x, NIMG, P, ws), GRAD_OK);
-  ck_assert_int_eq(grad__pca_fit_finish(fit, C, &pca), GRAD_OK);
+  grad__pca *pca = fit_all(x, ws), *back = NULL, *id = NULL, *id_back = NULL;
   const char *dir = test_tmpdir();
   char path[512], path_id[512];
   snprintf(path, sizeof path, "%s/reduce.safetensors", dir);
@@ -357,7 +359,6 @@ START_TEST(file_round_trip) {
 
   unlink(path), unlink(path_id);
   grad__pca_free(pca), grad__pca_free(back), grad__pca_free(id), grad__pca_free(id_back);
-  grad__pca_fit_free(fit);
   grad_workspace_free(ws);
   free(x), free(y1), free(y2);
 }
