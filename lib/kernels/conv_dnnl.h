@@ -6,7 +6,7 @@
  * for the CPU (blocked, chosen by its features at run time) and reorders
  * move data in and out, the gradient reorders adding into the caller's
  * buffers. Same contract as grad__conv2d / grad__conv2d_backward (conv.h,
- * conv_backward.h) without bias. Built only with oneDNN (GRAD_HAVE_DNNL).
+ * conv_backward.h) without bias. Built only with oneDNN (GRAD_HAVE_ONEDNN).
  *
  * A grad__conv_dnnl_set holds the primitives of every shape it has met
  * (a few: the decoder's 3x3 and 1x1 convolutions, for the full and the last

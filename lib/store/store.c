@@ -7,7 +7,7 @@
 
 #include "rng.h"
 #include "store_impl.h"
-#ifdef GRAD_HAVE_DNNL
+#ifdef GRAD_HAVE_ONEDNN
 #include "conv_dnnl.h"
 #endif
 
@@ -228,7 +228,7 @@ grad_status grad__store_create(const grad__store_config *config, uint64_t seed,
 
 void grad_store_free(grad_store *store) {
   if (!store) return;
-#ifdef GRAD_HAVE_DNNL
+#ifdef GRAD_HAVE_ONEDNN
   grad__conv_dnnl_set_free(store->dnnl);
 #endif
   grad__store_dnnl_free(store);

@@ -7,7 +7,7 @@
 #include "conv_backward.h"
 #include "store_impl.h"
 
-#ifdef GRAD_HAVE_DNNL
+#ifdef GRAD_HAVE_ONEDNN
 #include "conv_dnnl.h"
 
 static grad_status engine(grad_store *s, grad__conv_dnnl_set **out) {
@@ -24,7 +24,7 @@ grad_status grad__store_conv_forward(grad_store *s, const grad__conv *conv, cons
                                      const float *bias, const float *x, int n, float *y,
                                      grad_workspace *ws) {
   const int h = s->config.height, w = s->config.width;
-#ifdef GRAD_HAVE_DNNL
+#ifdef GRAD_HAVE_ONEDNN
   grad__conv_dnnl_set *set;
   grad_status st = engine(s, &set);
   if (st == GRAD_OK) st = grad__conv_dnnl_forward(set, conv, weight, x, n, h, w, y, ws);
@@ -47,7 +47,7 @@ grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
                                       const float *dy, float *dx, float *dweight, float *dbias,
                                       grad_workspace *ws) {
   const int h = s->config.height, w = s->config.width;
-#ifdef GRAD_HAVE_DNNL
+#ifdef GRAD_HAVE_ONEDNN
   grad__conv_dnnl_set *set;
   grad_status st = engine(s, &set);
   if (st == GRAD_OK && (dx || dweight))
