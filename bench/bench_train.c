@@ -20,6 +20,7 @@
  *
  * Usage: bench_train [--images N] [--threads T] [--steps K]
  *                    [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]
+ *                    [--gemm auto|openblas|onednn]
  * It also times the PCA channel reduction (grad_reduction_fit_*, also
  * experimental) for ResNet-18 (layer2 + layer3: 384 channels) and
  * WideResNet-50-2 (1536) features.
@@ -283,6 +284,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: bench_train [--images N] [--threads T] [--steps K]\n"
           "                   [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]\n"
+          "                   [--gemm auto|openblas|onednn]\n"
           "  seconds per training epoch over N (250) random 28x28 feature maps, ours and\n"
           "  PyTorch's; K steps timed per configuration (default: an epoch, 2, 1)\n");
 }
@@ -296,6 +298,7 @@ int main(int argc, char **argv) {
     {"steps", required_argument, NULL, 's'},
     {"config", required_argument, NULL, 'c'}, {"no-torch", no_argument, NULL, 'x'},
     {"no-pca", no_argument, NULL, 'q'},       {"help", no_argument, NULL, 'h'},
+    {"gemm", required_argument, NULL, 'g'},
     {NULL, 0, NULL, 0}};
   int opt;
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -306,6 +309,14 @@ int main(int argc, char **argv) {
       case 'c': only = optarg; break;
       case 'x': torch = false; break;
       case 'q': pca = false; break;
+      case 'g': /* the engine of the products (grad_gemm_engine_set) */
+        if (grad_gemm_engine_set(strcmp(optarg, "onednn") == 0     ? GRAD_GEMM_ONEDNN
+                                 : strcmp(optarg, "openblas") == 0 ? GRAD_GEMM_OPENBLAS
+                                                                   : GRAD_GEMM_AUTO) != GRAD_OK) {
+          fprintf(stderr, "bench_train: %s\n", grad_last_error());
+          return 2;
+        }
+        break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -319,9 +330,10 @@ int main(int argc, char **argv) {
   double peak = sgemm_peak();
   const char *core = grad_blas_core();
   bench_check_blas_core(core);
-  printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d OpenBLAS threads (kernels "
-         "for %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
-         images, SIZE, SIZE, BATCH, threads, core ? core : "?", peak * 1e-9, bench_load_average());
+  printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d threads (OpenBLAS kernels "
+         "for %s; products on %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
+         images, SIZE, SIZE, BATCH, threads, core ? core : "?", grad_gemm_engine_name(),
+         peak * 1e-9, bench_load_average());
   printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
          "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
          "GFLOP/s", "%peak", "ours MB", "torch MB");
