@@ -150,6 +150,9 @@ enum { GRAD__BB_GROUP_MAX = 8 };
 /* The engine's state, created with the backbone; freed with it. */
 grad_status grad__bb_dnnl_create(grad_backbone *bb);
 void grad__bb_dnnl_free(grad_backbone *bb);
+/* Bytes of the weights laid out for the engine so far (0 before its first
+ * call and without oneDNN). Thread-safe. */
+size_t grad__bb_dnnl_weight_bytes(const grad_backbone *bb);
 /* Workspace bytes of a call on n images (n <= GRAD__BB_GROUP_MAX) with
  * `threads` threads, making the primitives it needs; 0 with the status in
  * *st on failure. */

@@ -271,6 +271,16 @@ void grad__bb_dnnl_free(grad_backbone *bb) {
   bb->dnnl = NULL;
 }
 
+size_t grad__bb_dnnl_weight_bytes(const grad_backbone *bb) {
+  struct grad__bb_dnnl *e = bb->dnnl;
+  if (!e) return 0;
+  size_t bytes = 0;
+  pthread_mutex_lock(&e->lock);
+  for (const laid_weights *l = e->weights; l; l = l->next) bytes += dnnl_memory_desc_get_size(&l->md);
+  pthread_mutex_unlock(&e->lock);
+  return bytes;
+}
+
 static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 static size_t bytes_of(const plan *p) {
@@ -409,6 +419,10 @@ grad_status grad__bb_dnnl_create(grad_backbone *bb) {
   return GRAD_OK;
 }
 void grad__bb_dnnl_free(grad_backbone *bb) { (void)bb; }
+size_t grad__bb_dnnl_weight_bytes(const grad_backbone *bb) {
+  (void)bb;
+  return 0;
+}
 size_t grad__bb_dnnl_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
   (void)bb, (void)n, (void)threads;
   *st = grad__fail(GRAD_E_UNSUPPORTED, "libgrad was built without oneDNN");

@@ -109,6 +109,12 @@ START_TEST(memory_is_known_before_it_is_allocated) {
   grad_model *model = NULL;
   ck_assert_int_eq(grad_model_load(model_path, &model), GRAD_OK);
   ck_assert_uint_eq(grad_model_bytes(model), file_bytes);
+  /* The engines' copies of the weights: laid out at load where oneDNN runs
+   * them (the backbone's convolutions at least once), none otherwise. */
+  if (grad_backbone_engine(grad_model_backbone(model)) == GRAD_ENGINE_ONEDNN)
+    ck_assert_uint_ge(grad_model_engine_bytes(model), grad_model_bytes(model) / 2);
+  else
+    ck_assert_uint_eq(grad_model_engine_bytes(model), 0);
   size_t context_bytes = grad_context_bytes(model);
   /* At least the input, backbone, reduced and reconstructed maps. */
   ck_assert_uint_gt(context_bytes, (3 * 64 * 64 + 3 * 16 * 8 * 8) * sizeof(float));

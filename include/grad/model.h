@@ -72,8 +72,15 @@ GRAD_API double grad_model_image_threshold(const grad_model *model);
  * A model file's tensors, as the model will hold them in memory (float32):
  * read from the file's header without loading it. */
 GRAD_API GRAD_NODISCARD grad_status grad_model_file_bytes(const char *path, size_t *bytes);
-/* What a loaded model holds: weights, reduction, grids and statistics. */
+/* What a loaded model holds: weights, reduction, grids and statistics (the
+ * file's tensors, grad_model_file_bytes). */
 GRAD_API size_t grad_model_bytes(const grad_model *model);
+/* What the model's engines hold besides: the copies of its weights laid
+ * out for this CPU (oneDNN's layouts, BatchNorm folded in; Winograd's copy
+ * of a 3x3 convolution is 4 times its weights), made when the model is
+ * loaded and after grad_model_compute_set, at its next scoring call; 0
+ * without oneDNN. Depends on the CPU, so a file cannot say it. Thread-safe. */
+GRAD_API size_t grad_model_engine_bytes(const grad_model *model);
 /* What one grad_context of this model allocates: its buffers and the
  * workspace of a scoring pass, measured once when the model was loaded or
  * trained. A context reserves all of it when created, so its workspace

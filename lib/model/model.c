@@ -237,6 +237,11 @@ size_t grad_model_bytes(const grad_model *model) {
   return floats * sizeof(float);
 }
 
+size_t grad_model_engine_bytes(const grad_model *model) {
+  if (!model) return 0;
+  return grad__bb_dnnl_weight_bytes(model->backbone) + grad__store_engine_bytes(model->store);
+}
+
 size_t grad_context_bytes(const grad_model *model) {
   return model ? context_buffer_floats(model) * sizeof(float) + model->workspace_bytes : 0;
 }

@@ -48,7 +48,7 @@ struct grad__store_dnnl {
   pthread_mutex_t lock;
   unsigned long generation;  /* of the store's values the cache below holds */
   grad_precision precision;  /* of the plans and laid-out weights */
-  float *folded;             /* per block: conv1 and conv2 weights, BatchNorm folded in */
+  float *folded;             /* while laying out: per block conv1 and conv2, BatchNorm folded in */
   float *bias;               /* per block: conv1's and conv2's biases; then C zeros */
   plan *plans;
   laid *laid;
@@ -101,6 +101,20 @@ void grad__store_dnnl_free(grad_store *s) {
   s->infer = NULL;
 }
 
+size_t grad__store_engine_bytes(const grad_store *s) {
+  struct grad__store_dnnl *e = s->infer;
+  if (!e) return 0;
+  pthread_mutex_lock(&e->lock);
+  size_t bytes = 0;
+  if (e->bias)
+    bytes += ((size_t)s->config.blocks * 4 * s->config.channels + (size_t)s->config.channels) *
+             sizeof(float);
+  for (const laid *l = e->laid; l; l = l->next)
+    bytes += (size_t)(l->kind == OUT ? 1 : s->config.blocks) * dnnl_memory_desc_get_size(&l->md);
+  pthread_mutex_unlock(&e->lock);
+  return bytes;
+}
+
 /* W' = W * g / sqrt(var + eps) per output channel, b' = beta - mean * that:
  * the BatchNorm at inference (grad__bn_forward_eval) moved into the
  * convolution before it. */
@@ -109,23 +123,29 @@ static void fold(const float *w, const float *gamma, const float *beta, const fl
   for (int o = 0; o < cout; o++) {
     const float scale = gamma[o] / sqrtf(var[o] + (float)GRAD__BN_EPS);
     for (size_t i = 0; i < per_out; i++) w_out[o * per_out + i] = w[o * per_out + i] * scale;
-    b_out[o] = beta[o] - mean[o] * scale;
+    if (b_out) b_out[o] = beta[o] - mean[o] * scale;
   }
 }
 
+/* The folded weights and biases (the weights only until laid out: find_plan
+ * frees them once a plan has its layouts). */
 static grad_status fold_all(const grad_store *s, struct grad__store_dnnl *e) {
   const int C2 = 2 * s->config.channels, blocks = s->config.blocks;
-  e->folded = grad__malloc((size_t)blocks * 2 * conv_floats(s) * sizeof(float));
-  e->bias = grad__calloc((size_t)blocks * 2 * C2 + (size_t)s->config.channels, sizeof(float));
+  if (!e->folded) e->folded = grad__malloc((size_t)blocks * 2 * conv_floats(s) * sizeof(float));
+  /* Biases already made stay untouched: other threads may be reading them. */
+  const bool new_bias = !e->bias;
+  if (new_bias)
+    e->bias = grad__calloc((size_t)blocks * 2 * C2 + (size_t)s->config.channels, sizeof(float));
   if (!e->folded || !e->bias) return grad__fail(GRAD_E_NOMEM, "out of memory folding the decoder");
   for (int b = 0; b < blocks; b++) {
-    float *w = e->folded + (size_t)b * 2 * conv_floats(s), *bias = e->bias + (size_t)b * 2 * C2;
+    float *w = e->folded + (size_t)b * 2 * conv_floats(s);
+    float *bias = new_bias ? e->bias + (size_t)b * 2 * C2 : NULL;
     fold(store__bw(s, b, BLOCK_CONV1), store__bw(s, b, BLOCK_BN1_W), store__bw(s, b, BLOCK_BN1_B),
          store__b(s, b, BLOCK_BN1_MEAN), store__b(s, b, BLOCK_BN1_VAR), C2, (size_t)C2 * 9, w,
          bias);
     fold(store__bw(s, b, BLOCK_CONV2), store__bw(s, b, BLOCK_BN2_W), store__bw(s, b, BLOCK_BN2_B),
          store__b(s, b, BLOCK_BN2_MEAN), store__b(s, b, BLOCK_BN2_VAR), C2, (size_t)C2 * 9,
-         w + conv_floats(s), bias + C2);
+         w + conv_floats(s), bias ? bias + C2 : NULL);
   }
   return GRAD_OK;
 }
@@ -145,6 +165,10 @@ static grad_status lay(const grad_store *s, struct grad__store_dnnl *e, int kind
       return GRAD_OK;
     }
   const int count = kind == OUT ? 1 : s->config.blocks;
+  if (kind != OUT && !e->folded) {
+    grad_status st = fold_all(s, e);
+    if (st != GRAD_OK) return st;
+  }
   laid *l = grad__calloc(1, sizeof *l);
   if (l) l->data = grad__calloc((size_t)count, sizeof *l->data);
   if (!l || !l->data) {
@@ -211,12 +235,12 @@ static grad_status make_plan(const grad_store *s, struct grad__store_dnnl *e, in
 static grad_status find_plan(const grad_store *s, int threads, const plan **out) {
   struct grad__store_dnnl *e = s->infer;
   pthread_mutex_lock(&e->lock);
-  if (e->generation != s->generation || e->precision != s->precision || !e->folded) {
+  if (e->generation != s->generation || e->precision != s->precision || !e->bias) {
     drop_cache(s, e); /* new values or precision: start again */
     e->generation = s->generation;
     e->precision = s->precision;
   }
-  grad_status st = e->folded ? GRAD_OK : fold_all(s, e);
+  grad_status st = e->bias ? GRAD_OK : fold_all(s, e);
   plan *p = e->plans;
   while (p && p->threads != threads) p = p->next;
   if (st == GRAD_OK && !p) {
@@ -227,6 +251,8 @@ static grad_status find_plan(const grad_store *s, int threads, const plan **out)
       p->next = e->plans;
       e->plans = p;
     }
+    grad__free(e->folded); /* laid out now; remade if another layout is asked for */
+    e->folded = NULL;
   }
   if (st != GRAD_OK) drop_cache(s, e);
   pthread_mutex_unlock(&e->lock);
@@ -318,6 +344,10 @@ grad_status grad__store_dnnl_create(grad_store *s) {
   return GRAD_OK;
 }
 void grad__store_dnnl_free(grad_store *s) { (void)s; }
+size_t grad__store_engine_bytes(const grad_store *s) {
+  (void)s;
+  return 0;
+}
 bool grad__store_dnnl_applies(const grad_store *s) {
   (void)s;
   return false;

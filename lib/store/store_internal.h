@@ -83,6 +83,10 @@ void grad__store_touch(grad_store *store);
  * The CRAD decoder and builds without oneDNN stay fp32. Not thread-safe:
  * before scoring. */
 void grad__store_precision_set(grad_store *store, grad_precision precision);
+/* Bytes the store holds for scoring beyond its tensors: the decoder's
+ * folded and laid-out weights (store_dnnl.c; 0 before the first scoring
+ * call and without oneDNN). Thread-safe. */
+size_t grad__store_engine_bytes(const grad_store *store);
 
 /* Inference: R = store(F) with BatchNorm running statistics. Does not
  * modify the store, so several threads may call it with their own ws.
