@@ -14,8 +14,7 @@
 #include "backbone_internal.h"
 #include "upsample.h"
 #include "rng.h"
-#include "safetensors.h"
-#include "testutil.h"
+#include "golden_util.h"
 
 /* The engines and precisions the goldens run on; mode is the current one. */
 static const struct {
@@ -48,35 +47,8 @@ static bool use_mode(grad_backbone *bb) {
   return true;
 }
 
-/* A tensor of a golden file, malloc'd; count in *count. */
-static float *golden_tensor(const grad__st_file *f, const char *name, size_t *count) {
-  const grad__st_tensor *t = grad__st_find(f, name);
-  ck_assert_msg(t != NULL, "golden tensor %s missing", name);
-  float *data = malloc(t->count * sizeof(float));
-  ck_assert_int_eq(grad__st_read_f32(f, name, 0, NULL, false, data), GRAD_OK);
-  if (count) *count = t->count;
-  return data;
-}
 
-static grad__st_file *open_fixture(const char *name) {
-  grad__st_file *f = NULL;
-  grad_status st = grad__st_open(test_fixture(name), &f);
-  ck_assert_msg(st == GRAD_OK, "%s: %s", name, grad_last_error());
-  return f;
-}
 
-/* Compares got with the golden tensor name and prints the error reached. */
-static void expect_golden(const grad__st_file *f, const char *name, const float *got,
-                          size_t count) {
-  size_t n = 0;
-  float *ref = golden_tensor(f, name, &n);
-  ck_assert_uint_eq(n, count);
-  double max_ref;
-  double diff = test_max_abs_diff(got, ref, n, &max_ref);
-  fprintf(stderr, "  %-16s max|diff| / max|ref| = %.2e\n", name, diff / max_ref);
-  ck_assert_close_rel(got, ref, n, golden_tol);
-  free(ref);
-}
 
 static void options(grad_backbone_options *o, const char *arch, unsigned layers, int size,
                     int stride) {
@@ -107,7 +79,7 @@ static void check_stages(const grad_backbone *bb, const grad__st_file *f, int n,
   for (int k = 1; k <= 4; k++) {
     if (!stages[k]) continue;
     snprintf(name, sizeof name, "layer%d", k);
-    expect_golden(f, name, stages[k], count[k]);
+    golden_expect(f, name, stages[k], count[k], golden_tol);
     free(stages[k]);
   }
   grad_workspace_free(ws);
@@ -121,7 +93,7 @@ static void check_neck(const grad_backbone *bb, const grad__st_file *f, const ch
   grad_workspace *ws = NULL;
   ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
   ck_assert_int_eq(grad_backbone_features(bb, ws, input, n, out), GRAD_OK);
-  expect_golden(f, name, out, count);
+  golden_expect(f, name, out, count, golden_tol);
   grad_workspace_free(ws);
   free(out);
 }
@@ -209,7 +181,7 @@ START_TEST(resnet18_matches_pytorch) {
   mode = _i;
   const char *path = write_fixture_weights(test_tmpdir(), "r18.safetensors", L(4), "resnet18", NULL,
                                            TAMPER_NONE);
-  grad__st_file *f = open_fixture("backbone/resnet18_s64.safetensors");
+  grad__st_file *f = golden_file_open("backbone/resnet18_s64.safetensors");
   float *input = golden_tensor(f, "input", NULL);
   grad_backbone_options o;
   options(&o, "resnet18", L(1) | L(2) | L(3) | L(4), 64, 8);
@@ -254,7 +226,7 @@ static const grad__resnet_arch tiny_arch = {"bottleneck_tiny", true, {2, 2, 1, 1
 
 START_TEST(bottleneck_matches_pytorch) {
   mode = _i;
-  grad__st_file *f = open_fixture("backbone/bottleneck_tiny_golden.safetensors");
+  grad__st_file *f = golden_file_open("backbone/bottleneck_tiny_golden.safetensors");
   float *input = golden_tensor(f, "input", NULL);
   grad_backbone_options o;
   options(&o, NULL, L(1) | L(2), 32, 8);
@@ -283,7 +255,7 @@ END_TEST
 
 START_TEST(seeded_wide_resnet50_2_matches_pytorch) {
   mode = _i;
-  grad__st_file *f = open_fixture("backbone/wide_resnet50_2_seed7.safetensors");
+  grad__st_file *f = golden_file_open("backbone/wide_resnet50_2_seed7.safetensors");
   float *input = golden_tensor(f, "input", NULL);
   grad_backbone_options o;
   options(&o, "wide_resnet50_2", L(1) | L(2) | L(3), 32, 8);

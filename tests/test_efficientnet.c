@@ -14,8 +14,7 @@
 #include "depthwise_fused.h"
 #include "efficientnet_internal.h"
 #include "rng.h"
-#include "safetensors.h"
-#include "testutil.h"
+#include "golden_util.h"
 
 static const double golden_tol = 1e-4;
 
@@ -27,33 +26,8 @@ static const grad__effnet_arch same_tiny = {"effnet_same_tiny", 0.25, 1.2, GRAD_
 #define L(k) GRAD_BACKBONE_LAYER(k)
 #define ALL_LAYERS (L(1) | L(2) | L(3) | L(4) | L(5))
 
-static grad__st_file *open_fixture(const char *name) {
-  grad__st_file *f = NULL;
-  grad_status st = grad__st_open(test_fixture(name), &f);
-  ck_assert_msg(st == GRAD_OK, "%s: %s", name, grad_last_error());
-  return f;
-}
 
-static float *golden_tensor(const grad__st_file *f, const char *name, size_t *count) {
-  const grad__st_tensor *t = grad__st_find(f, name);
-  ck_assert_msg(t != NULL, "golden tensor %s missing", name);
-  float *data = malloc(t->count * sizeof(float));
-  ck_assert_int_eq(grad__st_read_f32(f, name, 0, NULL, false, data), GRAD_OK);
-  if (count) *count = t->count;
-  return data;
-}
 
-static void expect_golden(const grad__st_file *f, const char *name, const float *got,
-                          size_t count) {
-  size_t n = 0;
-  float *ref = golden_tensor(f, name, &n);
-  ck_assert_uint_eq(n, count);
-  double max_ref;
-  double diff = test_max_abs_diff(got, ref, n, &max_ref);
-  fprintf(stderr, "  %-12s max|diff| / max|ref| = %.2e\n", name, diff / max_ref);
-  ck_assert_close_rel(got, ref, n, golden_tol);
-  free(ref);
-}
 
 static grad_backbone *create(const grad__effnet_arch *arch, const char *weights, unsigned layers,
                              int size, int stride) {
@@ -74,7 +48,7 @@ static grad_backbone *create(const grad__effnet_arch *arch, const char *weights,
 static void check_layers(const grad__effnet_arch *arch, const char *weights, const char *golden,
                          int h, int w) {
   grad_backbone *bb = create(arch, weights, ALL_LAYERS, 64, 8);
-  grad__st_file *f = open_fixture(golden);
+  grad__st_file *f = golden_file_open(golden);
   float *input = golden_tensor(f, "input", NULL);
   float *stages[6] = {NULL};
   size_t count[6] = {0};
@@ -90,7 +64,7 @@ static void check_layers(const grad__effnet_arch *arch, const char *weights, con
   char name[16];
   for (int k = 1; k <= 5; k++) {
     snprintf(name, sizeof name, "layer%d", k);
-    expect_golden(f, name, stages[k], count[k]);
+    golden_expect(f, name, stages[k], count[k], golden_tol);
     free(stages[k]);
   }
   grad_workspace_free(ws);
@@ -105,7 +79,7 @@ static void check_neck(const grad__effnet_arch *arch, const char *weights, const
   grad_backbone *bb = create(arch, weights, L(3) | L(4), 48, 8);
   ck_assert_int_eq(bb->effnet->last_stage, 5);
   ck_assert_int_eq(bb->effnet->blocks[bb->effnet->block_count - 1].stage, 5);
-  grad__st_file *f = open_fixture(golden);
+  grad__st_file *f = golden_file_open(golden);
   float *input = golden_tensor(f, "input", NULL);
   int c = grad_backbone_feature_channels(bb), s = grad_backbone_feature_height(bb);
   ck_assert_int_eq(s, 6);
@@ -114,7 +88,7 @@ static void check_neck(const grad__effnet_arch *arch, const char *weights, const
   grad_workspace *ws = NULL;
   ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
   ck_assert_int_eq(grad_backbone_features(bb, ws, input, 2, out), GRAD_OK);
-  expect_golden(f, "neck_l34_s8", out, count);
+  golden_expect(f, "neck_l34_s8", out, count, golden_tol);
   grad_workspace_free(ws);
   free(out);
   free(input);
@@ -309,7 +283,7 @@ END_TEST
 static const char *copy_weights(const char *name, const char *drop, const char *arch) {
   static char path[512];
   snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
-  grad__st_file *f = open_fixture("efficientnet/tv_weights.safetensors");
+  grad__st_file *f = golden_file_open("efficientnet/tv_weights.safetensors");
   grad__st_writer *w = NULL;
   ck_assert_int_eq(grad__st_writer_create(&w), GRAD_OK);
   for (size_t i = 0; i < grad__st_count(f); i++) {
@@ -388,7 +362,7 @@ START_TEST(model_file_round_trip_and_batches) {
   ck_assert_uint_eq(back->storage_floats, bb->storage_floats);
   ck_assert_mem_eq(back->storage, bb->storage, bb->storage_floats * sizeof(float));
 
-  grad__st_file *g = open_fixture("efficientnet/same_s41x41.safetensors");
+  grad__st_file *g = golden_file_open("efficientnet/same_s41x41.safetensors");
   float *input = golden_tensor(g, "input", NULL);
   grad__st_close(g);
   float *both = features(bb, input, 2), *again = features(back, input, 2);

@@ -10,9 +10,8 @@
 
 #include <grad/store.h>
 
-#include "safetensors.h"
+#include "golden_util.h"
 #include "store_internal.h"
-#include "testutil.h"
 
 /* Fixture 0: BasicBlock decoder; 1: CRAD bottlenecks (make_store_golden.py --decoder crad). */
 static const char *golden_path(int which) {
@@ -26,15 +25,6 @@ static bool use_gemm_engine(int loop) {
   return grad_gemm_engine_set(loop / 2 ? GRAD_GEMM_ONEDNN : GRAD_GEMM_OPENBLAS) == GRAD_OK;
 }
 
-/* A whole tensor of the fixture, malloc'ed; its element count in *count. */
-static float *fixture_tensor(const grad__st_file *file, const char *name, size_t *count) {
-  const grad__st_tensor *t = grad__st_find(file, name);
-  ck_assert_msg(t != NULL, "fixture lacks %s", name);
-  float *v = malloc(sizeof(float) * (t->count ? t->count : 1));
-  ck_assert_int_eq(grad__st_read_f32(file, name, 0, NULL, true, v), GRAD_OK);
-  if (count) *count = t->count;
-  return v;
-}
 
 typedef struct golden {
   grad__st_file *file;
@@ -53,8 +43,8 @@ static void golden_open(golden *g, int which) {
   g->C = c->channels;
   g->P = c->height * c->width;
   ck_assert_int_eq(t->shape[1], g->C);
-  g->F = fixture_tensor(g->file, "input.features", NULL);
-  g->noise = fixture_tensor(g->file, "input.noise", NULL);
+  g->F = golden_tensor(g->file, "input.features", NULL);
+  g->noise = golden_tensor(g->file, "input.noise", NULL);
 }
 
 static void golden_close(golden *g) {
@@ -105,7 +95,7 @@ START_TEST(inference_matches_pytorch) {
   golden g;
   golden_open(&g, which);
   size_t count, before_n, after_n;
-  float *expect = fixture_tensor(g.file, "expect.eval", &count);
+  float *expect = golden_tensor(g.file, "expect.eval", &count);
   ck_assert_int_eq(count, (size_t)g.n * g.C * g.P);
   float *R = malloc(sizeof(float) * count);
   float *before = snapshot(g.store, &before_n);
@@ -154,8 +144,8 @@ START_TEST(training_step_matches_pytorch) {
   golden g;
   golden_open(&g, which);
   size_t count;
-  float *expect = fixture_tensor(g.file, "expect.train", &count);
-  float *loss_ref = fixture_tensor(g.file, "expect.loss", NULL);
+  float *expect = golden_tensor(g.file, "expect.train", &count);
+  float *loss_ref = golden_tensor(g.file, "expect.loss", NULL);
   float *R = malloc(sizeof(float) * count), *dR = malloc(sizeof(float) * count);
   grad_workspace *ws = NULL;
   ck_assert_int_eq(grad_workspace_create(&ws), GRAD_OK);
@@ -176,7 +166,7 @@ START_TEST(training_step_matches_pytorch) {
     grad__param *p = grad__store_param(g.store, i);
     snprintf(name, sizeof name, "expect.grad.%s", p->name);
     size_t n;
-    float *ref = fixture_tensor(g.file, name, &n);
+    float *ref = golden_tensor(g.file, name, &n);
     ck_assert_int_eq(n, p->count);
     double err = worst_relative(p->grad, ref, n);
     if (err > worst) worst = err;
@@ -189,7 +179,7 @@ START_TEST(training_step_matches_pytorch) {
     grad__param *p = grad__store_buffer(g.store, i);
     snprintf(name, sizeof name, "expect.after.%s", p->name);
     size_t n;
-    float *ref = fixture_tensor(g.file, name, &n);
+    float *ref = golden_tensor(g.file, name, &n);
     ck_assert_int_eq(n, p->count);
     expect_close(p->value, ref, n, 1e-5, p->name);
     free(ref);
