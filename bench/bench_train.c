@@ -309,14 +309,22 @@ int main(int argc, char **argv) {
       case 'c': only = optarg; break;
       case 'x': torch = false; break;
       case 'q': pca = false; break;
-      case 'g': /* the engine of the products (grad_gemm_engine_set) */
-        if (grad_gemm_engine_set(strcmp(optarg, "onednn") == 0     ? GRAD_GEMM_ONEDNN
-                                 : strcmp(optarg, "openblas") == 0 ? GRAD_GEMM_OPENBLAS
-                                                                   : GRAD_GEMM_AUTO) != GRAD_OK) {
+      case 'g': { /* the engine of the products (grad_gemm_engine_set) */
+        const bool known = !strcmp(optarg, "auto") || !strcmp(optarg, "onednn") ||
+                           !strcmp(optarg, "openblas");
+        if (!known) {
+          fprintf(stderr, "bench_train: --gemm takes auto, openblas or onednn, not %s\n", optarg);
+          return 2;
+        }
+        grad_gemm_engine engine = !strcmp(optarg, "onednn")     ? GRAD_GEMM_ONEDNN
+                                  : !strcmp(optarg, "openblas") ? GRAD_GEMM_OPENBLAS
+                                                                : GRAD_GEMM_AUTO;
+        if (grad_gemm_engine_set(engine) != GRAD_OK) {
           fprintf(stderr, "bench_train: %s\n", grad_last_error());
           return 2;
         }
         break;
+      }
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
