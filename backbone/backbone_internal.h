@@ -182,6 +182,10 @@ grad_status grad__bb_put_common(const grad_backbone *bb, grad__st_writer *w, con
                                 int max_layer);
 grad_status grad__bb_put_conv(grad__st_writer *w, const char *prefix, const char *name, int cout,
                               int cin, int kernel, const float *weight, const float *bias);
+/* bb->storage: bb->storage_floats zeroed floats for every weight and bias
+ * (conv_bn_load.c). GRAD_E_NOMEM with the size; bb is left to the caller. */
+grad_status grad__bb_storage_alloc(grad_backbone *bb);
+
 /*
  * Reads one conv (conv_bn_load.c): prefix+name+".weight" (cout x cin x
  * kernel x kernel) into weight, then either its BatchNorm

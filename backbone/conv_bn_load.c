@@ -9,6 +9,13 @@
 
 #include "backbone_internal.h"
 
+grad_status grad__bb_storage_alloc(grad_backbone *bb) {
+  bb->storage = grad__calloc(bb->storage_floats, sizeof(float));
+  if (bb->storage) return GRAD_OK;
+  return grad__fail(GRAD_E_NOMEM, "out of memory allocating %zu MiB of backbone weights",
+                    bb->storage_floats * sizeof(float) >> 20);
+}
+
 static grad_status read_tensor(const grad__st_file *f, const char *prefix, const char *module,
                                const char *what, int ndim, const int64_t *shape, float *out) {
   char name[GRAD__BB_NAME + 128];

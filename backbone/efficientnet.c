@@ -226,11 +226,10 @@ static grad_status build_backbone(const grad__effnet_arch *arch, const grad_back
   bb->feature_size = grad__effnet_map_size(bb->input_size, bb->output_stride);
 
   for (int i = 0; i < net->conv_count; i++) bb->storage_floats += conv_floats(&net->convs[i]);
-  bb->storage = grad__calloc(bb->storage_floats, sizeof(float));
-  if (!bb->storage) {
-    size_t mib = bb->storage_floats * sizeof(float) >> 20;
+  grad_status alloc = grad__bb_storage_alloc(bb);
+  if (alloc != GRAD_OK) {
     grad_backbone_free(bb);
-    return grad__fail(GRAD_E_NOMEM, "out of memory allocating %zu MiB of backbone weights", mib);
+    return alloc;
   }
   float *cursor = bb->storage;
   for (int i = 0; i < net->conv_count; i++) {

@@ -193,11 +193,10 @@ grad_status grad__backbone_build(const grad__resnet_arch *arch, const grad_backb
   }
   build_blocks(bb);
   (void)grad__backbone_each_conv(bb, count_floats, &bb->storage_floats);
-  bb->storage = grad__calloc(bb->storage_floats, sizeof(float));
-  if (!bb->storage) {
-    size_t mib = bb->storage_floats * sizeof(float) >> 20;
+  grad_status alloc = grad__bb_storage_alloc(bb);
+  if (alloc != GRAD_OK) {
     grad_backbone_free(bb);
-    return grad__fail(GRAD_E_NOMEM, "out of memory allocating %zu MiB of backbone weights", mib);
+    return alloc;
   }
   float *cursor = bb->storage;
   (void)grad__backbone_each_conv(bb, place_weights, &cursor);
