@@ -31,6 +31,7 @@ typedef struct plan {
   dnnl_memory_desc_t plain_in, plain_out;  /* the caller's 1 x 2C x h x w and 1 x C x h x w */
   dnnl_primitive_t to_blocked, to_plain;
   grad__dnnl_conv conv[KINDS];
+  void *const *weights[KINDS];  /* per kind, per block: laid out for conv[kind] (the cache's) */
   size_t act_bytes, scratch_bytes;
   struct plan *next;
 } plan;
@@ -210,8 +211,7 @@ static grad_status make_plan(const grad_store *s, struct grad__store_dnnl *e, in
     grad__dnnl_note_bytes(&p->scratch_bytes, &p->conv[k].scratch);
     grad__dnnl_note_bytes(&p->act_bytes, &p->conv[k].src);
     grad__dnnl_note_bytes(&p->act_bytes, &p->conv[k].dst);
-    void *const *unused;
-    st = lay(s, e, k, &p->conv[k].wei, &unused);
+    st = lay(s, e, k, &p->conv[k].wei, &p->weights[k]);
   }
   /* conv2 adds into the block input's buffer: the same layout throughout. */
   if (st == GRAD_OK && (!dnnl_memory_desc_equal(&p->conv[CONV1].src, &blocked) ||
@@ -260,19 +260,10 @@ static grad_status find_plan(const grad_store *s, int threads, const plan **out)
   return st;
 }
 
-static grad_status weights_of(const grad_store *s, const plan *p, int kind, void *const **out) {
-  struct grad__store_dnnl *e = s->infer;
-  pthread_mutex_lock(&e->lock);
-  grad_status st = lay(s, e, kind, &p->conv[kind].wei, out); /* found: laid with the plan */
-  pthread_mutex_unlock(&e->lock);
-  return st;
-}
-
-/* A call's maps, plans, weights and buffer sets. */
+/* A call's maps, plans and buffer sets. */
 typedef struct call {
   const grad_store *s;
   const plan *plan[2];           /* [0] one thread, [1] the team */
-  void *const *weights[2][KINDS];
   const float *x;
   float *out;
   void *buf[GRAD__STORE_DNNL_WORKERS][3];  /* x (blocked), t, scratch */
@@ -281,7 +272,7 @@ typedef struct call {
 static grad_status map_item(void *data, dnnl_stream_t st, int worker, int map, bool team) {
   const call *c = data;
   const plan *p = c->plan[team];
-  void *const *const *w = c->weights[team];
+  void *const *const *w = p->weights;
   void *x = c->buf[worker][0], *t = c->buf[worker][1], *scratch = c->buf[worker][2];
   const grad_store *s = c->s;
   const int C2 = 2 * s->config.channels;
@@ -329,9 +320,6 @@ grad_status grad__store_decode_dnnl(const grad_store *s, grad_workspace *ws, con
   call c = {.s = s, .x = x, .out = out};
   grad_status st = find_plan(s, 1, &c.plan[0]);
   if (st == GRAD_OK) st = find_plan(s, threads > 1 ? threads : 1, &c.plan[1]);
-  for (int t = 0; t < 2 && st == GRAD_OK; t++)
-    for (int k = 0; k < KINDS && st == GRAD_OK; k++)
-      st = weights_of(s, c.plan[t], k, &c.weights[t][k]);
   if (st != GRAD_OK) return st;
   return grad__dnnl_items_run(grad__dnnl_split_of(n, threads, GRAD__STORE_DNNL_WORKERS), threads,
                               ws, take, map_item, &c);
