@@ -258,6 +258,47 @@ START_TEST(parallel_runs_every_part_once) {
 }
 END_TEST
 
+/* Items 3 and 6 fail: every item of a part before its failure runs, none
+ * after it, and the caller gets item 3's status and message. */
+typedef struct item_record {
+  pthread_mutex_t lock;
+  int ran[10];
+} item_record;
+
+static grad_status record_item(void *ctx, int item, int part) {
+  item_record *r = ctx;
+  (void)part;
+  pthread_mutex_lock(&r->lock);
+  r->ran[item]++;
+  pthread_mutex_unlock(&r->lock);
+  if (item == 3) return grad__fail(GRAD_E_IO, "item %d could not be read", item);
+  if (item == 6) return grad__fail(GRAD_E_NOMEM, "item %d ran out", item);
+  return GRAD_OK;
+}
+
+START_TEST(parallel_items_report_the_first_failure) {
+  for (int parts = 1; parts <= 12; parts++) {
+    item_record r = {.ran = {0}};
+    pthread_mutex_init(&r.lock, NULL);
+    grad_status st = grad__parallel_items(10, parts, record_item, &r);
+    ck_assert_int_eq(st, GRAD_E_IO);
+    ck_assert_str_eq(grad_last_error(), "item 3 could not be read");
+    /* Ranges of 10 items over min(parts, 10) parts, in order. */
+    const int p = parts < 10 ? parts : 10;
+    for (int part = 0; part < p; part++) {
+      const int first = 10 * part / p, end = 10 * (part + 1) / p;
+      bool stopped = false;
+      for (int item = first; item < end; item++) {
+        ck_assert_int_eq(r.ran[item], stopped ? 0 : 1);
+        if (item == 3 || item == 6) stopped = true;
+      }
+    }
+    pthread_mutex_destroy(&r.lock);
+  }
+  ck_assert_int_eq(grad__parallel_items(0, 2, record_item, NULL), GRAD_OK);
+}
+END_TEST
+
 /* Threads that ran parts, each part taking a moment so that any worker
  * allowed to join does. */
 typedef struct part_threads {
@@ -304,6 +345,7 @@ int main(void) {
   tcase_add_test(tc, strided_conv_with_residual_matches_reference);
   tcase_add_test(tc, parallel_runs_every_part_once);
   tcase_add_test(tc, parallel_threads_keeps_to_its_count);
+  tcase_add_test(tc, parallel_items_report_the_first_failure);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

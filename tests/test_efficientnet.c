@@ -216,6 +216,33 @@ START_TEST(epilogue_builds_match_the_definition) {
 }
 END_TEST
 
+START_TEST(tanh_builds_match_tanhf) {
+  static const char *const isas[] = {"avx512", "avx2", "baseline"};
+  /* Every region: 0, the polynomial's, the boundary at 0.625, the exp
+   * form, saturation; odd lengths so that vector tails run. */
+  enum { N = 70001 };
+  float *v = malloc(N * sizeof(float)), *ref = malloc(N * sizeof(float));
+  ck_assert(v && ref);
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    if (!grad__depthwise_force_isa(isas[i])) continue;
+    for (int k = 0; k < N; k++) v[k] = ref[k] = (float)(k - N / 2) * 3e-4f; /* -10.5 .. 10.5 */
+    v[0] = ref[0] = 0.625f, v[1] = ref[1] = -0.625f, v[2] = ref[2] = 0.0f;
+    v[3] = ref[3] = 1e-30f, v[4] = ref[4] = -90.0f, v[5] = ref[5] = 1e4f;
+    grad__tanh_inplace(v, N);
+    grad__tanh_reference(ref, N);
+    for (int k = 0; k < N; k++)
+      ck_assert_msg(fabsf(v[k] - ref[k]) <= 4e-7f * fabsf(ref[k]) + 1e-37f,
+                    "%s: tanh(%g) = %.9g, tanhf %.9g", isas[i], (k - N / 2) * 3e-4, v[k],
+                    ref[k]);
+    float nan = NAN;
+    grad__tanh_inplace(&nan, 1);
+    ck_assert(isnan(nan));
+  }
+  grad__depthwise_force_isa(NULL);
+  free(v), free(ref);
+}
+END_TEST
+
 /* ---- Architectures ------------------------------------------------------------ */
 
 START_TEST(b0_to_b7_have_the_published_shapes) {
@@ -416,6 +443,7 @@ static Suite *suite(void) {
   tcase_set_timeout(rest, 60);
   tcase_add_test(rest, depthwise_builds_match_the_definition);
   tcase_add_test(rest, epilogue_builds_match_the_definition);
+  tcase_add_test(rest, tanh_builds_match_tanhf);
   tcase_add_test(rest, b0_to_b7_have_the_published_shapes);
   tcase_add_test(rest, missing_tensor_and_wrong_arch_are_named);
   tcase_add_test(rest, model_file_round_trip_and_batches);

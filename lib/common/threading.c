@@ -462,3 +462,42 @@ void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx)
   pool.busy = false;
   pthread_mutex_unlock(&pool.lock);
 }
+
+typedef struct items_job {
+  int items;
+  grad__item_fn fn;
+  void *ctx;
+  pthread_mutex_t lock;
+  int failed_item; /* lowest failed item, or items */
+  grad_status status;
+  char message[512];
+} items_job;
+
+static void items_part(void *data, int part, int parts) {
+  items_job *j = data;
+  const int first = (int)((long long)j->items * part / parts),
+            end = (int)((long long)j->items * (part + 1) / parts);
+  for (int item = first; item < end; item++) {
+    grad_status st = j->fn(j->ctx, item, part);
+    if (st == GRAD_OK) continue;
+    pthread_mutex_lock(&j->lock);
+    if (item < j->failed_item) {
+      j->failed_item = item;
+      j->status = st;
+      snprintf(j->message, sizeof j->message, "%s", grad_last_error());
+    }
+    pthread_mutex_unlock(&j->lock);
+    return;
+  }
+}
+
+grad_status grad__parallel_items(int items, int parts, grad__item_fn fn, void *ctx) {
+  if (items <= 0) return GRAD_OK;
+  if (parts > items) parts = items;
+  if (parts < 1) parts = 1;
+  items_job j = {.items = items, .fn = fn, .ctx = ctx, .failed_item = items, .status = GRAD_OK};
+  pthread_mutex_init(&j.lock, NULL);
+  grad__parallel_threads(grad__threads(NULL), parts, items_part, &j);
+  pthread_mutex_destroy(&j.lock);
+  return j.status == GRAD_OK ? GRAD_OK : grad__fail(j.status, "%s", j.message);
+}

@@ -40,6 +40,16 @@ typedef void (*grad__part_fn)(void *ctx, int part, int parts);
 void grad__parallel(int parts, grad__part_fn fn, void *ctx);
 /* The same with `threads` threads in all instead of grad_threads_get()'s. */
 void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx);
+/*
+ * fn(ctx, item, part) for item = 0 .. items-1, on `parts` parts over the
+ * pool (threads: grad__threads(NULL)); part p takes a contiguous range of
+ * items in order and stops at its first failure. Returns GRAD_OK, or the
+ * failure of the lowest item that failed, its message raised again on the
+ * caller's thread (grad_last_error is per thread). For per-image work that
+ * has no parallel pass of its own: decoding, the scoring head.
+ */
+typedef grad_status (*grad__item_fn)(void *ctx, int item, int part);
+grad_status grad__parallel_items(int items, int parts, grad__item_fn fn, void *ctx);
 /* Parts worth using for a pass over `floats` values: a few per thread, fewer
  * when the pass is small, 1 when it is too small to pay for waking a thread
  * or there is one thread. */

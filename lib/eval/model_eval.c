@@ -43,6 +43,18 @@ void grad_eval_summary_init(grad_eval_summary *summary, size_t struct_size) {
   grad__struct_init(summary, struct_size, &empty, sizeof empty);
 }
 
+/* A group's images, decoded side by side. */
+typedef struct load_job {
+  const grad__test_item *items;
+  grad_image **images;
+} load_job;
+
+static grad_status load_image(void *data, int k, int part) {
+  const load_job *j = data;
+  (void)part;
+  return grad_image_load(j->items[k].image, &j->images[k]);
+}
+
 grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, const char *category,
                                 grad_eval_image_fn on_image, void *user,
                                 grad_eval_summary *summary) {
@@ -75,8 +87,8 @@ grad_status grad_model_evaluate(const grad_model *model, grad_context *ctx, cons
     grad_image *images[GROUP] = {NULL};
     grad_result *results[GROUP] = {NULL};
     double start = now_seconds();
-    for (size_t k = 0; s == GRAD_OK && k < m; k++)
-      s = grad_image_load(set.items[first + k].image, &images[k]);
+    load_job job = {set.items + first, images};
+    s = grad__parallel_items((int)m, grad__threads(ctx->ws), load_image, &job);
     if (s == GRAD_OK)
       s = grad_model_score_batch(model, ctx, (const grad_image *const *)images, m, results);
     seconds += now_seconds() - start;

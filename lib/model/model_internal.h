@@ -30,6 +30,10 @@ struct grad_model {
   grad__provenance provenance;  /* metadata "provenance.<key>" */
 };
 
+/* Images a batch call sends through the backbone at once (the backbone
+ * itself works in groups of this size). */
+#define GRAD__SCORE_GROUP 8
+
 struct grad_context {
   const grad_model *model;
   grad_workspace *ws;
@@ -40,11 +44,11 @@ struct grad_context {
   /* grad_model_score_batch's buffers for GRAD__SCORE_GROUP images, made
    * on its first call (NULL until then). */
   float *group_input, *group_raw, *group_features, *group_recon;
+  /* The head's workspaces, one per part of a group's per-image work (made
+   * on first use; NULL until then). */
+  grad_workspace *part_ws[GRAD__SCORE_GROUP];
 };
 
-/* Images a batch call sends through the backbone at once (the backbone
- * itself works in groups of this size). */
-#define GRAD__SCORE_GROUP 8
 
 struct grad_result {
   double score;

@@ -8,15 +8,12 @@
 
 #include "batchnorm.h"
 #include "conv.h"
+#include "depthwise_fused.h"
 #include "grid_sample.h"
 #include "store_impl.h"
 
 static size_t plane_of(const grad_store *s) {
   return (size_t)s->config.height * s->config.width;
-}
-
-static void tanh_inplace(float *v, size_t count) {
-  for (size_t i = 0; i < count; i++) v[i] = tanhf(v[i]);
 }
 
 /* A 1x1 conv of the local coordinate net: on the training engine
@@ -42,10 +39,10 @@ static grad_status local_coords(const grad_store *s, grad_store *train, const fl
   grad_status st =
       coord_conv(s, train, &first, STORE_LOCAL_W1, STORE_LOCAL_B1, F, n, hidden, ws);
   if (st != GRAD_OK) return st;
-  tanh_inplace(hidden, (size_t)n * c->channels * P);
+  grad__tanh_inplace(hidden, (size_t)n * c->channels * P);
   st = coord_conv(s, train, &second, STORE_LOCAL_W2, STORE_LOCAL_B2, hidden, n, local, ws);
   if (st != GRAD_OK) return st;
-  tanh_inplace(local, (size_t)n * 2 * P);
+  grad__tanh_inplace(local, (size_t)n * 2 * P);
   return GRAD_OK;
 }
 
@@ -55,43 +52,54 @@ static void linear_tanh(const float *weight, const float *bias, int rows, int co
   for (int r = 0; r < rows; r++) {
     double acc = bias[r];
     for (int k = 0; k < cols; k++) acc += (double)weight[(size_t)r * cols + k] * x[k];
-    out[r] = tanhf((float)acc);
+    out[r] = (float)acc;
   }
+  grad__tanh_inplace(out, (size_t)rows);
 }
 
-/* g = mean_p f_p, hidden = tanh(V1 g + c1), v = tanh(V2 hidden + c2). */
-static void global_coords(const grad_store *s, const float *F, int n, float *mean_f,
-                          float *hidden, float *v) {
-  const int C = s->config.channels;
-  const size_t P = plane_of(s);
-  for (int i = 0; i < n; i++) {
-    float *g = mean_f + (size_t)i * C;
-    for (int c = 0; c < C; c++) {
-      const float *f = F + ((size_t)i * C + c) * P;
-      double sum = 0.0;
-      for (size_t p = 0; p < P; p++) sum += f[p];
-      g[c] = (float)(sum / (double)P);
-    }
-    linear_tanh(store__w(s, STORE_GLOBAL_W1), store__w(s, STORE_GLOBAL_B1), C, C, g,
-                hidden + (size_t)i * C);
-    linear_tanh(store__w(s, STORE_GLOBAL_W2), store__w(s, STORE_GLOBAL_B2), 2, C,
-                hidden + (size_t)i * C, v + (size_t)i * 2);
-  }
-}
+/* Where the global and local coordinates go. */
+typedef struct query_job {
+  const grad_store *s;
+  int n;
+  const float *F, *coords;
+  float *mean_f, *hidden, *v, *Q;
+} query_job;
 
-/* Q = concat(global grid at v reshaped to C x H x W, local grid at coords). */
-static void sample_query(const grad_store *s, int n, const float *coords, const float *v,
-                         float *Q) {
+/* Map i: g = mean_p f_p, hidden = tanh(V1 g + c1), v = tanh(V2 hidden + c2),
+ * then Q = concat(global grid at v reshaped to C x H x W, local grid at the
+ * coordinates). */
+static void query_map(const query_job *j, int i) {
+  const grad_store *s = j->s;
   const grad__store_config *c = &s->config;
-  const size_t P = plane_of(s), CP = (size_t)c->channels * P;
-  for (int i = 0; i < n; i++) {
-    float *q = Q + (size_t)i * 2 * CP;
-    grad__grid_sample(store__w(s, STORE_GLOBAL_GRID), (int)CP, c->global_res, c->global_res,
-                      v + 2 * i, v + 2 * i + 1, 1, q);
-    const float *xy = coords + (size_t)i * 2 * P;
-    grad__grid_sample(store__w(s, STORE_LOCAL_GRID), c->channels, c->local_res, c->local_res,
-                      xy, xy + P, P, q + CP);
+  const int C = c->channels;
+  const size_t P = plane_of(s), CP = (size_t)C * P;
+  float *g = j->mean_f + (size_t)i * C, *hidden = j->hidden + (size_t)i * C, *v = j->v + 2 * i;
+  for (int ch = 0; ch < C; ch++) {
+    const float *f = j->F + ((size_t)i * C + ch) * P;
+    double sum = 0.0;
+    for (size_t p = 0; p < P; p++) sum += f[p];
+    g[ch] = (float)(sum / (double)P);
   }
+  linear_tanh(store__w(s, STORE_GLOBAL_W1), store__w(s, STORE_GLOBAL_B1), C, C, g, hidden);
+  linear_tanh(store__w(s, STORE_GLOBAL_W2), store__w(s, STORE_GLOBAL_B2), 2, C, hidden, v);
+  float *q = j->Q + (size_t)i * 2 * CP;
+  grad__grid_sample(store__w(s, STORE_GLOBAL_GRID), (int)CP, c->global_res, c->global_res, v,
+                    v + 1, 1, q);
+  const float *xy = j->coords + (size_t)i * 2 * P;
+  grad__grid_sample(store__w(s, STORE_LOCAL_GRID), C, c->local_res, c->local_res, xy, xy + P, P,
+                    q + CP);
+}
+
+static void query_part(void *ctx, int part, int parts) {
+  const query_job *j = ctx;
+  for (int i = part; i < j->n; i += parts) query_map(j, i);
+}
+
+/* The query of n maps, maps side by side on `threads` threads. */
+static void query(const grad_store *s, int threads, const float *F, int n, const float *coords,
+                  float *mean_f, float *hidden, float *v, float *Q) {
+  query_job j = {s, n, F, coords, mean_f, hidden, v, Q};
+  grad__parallel_threads(threads, threads < n ? threads : n, query_part, &j);
 }
 
 static grad_status check_args(const grad_store *s, grad_workspace *ws, const float *F, int n,
@@ -160,10 +168,7 @@ grad_status grad__store_reconstruct(const grad_store *s, grad_workspace *ws, con
   float *mean_f = small, *hidden = small + (size_t)n * C, *v = small + (size_t)n * 2 * C;
   /* The local net's hidden layer (n x C x P) fits in the block scratch. */
   st = local_coords(s, NULL, F, n, scratch, local, ws);
-  if (st == GRAD_OK) {
-    global_coords(s, F, n, mean_f, hidden, v);
-    sample_query(s, n, local, v, x);
-  }
+  if (st == GRAD_OK) query(s, grad__threads(ws), F, n, local, mean_f, hidden, v, x);
   const bool crad = c->decoder == GRAD__DECODER_CRAD;
   float *se = scratch + (size_t)n * (2 * (size_t)c->expansion + C2) * P;
   if (st == GRAD_OK && grad__store_dnnl_applies(s)) {
@@ -284,8 +289,8 @@ grad_status grad__store_forward_train(grad_store *s, grad_workspace *ws, const f
   if (st == GRAD_OK) {
     if (coord_noise)
       for (size_t j = 0; j < (size_t)n * 2 * P; j++) t->coords[j] = t->local[j] + coord_noise[j];
-    global_coords(s, F, n, t->mean_f, t->global_hidden, t->global);
-    sample_query(s, n, t->coords, t->global, t->act[0]);
+    query(s, grad__threads(ws), F, n, t->coords, t->mean_f, t->global_hidden, t->global,
+          t->act[0]);
   }
   for (int b = 0; b < c->blocks && st == GRAD_OK; b++)
     st = c->decoder == GRAD__DECODER_CRAD ? grad__crad_block_train(s, t, b, scratch, ws)
