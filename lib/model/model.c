@@ -456,12 +456,15 @@ typedef struct group_job {
   size_t first; /* of the batch call's images */
 } group_job;
 
+/* The image's result (its buffers at the image's size) and its tensor. */
 static grad_status image_in(void *data, int i, int part) {
   const group_job *j = data;
   (void)part;
   const int size = grad_model_input_size(j->model);
-  grad_status s = grad_image_to_tensor(j->images[i], size,
-                                       j->ctx->group_input + (size_t)i * 3 * size * size);
+  grad_status s = result_create(j->model, j->images[i], &j->results[i]);
+  if (s == GRAD_OK)
+    s = grad_image_to_tensor(j->images[i], size,
+                             j->ctx->group_input + (size_t)i * 3 * size * size);
   return s == GRAD_OK ? s
                       : grad__fail_context(s, "grad_model_score_batch, image %zu: ", j->first + i);
 }
@@ -492,7 +495,7 @@ static grad_status ensure_part_workspaces(grad_context *ctx, int parts) {
 /* n <= GRAD__SCORE_GROUP images through backbone, reduction and store as
  * one batch; the steps per image (to a tensor, the head) on the threads
  * side by side, which are otherwise a fifth of the time on 2 threads
- * (docs/results.md); results[i] are already created. */
+ * (docs/results.md). */
 static grad_status score_group(const grad_model *model, grad_context *ctx,
                                const grad_image *const *images, size_t first, int n,
                                grad_result **results) {
@@ -526,9 +529,7 @@ grad_status grad_model_score_batch(const grad_model *model, grad_context *ctx,
   if (s == GRAD_OK && count) s = ensure_group_buffers(model, ctx);
   for (size_t first = 0; s == GRAD_OK && first < count; first += GRAD__SCORE_GROUP) {
     int n = (int)(count - first < GRAD__SCORE_GROUP ? count - first : GRAD__SCORE_GROUP);
-    for (int i = 0; s == GRAD_OK && i < n; i++)
-      s = result_create(model, images[first + i], &results[first + i]);
-    if (s == GRAD_OK) s = score_group(model, ctx, images + first, first, n, results + first);
+    s = score_group(model, ctx, images + first, first, n, results + first);
   }
   if (s != GRAD_OK) {
     for (size_t i = 0; i < count; i++) {
