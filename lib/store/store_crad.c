@@ -38,8 +38,89 @@ static float hard_swish_grad(float x) {
   return (2.0f * x + 3.0f) / 6.0f;
 }
 
-static void hard_swish_inplace(float *v, size_t count) {
-  for (size_t i = 0; i < count; i++) v[i] = hard_swish(v[i]);
+/*
+ * The block's passes between its convolutions, on the pool: each part takes
+ * whole planes (one image's channel), so per-plane sums come out the same
+ * on any number of threads.
+ */
+typedef enum pass {
+  HARD_SWISH,      /* a = hswish(a) */
+  RESIDUAL,        /* a += b */
+  SUM_TO,          /* c = a + b */
+  GATE_HARD_SWISH, /* a = hswish(a * hsigmoid(gate)) */
+  GATE_RECOMPUTE,  /* b = a * hsigmoid(gate), c = hswish(b) */
+  GATE_BACKWARD,   /* c *= hswish'(b), sum = sum(c * a), c *= hsigmoid(gate) */
+  ADD_MEAN_GRAD,   /* c += add / P */
+  HARD_SWISH_TO,   /* b = hswish(a) */
+  HARD_SWISH_GRAD  /* c *= hswish'(a) */
+} pass;
+
+typedef struct pass_job {
+  pass kind;
+  size_t planes, P;
+  float *a, *b, *c;
+  const float *gate; /* per plane */
+  float *sums;       /* per plane */
+} pass_job;
+
+static void pass_part(void *ctx, int part, int parts) {
+  const pass_job *j = ctx;
+  const size_t first = j->planes * (size_t)part / (size_t)parts,
+               end = j->planes * (size_t)(part + 1) / (size_t)parts, P = j->P;
+  for (size_t q = first; q < end; q++) {
+    float *a = j->a ? j->a + q * P : NULL, *b = j->b ? j->b + q * P : NULL,
+          *c = j->c ? j->c + q * P : NULL;
+    const float g = j->gate ? hard_sigmoid(j->gate[q]) : 0.0f;
+    switch (j->kind) {
+    case HARD_SWISH:
+      for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t]);
+      break;
+    case RESIDUAL:
+      for (size_t t = 0; t < P; t++) a[t] += b[t];
+      break;
+    case SUM_TO:
+      for (size_t t = 0; t < P; t++) c[t] = a[t] + b[t];
+      break;
+    case GATE_HARD_SWISH:
+      for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t] * g);
+      break;
+    case GATE_RECOMPUTE:
+      for (size_t t = 0; t < P; t++) {
+        b[t] = a[t] * g;
+        c[t] = hard_swish(b[t]);
+      }
+      break;
+    case GATE_BACKWARD: {
+      double sum = 0.0;
+      for (size_t t = 0; t < P; t++) {
+        c[t] *= hard_swish_grad(b[t]);
+        sum += (double)c[t] * a[t];
+        c[t] *= g;
+      }
+      j->sums[q] = (float)sum;
+      break;
+    }
+    case ADD_MEAN_GRAD: {
+      const float add = j->sums[q] / (float)P;
+      for (size_t t = 0; t < P; t++) c[t] += add;
+      break;
+    }
+    case HARD_SWISH_TO:
+      for (size_t t = 0; t < P; t++) b[t] = hard_swish(a[t]);
+      break;
+    case HARD_SWISH_GRAD:
+      for (size_t t = 0; t < P; t++) c[t] *= hard_swish_grad(a[t]);
+      break;
+    }
+  }
+}
+
+static void run_pass(pass kind, size_t planes, size_t P, float *a, float *b, float *c,
+                     const float *gate, float *sums) {
+  pass_job j = {kind, planes, P, a, b, c, gate, sums};
+  int parts = grad__parallel_width(planes * P);
+  if ((size_t)parts > planes) parts = (int)planes;
+  grad__parallel(parts, pass_part, &j);
 }
 
 /* Block b's sizes. */
@@ -58,12 +139,12 @@ static crad_dims dims_of(const grad_store *s, int n) {
 }
 
 /*
- * Squeeze-and-excitation on m (n x E x P), in place. pooled (n x E),
- * hidden (n x R, after the ReLU) and gate (n x E, before the hard sigmoid)
- * receive what the backward needs.
+ * Squeeze-and-excitation on m (n x E x P) and the hard-swish after it, in
+ * place. pooled (n x E), hidden (n x R, after the ReLU) and gate (n x E,
+ * before the hard sigmoid) receive what the backward needs.
  */
-static void se_forward(const grad_store *s, int b, const crad_dims *k, float *m, float *pooled,
-                       float *hidden, float *gate) {
+static void se_hard_swish(const grad_store *s, int b, const crad_dims *k, float *m,
+                          float *pooled, float *hidden, float *gate) {
   const float *W1 = store__bw(s, b, CRAD_SE_REDUCE), *W2 = store__bw(s, b, CRAD_SE_EXPAND);
   const int E = k->E, R = k->R;
   for (int i = 0; i < k->n; i++) {
@@ -83,11 +164,10 @@ static void se_forward(const grad_store *s, int b, const crad_dims *k, float *m,
       double acc = 0.0;
       for (int r = 0; r < R; r++) acc += (double)W2[(size_t)e * R + r] * z[r];
       u[e] = (float)acc;
-      const float g = hard_sigmoid(u[e]);
-      float *row = mi + (size_t)e * k->P;
-      for (size_t j = 0; j < k->P; j++) row[j] *= g;
     }
   }
+  /* m * hsigmoid(gate), and the block's hard-swish after it, in one pass. */
+  run_pass(GATE_HARD_SWISH, (size_t)k->n * E, k->P, m, NULL, NULL, gate, NULL);
 }
 
 grad_status grad__crad_block_eval(const grad_store *s, int b, float *x, int n, float *scratch,
@@ -100,19 +180,17 @@ grad_status grad__crad_block_eval(const grad_store *s, int b, float *x, int n, f
   if (st != GRAD_OK) return st;
   grad__bn_forward_eval(e1, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), store__bw(s, b, CRAD_BN1_B),
                         store__b(s, b, CRAD_BN1_MEAN), store__b(s, b, CRAD_BN1_VAR), false, e1);
-  hard_swish_inplace(e1, k.emap);
+  run_pass(HARD_SWISH, (size_t)n * k.E, k.P, e1, NULL, NULL, NULL, NULL);
   grad__depthwise_conv2d(e1, store__bw(s, b, CRAD_DEPTHWISE), n, k.E, k.h, k.w, 3, e2);
   grad__bn_forward_eval(e2, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), store__bw(s, b, CRAD_BN2_B),
                         store__b(s, b, CRAD_BN2_MEAN), store__b(s, b, CRAD_BN2_VAR), false, e2);
   float *pooled = se_scratch, *hidden = pooled + (size_t)n * k.E, *gate = hidden + (size_t)n * k.R;
-  se_forward(s, b, &k, e2, pooled, hidden, gate);
-  hard_swish_inplace(e2, k.emap);
+  se_hard_swish(s, b, &k, e2, pooled, hidden, gate);
   st = grad__conv2d(&project, store__bw(s, b, CRAD_PROJECT), NULL, false, e2, n, k.h, k.w, t, ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_eval(t, n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W), store__bw(s, b, CRAD_BN3_B),
                         store__b(s, b, CRAD_BN3_MEAN), store__b(s, b, CRAD_BN3_VAR), false, t);
-  const size_t maps = (size_t)n * k.C2 * k.P;
-  for (size_t j = 0; j < maps; j++) x[j] += t[j];
+  run_pass(RESIDUAL, (size_t)n * k.C2, k.P, x, t, NULL, NULL, NULL);
   return GRAD_OK;
 }
 
@@ -144,23 +222,19 @@ grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, fl
   grad__bn_forward_train(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
                          store__bw(s, b, CRAD_BN1_B), store__b(s, b, CRAD_BN1_MEAN),
                          store__b(s, b, CRAD_BN1_VAR), c.mean1, c.invstd1, false, e1);
-  hard_swish_inplace(e1, k.emap);
+  run_pass(HARD_SWISH, (size_t)n * k.E, k.P, e1, NULL, NULL, NULL, NULL);
   grad__depthwise_conv2d(e1, store__bw(s, b, CRAD_DEPTHWISE), n, k.E, k.h, k.w, 3, t->conv2[b]);
   grad__bn_forward_train(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
                          store__bw(s, b, CRAD_BN2_B), store__b(s, b, CRAD_BN2_MEAN),
                          store__b(s, b, CRAD_BN2_VAR), c.mean2, c.invstd2, false, e2);
-  se_forward(s, b, &k, e2, c.pooled, c.hidden, c.gate);
-  hard_swish_inplace(e2, k.emap);
+  se_hard_swish(s, b, &k, e2, c.pooled, c.hidden, c.gate);
   st = grad__store_conv_forward(s, &project, store__bw(s, b, CRAD_PROJECT), NULL, e2, n,
                                 t->conv3[b], ws);
   if (st != GRAD_OK) return st;
   grad__bn_forward_train(t->conv3[b], n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W),
                          store__bw(s, b, CRAD_BN3_B), store__b(s, b, CRAD_BN3_MEAN),
                          store__b(s, b, CRAD_BN3_VAR), c.mean3, c.invstd3, false, tmp);
-  const float *in = t->act[b];
-  float *out = t->act[b + 1];
-  const size_t maps = (size_t)n * k.C2 * k.P;
-  for (size_t j = 0; j < maps; j++) out[j] = in[j] + tmp[j];
+  run_pass(SUM_TO, (size_t)n * k.C2, k.P, t->act[b], tmp, t->act[b + 1], NULL, NULL);
   return GRAD_OK;
 }
 
@@ -219,47 +293,26 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   /* Recompute b2 = bn2(conv2) in A, m = b2 * gate in B, a2 = hswish(m) in Cm. */
   grad__bn_apply(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
                  store__bw(s, b, CRAD_BN2_B), c.mean2, c.invstd2, false, A);
-  for (int i = 0; i < n; i++)
-    for (int e = 0; e < k.E; e++) {
-      const float g = hard_sigmoid(c.gate[(size_t)i * k.E + e]);
-      const size_t at = ((size_t)i * k.E + e) * k.P;
-      for (size_t j = 0; j < k.P; j++) {
-        B[at + j] = A[at + j] * g;
-        Cm[at + j] = hard_swish(B[at + j]);
-      }
-    }
+  const size_t planes = (size_t)n * k.E;
+  run_pass(GATE_RECOMPUTE, planes, k.P, A, B, Cm, c.gate, NULL);
   memset(D, 0, sizeof(float) * k.emap);
   grad_status st = grad__store_conv_backward(s, &project, store__bw(s, b, CRAD_PROJECT), Cm, n,
                                              tmp, D, store__bg(s, b, CRAD_PROJECT), NULL, ws);
   if (st != GRAD_OK) return st;
   /* Through the hard-swish, then SE: dL/db2 = dm * gate + dL/dpooled / P. */
-  for (size_t j = 0; j < k.emap; j++) D[j] *= hard_swish_grad(B[j]);
-  for (int i = 0; i < n; i++)
-    for (int e = 0; e < k.E; e++) {
-      const size_t at = ((size_t)i * k.E + e) * k.P;
-      double sum = 0.0;
-      for (size_t j = 0; j < k.P; j++) sum += (double)D[at + j] * A[at + j];
-      dgate[(size_t)i * k.E + e] = (float)sum;
-      const float g = hard_sigmoid(c.gate[(size_t)i * k.E + e]);
-      for (size_t j = 0; j < k.P; j++) D[at + j] *= g;
-    }
+  run_pass(GATE_BACKWARD, planes, k.P, A, B, D, c.gate, dgate);
   se_backward(s, b, &k, &c, dgate, dpooled, dz);
-  for (int i = 0; i < n; i++)
-    for (int e = 0; e < k.E; e++) {
-      const size_t at = ((size_t)i * k.E + e) * k.P;
-      const float add = dpooled[(size_t)i * k.E + e] / (float)k.P;
-      for (size_t j = 0; j < k.P; j++) D[at + j] += add;
-    }
+  run_pass(ADD_MEAN_GRAD, planes, k.P, NULL, NULL, D, NULL, dpooled);
   grad__bn_backward(t->conv2[b], D, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), c.mean2,
                     c.invstd2, D, NULL, store__bg(s, b, CRAD_BN2_W), store__bg(s, b, CRAD_BN2_B));
   /* Depthwise: recompute h1 = bn1(conv1) in A and a1 = hswish(h1) in B. */
   grad__bn_apply(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
                  store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, false, A);
-  for (size_t j = 0; j < k.emap; j++) B[j] = hard_swish(A[j]);
+  run_pass(HARD_SWISH_TO, planes, k.P, A, B, NULL, NULL, NULL);
   memset(Cm, 0, sizeof(float) * k.emap);
   grad__depthwise_conv2d_backward(B, store__bw(s, b, CRAD_DEPTHWISE), D, n, k.E, k.h, k.w, 3, Cm,
                                   store__bg(s, b, CRAD_DEPTHWISE));
-  for (size_t j = 0; j < k.emap; j++) Cm[j] *= hard_swish_grad(A[j]);
+  run_pass(HARD_SWISH_GRAD, planes, k.P, A, NULL, Cm, NULL, NULL);
   grad__bn_backward(t->conv1[b], Cm, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), c.mean1,
                     c.invstd1, Cm, NULL, store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
   /* The expansion's input gradient adds to the residual path already in d. */
