@@ -202,14 +202,8 @@ BUILDS(train, train_body)
 BUILDS(apply, apply_body)
 BUILDS(backward, backward_body)
 
-/* The build of grad_kernels_isa() (0 baseline, 1 AVX2, 2 AVX-512). */
-static int isa(void) {
-  const char *name = grad_kernels_isa();
-  return !strcmp(name, "avx512") ? 2 : !strcmp(name, "avx2") ? 1 : 0;
-}
-
 static bn_part_fn pick(bn_part_fn baseline, bn_part_fn avx2, bn_part_fn avx512) {
-  const int i = isa();
+  const int i = grad__isa_level();
   (void)avx2, (void)avx512;
   return i == 2 && avx512 ? avx512 : i == 1 && avx2 ? avx2 : baseline;
 }

@@ -1,10 +1,12 @@
 /* Depthwise convolution by shifted row sweeps: for each tap, the rows and
  * columns where it reads inside the image are one contiguous range, so the
- * inner loop is a plain multiply-add over a row (vectorised, no branches). */
+ * inner loop is a plain multiply-add over a row (vectorised, no branches),
+ * in per-ISA builds (isa_internal.h) that round alike. */
 #include <string.h>
 
 #include "conv.h"
 #include "depthwise.h"
+#include "isa_internal.h"
 
 typedef struct dw_job {
   const float *x, *weight, *dy;
@@ -14,12 +16,12 @@ typedef struct dw_job {
 
 /* The output range [lo, hi) along an axis of size `size` for tap offset d
  * (input index = output index + d). */
-static void tap_range(int size, int d, int *lo, int *hi) {
+INLINE void tap_range(int size, int d, int *lo, int *hi) {
   *lo = d < 0 ? -d : 0;
   *hi = d > 0 ? size - d : size;
 }
 
-static void forward_plane(const float *x, const float *k, int h, int w, int kernel, float *y) {
+INLINE void forward_plane(const float *x, const float *k, int h, int w, int kernel, float *y) {
   const int r = kernel / 2;
   memset(y, 0, sizeof(float) * (size_t)h * w);
   for (int ky = 0; ky < kernel; ky++)
@@ -37,12 +39,12 @@ static void forward_plane(const float *x, const float *k, int h, int w, int kern
 }
 
 /* Parts split the channels: each weight's gradient is then summed by one part. */
-static void channel_span(const dw_job *j, int part, int parts, int *c0, int *c1) {
+INLINE void channel_span(const dw_job *j, int part, int parts, int *c0, int *c1) {
   *c0 = (int)((long long)j->channels * part / parts);
   *c1 = (int)((long long)j->channels * (part + 1) / parts);
 }
 
-static void forward_part(void *ctx, int part, int parts) {
+INLINE void forward_body(void *ctx, int part, int parts) {
   const dw_job *j = ctx;
   const size_t plane = (size_t)j->h * j->w;
   const int kk = j->kernel * j->kernel;
@@ -55,11 +57,13 @@ static void forward_part(void *ctx, int part, int parts) {
     }
 }
 
+GRAD_PART_BUILDS(forward_part, forward_body)
+
 void grad__depthwise_conv2d(const float *x, const float *weight, int n, int channels, int h,
                             int w, int kernel, float *y) {
   dw_job job = {x, weight, NULL, y, NULL, NULL, n, channels, h, w, kernel};
   int parts = grad__parallel_width((size_t)n * channels * h * w * kernel);
-  grad__parallel(parts < channels ? parts : channels, forward_part, &job);
+  grad__parallel(parts < channels ? parts : channels, forward_part_pick(), &job);
 }
 
 /* Columns a weight gradient's partial sums cover at once (on the stack). */
@@ -67,7 +71,7 @@ enum { GRAD_COLUMNS = 64 };
 
 /* d weight of one tap over one plane: per column over the rows (a loop the
  * compiler vectorises), then the columns in double. */
-static double tap_weight_grad(const float *x, const float *dy, int w, int y0, int y1, int x0,
+INLINE double tap_weight_grad(const float *x, const float *dy, int w, int y0, int y1, int x0,
                               int x1, int dy_off, int dx_off) {
   double sum = 0.0;
   for (int cx = x0; cx < x1; cx += GRAD_COLUMNS) {
@@ -83,7 +87,7 @@ static double tap_weight_grad(const float *x, const float *dy, int w, int y0, in
   return sum;
 }
 
-static void backward_part(void *ctx, int part, int parts) {
+INLINE void backward_body(void *ctx, int part, int parts) {
   const dw_job *j = ctx;
   const size_t plane = (size_t)j->h * j->w;
   const int kernel = j->kernel, kk = kernel * kernel, r = kernel / 2, w = j->w;
@@ -114,10 +118,12 @@ static void backward_part(void *ctx, int part, int parts) {
   }
 }
 
+GRAD_PART_BUILDS(backward_part, backward_body)
+
 void grad__depthwise_conv2d_backward(const float *x, const float *weight, const float *dy,
                                      int n, int channels, int h, int w, int kernel, float *dx,
                                      float *dweight) {
   dw_job job = {x, weight, dy, NULL, dx, dweight, n, channels, h, w, kernel};
   int parts = grad__parallel_width((size_t)n * channels * h * w * kernel);
-  grad__parallel(parts < channels ? parts : channels, backward_part, &job);
+  grad__parallel(parts < channels ? parts : channels, backward_part_pick(), &job);
 }

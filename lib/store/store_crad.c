@@ -14,17 +14,18 @@
 #include "conv.h"
 #include "conv_backward.h"
 #include "depthwise.h"
+#include "isa_internal.h"
 #include "store_impl.h"
 
 /* relu6(x + 3) / 6 */
-static float hard_sigmoid(float x) {
+INLINE float hard_sigmoid(float x) {
   float r = x + 3.0f;
   r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
   return r / 6.0f;
 }
 
 /* x * relu6(x + 3) / 6, in torch's order of operations. */
-static float hard_swish(float x) {
+INLINE float hard_swish(float x) {
   float r = x + 3.0f;
   r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
   return x * r / 6.0f;
@@ -32,7 +33,7 @@ static float hard_swish(float x) {
 
 /* d hard_swish / dx; at -3 and 3 the one-sided values torch's relu6 gives
  * (its mask is open at both ends). */
-static float hard_swish_grad(float x) {
+INLINE float hard_swish_grad(float x) {
   if (x <= -3.0f) return 0.0f;
   if (x >= 3.0f) return 1.0f;
   return (2.0f * x + 3.0f) / 6.0f;
@@ -44,6 +45,7 @@ static float hard_swish_grad(float x) {
  * on any number of threads.
  */
 typedef enum pass {
+  PLANE_MEAN,      /* sum = mean(a) */
   HARD_SWISH,      /* a = hswish(a) */
   RESIDUAL,        /* a += b */
   SUM_TO,          /* c = a + b */
@@ -63,7 +65,7 @@ typedef struct pass_job {
   float *sums;       /* per plane */
 } pass_job;
 
-static void pass_part(void *ctx, int part, int parts) {
+INLINE void pass_body(void *ctx, int part, int parts) {
   const pass_job *j = ctx;
   const size_t first = j->planes * (size_t)part / (size_t)parts,
                end = j->planes * (size_t)(part + 1) / (size_t)parts, P = j->P;
@@ -72,6 +74,12 @@ static void pass_part(void *ctx, int part, int parts) {
           *c = j->c ? j->c + q * P : NULL;
     const float g = j->gate ? hard_sigmoid(j->gate[q]) : 0.0f;
     switch (j->kind) {
+    case PLANE_MEAN: {
+      double sum = 0.0;
+      for (size_t t = 0; t < P; t++) sum += a[t];
+      j->sums[q] = (float)(sum / (double)P);
+      break;
+    }
     case HARD_SWISH:
       for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t]);
       break;
@@ -115,12 +123,14 @@ static void pass_part(void *ctx, int part, int parts) {
   }
 }
 
+GRAD_PART_BUILDS(pass_part, pass_body)
+
 static void run_pass(pass kind, size_t planes, size_t P, float *a, float *b, float *c,
                      const float *gate, float *sums) {
   pass_job j = {kind, planes, P, a, b, c, gate, sums};
   int parts = grad__parallel_width(planes * P);
   if ((size_t)parts > planes) parts = (int)planes;
-  grad__parallel(parts, pass_part, &j);
+  grad__parallel(parts, pass_part_pick(), &j);
 }
 
 /* Block b's sizes. */
@@ -147,14 +157,10 @@ static void se_hard_swish(const grad_store *s, int b, const crad_dims *k, float 
                           float *pooled, float *hidden, float *gate) {
   const float *W1 = store__bw(s, b, CRAD_SE_REDUCE), *W2 = store__bw(s, b, CRAD_SE_EXPAND);
   const int E = k->E, R = k->R;
+  run_pass(PLANE_MEAN, (size_t)k->n * E, k->P, m, NULL, NULL, NULL, pooled);
   for (int i = 0; i < k->n; i++) {
-    float *mi = m + (size_t)i * E * k->P, *p = pooled + (size_t)i * E;
+    const float *p = pooled + (size_t)i * E;
     float *z = hidden + (size_t)i * R, *u = gate + (size_t)i * E;
-    for (int e = 0; e < E; e++) {
-      double sum = 0.0;
-      for (size_t j = 0; j < k->P; j++) sum += mi[(size_t)e * k->P + j];
-      p[e] = (float)(sum / (double)k->P);
-    }
     for (int r = 0; r < R; r++) {
       double acc = 0.0;
       for (int e = 0; e < E; e++) acc += (double)W1[(size_t)r * E + e] * p[e];
