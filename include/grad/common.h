@@ -110,9 +110,7 @@ GRAD_API const char *grad_kernels_isa(void);
  * own threads. GRAD_GEMM_ONEDNN: oneDNN's sgemm (code chosen by CPU
  * features), one single-threaded sgemm per part of the product on libgrad's
  * pool of sleeping threads. GRAD_GEMM_AUTO, the default: oneDNN where it is
- * built in and the kernels OpenBLAS picked (from a table of CPU models) lack
- * an instruction set the CPU has, such as AVX-512; else OpenBLAS.
- * docs/guide.md ("Threads") has the measurements.
+ * built in, else OpenBLAS. docs/guide.md ("Threads") has the measurements.
  */
 typedef enum grad_gemm_engine {
   GRAD_GEMM_AUTO = 0,
@@ -128,9 +126,7 @@ GRAD_API grad_status grad_gemm_engine_set(grad_gemm_engine engine);
 
 /*
  * The engine products run on now, in words: "OpenBLAS Cooperlake" (with the
- * kernel set's name), or "oneDNN sgemm", with the reason when the rule chose
- * it: "oneDNN sgemm (OpenBLAS Haswell lacks the CPU's AVX-512)". Never NULL.
- * Thread-safe.
+ * kernel set's name) or "oneDNN sgemm". Never NULL. Thread-safe.
  */
 GRAD_API const char *grad_gemm_engine_name(void);
 

@@ -133,30 +133,15 @@ void grad__team_leave(grad__team_scope scope) {
 }
 
 /* ---- The sgemm door ---------------------------------------------------------
- * OpenBLAS picks its kernel set at load from a table of CPU models: on a CPU
- * it does not know (AMD Zen 5 under 0.3.21) it runs older kernels, Haswell's
- * AVX2 at about half the speed of its AVX-512 ones. Where oneDNN is built in
- * and OpenBLAS's kernels lack an instruction set the CPU has, the products
- * run on oneDNN's sgemm instead (JIT code for the CPU's features), one
- * single-threaded sgemm per part of C on the sleeping pool: never on
- * oneDNN's OpenMP team, whose spinning made the decoder's many small
- * products 6x costlier in CPU time on a loaded machine. Measured in
- * docs/guide.md ("Threads"), bench/bench_sgemm.c. */
-
-/* The widest instruction set of OpenBLAS kernels named `core` (openblas_get_corename). */
-static grad__isa core_isa(const char *core) {
-  static const struct {
-    const char *name;
-    grad__isa isa;
-  } cores[] = {{"skylakex", GRAD__ISA_AVX512},  {"cooperlake", GRAD__ISA_AVX512},
-               {"sapphirerapids", GRAD__ISA_AVX512}, {"haswell", GRAD__ISA_AVX2},
-               {"zen", GRAD__ISA_AVX2},         {"sandybridge", GRAD__ISA_AVX},
-               {"bulldozer", GRAD__ISA_AVX},    {"piledriver", GRAD__ISA_AVX},
-               {"steamroller", GRAD__ISA_AVX},  {"excavator", GRAD__ISA_AVX}};
-  for (size_t i = 0; core && i < sizeof cores / sizeof cores[0]; i++)
-    if (strcasecmp(core, cores[i].name) == 0) return cores[i].isa;
-  return GRAD__ISA_OLDER;
-}
+ * Where oneDNN is built in, the products run on oneDNN's sgemm (JIT code for
+ * the CPU's features), one single-threaded sgemm per part of C on the
+ * sleeping pool: never on OpenBLAS's threads, which spin (sched_yield) for
+ * a while after each product and took 7% of `grad eval` from the pool's
+ * threads, nor on oneDNN's OpenMP team, whose spinning made the decoder's
+ * many small products 6x costlier in CPU time on a loaded machine; and
+ * OpenBLAS picks its kernels from a table of CPU models, so on a CPU it
+ * does not know (AMD Zen 5 under 0.3.21) it runs AVX2 code at half speed.
+ * Measured in docs/guide.md ("Threads"), bench/bench_sgemm.c. */
 
 grad__isa grad__cpu_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -171,28 +156,16 @@ grad__isa grad__cpu_isa(void) {
   return GRAD__ISA_OLDER;
 }
 
-int grad__gemm_engine_for(const char *core, grad__isa cpu) {
-  const bool lacking = cpu > core_isa(core);
-#ifdef GRAD_HAVE_ONEDNN
-  if (lacking) return GRAD_GEMM_ONEDNN;
-#endif
-  (void)lacking; /* nothing else to run on */
-  return GRAD_GEMM_OPENBLAS;
-}
-
-static int ruled_engine;
-static pthread_once_t rule_once = PTHREAD_ONCE_INIT;
-static atomic_int chosen_engine; /* GRAD_GEMM_AUTO: the rule decides */
-
-static void apply_rule(void) {
-  ruled_engine = grad__gemm_engine_for(openblas_get_corename(), grad__cpu_isa());
-}
+static atomic_int chosen_engine; /* GRAD_GEMM_AUTO: oneDNN where built in */
 
 int grad__gemm_engine_used(void) {
   int chosen = atomic_load(&chosen_engine);
   if (chosen != GRAD_GEMM_AUTO) return chosen;
-  pthread_once(&rule_once, apply_rule);
-  return ruled_engine;
+#ifdef GRAD_HAVE_ONEDNN
+  return GRAD_GEMM_ONEDNN;
+#else
+  return GRAD_GEMM_OPENBLAS;
+#endif
 }
 
 grad_status grad_gemm_engine_set(grad_gemm_engine engine) {
@@ -207,28 +180,17 @@ grad_status grad_gemm_engine_set(grad_gemm_engine engine) {
   return GRAD_OK;
 }
 
-static const char *isa_name(grad__isa isa) {
-  return isa == GRAD__ISA_AVX512 ? "AVX-512" : isa == GRAD__ISA_AVX2 ? "AVX2" : "AVX";
-}
-
-static char openblas_text[96], onednn_text[160];
+static char openblas_text[96];
 static pthread_once_t names_once = PTHREAD_ONCE_INIT;
 
 static void name_engines(void) {
   const char *core = openblas_get_corename();
-  if (!core) core = "unknown";
-  snprintf(openblas_text, sizeof openblas_text, "OpenBLAS %s", core);
-  grad__isa cpu = grad__cpu_isa();
-  if (grad__gemm_engine_for(core, cpu) == GRAD_GEMM_ONEDNN)
-    snprintf(onednn_text, sizeof onednn_text, "oneDNN sgemm (OpenBLAS %s lacks the CPU's %s)",
-             core, isa_name(cpu));
-  else
-    snprintf(onednn_text, sizeof onednn_text, "oneDNN sgemm");
+  snprintf(openblas_text, sizeof openblas_text, "OpenBLAS %s", core ? core : "unknown");
 }
 
 const char *grad_gemm_engine_name(void) {
   pthread_once(&names_once, name_engines);
-  return grad__gemm_engine_used() == GRAD_GEMM_ONEDNN ? onednn_text : openblas_text;
+  return grad__gemm_engine_used() == GRAD_GEMM_ONEDNN ? "oneDNN sgemm" : openblas_text;
 }
 
 static void cblas_part(bool trans_a, bool trans_b, int m, int n, int k, float alpha,

@@ -58,18 +58,18 @@ int grad__parallel_width(size_t floats);
 /*
  * Row-major C = alpha * op(A) * op(B) + beta * C: the one door of the
  * library's products (the im2col engine, the decoder, the PCA projection).
- * It runs OpenBLAS's cblas_sgemm on OpenBLAS's process-wide threads, or,
- * where oneDNN is built in and OpenBLAS's kernels lack an instruction set
- * the CPU has (grad__gemm_engine_used), oneDNN's sgemm single-threaded on
- * parts of C over the sleeping pool with `threads` threads (<= 0:
+ * It runs oneDNN's sgemm single-threaded on parts of C over the sleeping
+ * pool with `threads` threads where oneDNN is built in (<= 0:
  * grad__threads(NULL)); the parts depend on the shape and the thread count
- * only, so results are the same on every run with that count.
+ * only, so results are the same on every run with that count. Else, or
+ * when grad_gemm_engine_set chose it, OpenBLAS's cblas_sgemm on OpenBLAS's
+ * process-wide threads.
  */
 void grad__sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc, int threads);
 
-/* Instruction sets, in order: the CPU's (AVX-512: F, BW, VL and DQ; AVX2
- * and AVX-512 with FMA), or the widest OpenBLAS's kernels use. */
+/* Instruction sets, in order (AVX-512: F, BW, VL and DQ; AVX2 and AVX-512
+ * with FMA). */
 typedef enum grad__isa {
   GRAD__ISA_OLDER,
   GRAD__ISA_AVX,
@@ -78,14 +78,9 @@ typedef enum grad__isa {
 } grad__isa;
 grad__isa grad__cpu_isa(void);
 
-/* The rule of GRAD_GEMM_AUTO (grad_gemm_engine, experimental, in common.h):
- * GRAD_GEMM_ONEDNN when oneDNN is built in and `cpu` is wider than the
- * kernels of the OpenBLAS core named `core` (openblas_get_corename:
- * "Haswell", "Cooperlake", ...; a name it does not know counts as older
- * than AVX), else GRAD_GEMM_OPENBLAS. */
-int grad__gemm_engine_for(const char *core, grad__isa cpu);
-/* The engine (a grad_gemm_engine) products take now: the rule's for this
- * process unless grad_gemm_engine_set chose one. */
+/* The engine (a grad_gemm_engine) products take now: GRAD_GEMM_ONEDNN where
+ * oneDNN is built in, else GRAD_GEMM_OPENBLAS, unless grad_gemm_engine_set
+ * chose one. */
 int grad__gemm_engine_used(void);
 
 /*
