@@ -20,8 +20,8 @@
  *
  * Usage: bench_train [--images N] [--threads T] [--steps K]
  *                    [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]
- *                    [--gemm auto|openblas|onednn]
- * It also times the PCA channel reduction (grad_reduction_fit_*, also
+ *                    [--gemm auto|openblas|onednn] [--precision fp32|bf16]
+ * (--precision: ours; PyTorch's side stays fp32.) It also times the PCA channel reduction (grad_reduction_fit_*, also
  * experimental) for ResNet-18 (layer2 + layer3: 384 channels) and
  * WideResNet-50-2 (1536) features.
  */
@@ -139,6 +139,9 @@ static int on_step(const grad_train_progress *p, void *user) {
 /* Ours, in this (child) process: `steps` steps of the training loop, after
  * one untimed warm-up step when warm_up is set (else timed from the call,
  * which first wraps the features: no copy). */
+/* grad_train_options.precision of our runs (--precision). */
+static grad_precision train_precision = GRAD_PRECISION_FP32;
+
 static result run_ours(const bench_config *c, int images, int steps, bool warm_up) {
   result r = {0, 0, 0, 1};
   grad_store_options so;
@@ -164,6 +167,7 @@ static result run_ours(const bench_config *c, int images, int steps, bool warm_u
   o.epochs = (clock.warm_up + steps + epoch_steps - 1) / epoch_steps;
   o.progress = on_step;
   o.progress_user = &clock;
+  o.precision = train_precision;
   clock.start = bench_now(), clock.cpu_start = cpu_now();
   st = grad_store_train(store, features, images, &o);
   if (st != GRAD_E_CANCELLED || clock.seen == 0) {
@@ -289,7 +293,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: bench_train [--images N] [--threads T] [--steps K]\n"
           "                   [--config NAME|C:BLOCKS[:E]] [--no-torch] [--no-pca]\n"
-          "                   [--gemm auto|openblas|onednn]\n"
+          "                   [--gemm auto|openblas|onednn] [--precision fp32|bf16]\n"
           "  seconds per training epoch over N (250) random 28x28 feature maps, ours and\n"
           "  PyTorch's; K steps timed per configuration (default: an epoch, 2, 1)\n");
 }
@@ -303,7 +307,7 @@ int main(int argc, char **argv) {
     {"steps", required_argument, NULL, 's'},
     {"config", required_argument, NULL, 'c'}, {"no-torch", no_argument, NULL, 'x'},
     {"no-pca", no_argument, NULL, 'q'},       {"help", no_argument, NULL, 'h'},
-    {"gemm", required_argument, NULL, 'g'},
+    {"gemm", required_argument, NULL, 'g'}, {"precision", required_argument, NULL, 'p'},
     {NULL, 0, NULL, 0}};
   int opt;
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -330,6 +334,13 @@ int main(int argc, char **argv) {
         }
         break;
       }
+      case 'p':
+        if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16")) {
+          fprintf(stderr, "bench_train: --precision takes fp32 or bf16, not %s\n", optarg);
+          return 2;
+        }
+        train_precision = strcmp(optarg, "bf16") ? GRAD_PRECISION_FP32 : GRAD_PRECISION_BF16;
+        break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -344,9 +355,10 @@ int main(int argc, char **argv) {
   const char *core = grad_blas_core();
   bench_check_blas_core(core);
   printf("bench_train: %d feature maps of C x %d x %d, batch %d, %d threads (OpenBLAS kernels "
-         "for %s; products on %s); sgemm peak %.1f GFLOP/s; load average %.2f at start\n",
+         "for %s; products on %s); ours in %s, PyTorch in fp32; sgemm peak %.1f GFLOP/s; load "
+         "average %.2f at start\n",
          images, SIZE, SIZE, BATCH, threads, core ? core : "?", grad_gemm_engine_name(),
-         peak * 1e-9, bench_load_average());
+         grad_precision_name(train_precision), peak * 1e-9, bench_load_average());
   printf("%-12s %4s %6s %5s | %9s %9s %6s | %9s %9s %6s | %7s %5s | %7s %8s\n", "config",
          "C", "blocks", "steps", "ours s", "torch s", "ratio", "ours cpu", "torch cpu", "ratio",
          "GFLOP/s", "%peak", "ours MB", "torch MB");

@@ -48,6 +48,9 @@ static void usage(FILE *to) {
       "                            calibrated again\n"
       "      --skip-bad            leave out the images that cannot be decoded, with a\n"
       "                            warning each (default: such an image is an error)\n"
+      "      --precision P         fp32 (default) or bf16: the decoder's convolutions\n"
+      "                            train in bf16 on CPUs with native bf16 (faster for\n"
+      "                            the crad presets; docs/training.md)\n"
       "  -j, --threads N           threads (default: all cores)\n"
       "  -h, --help                show this help\n\n",
       to);
@@ -179,7 +182,7 @@ static int readable_images(const char *const *folders, int count, cli_paths *out
 
 enum { OPT_ARCH = 256, OPT_WEIGHTS, OPT_RANDOM, OPT_LAYERS, OPT_SIZE, OPT_CHANNELS, OPT_BLOCKS,
        OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_HOLDOUT, OPT_CHECKPOINT, OPT_EVERY, OPT_RESUME,
-       OPT_SKIP_BAD, OPT_PRESET, OPT_FROM };
+       OPT_SKIP_BAD, OPT_PRESET, OPT_FROM, OPT_PRECISION };
 
 int cmd_train(int argc, char **argv) {
   static const struct option options[] = {
@@ -196,7 +199,8 @@ int cmd_train(int argc, char **argv) {
     {"resume", required_argument, NULL, OPT_RESUME},
     {"skip-bad", no_argument, NULL, OPT_SKIP_BAD}, {"threads", required_argument, NULL, 'j'},
     {"preset", required_argument, NULL, OPT_PRESET}, {"from", required_argument, NULL, OPT_FROM},
-    {"help", no_argument, NULL, 'h'}, {0}};
+    {"precision", required_argument, NULL, OPT_PRECISION}, {"help", no_argument, NULL, 'h'},
+    {0}};
   grad_backbone_options bo;
   grad_backbone_options_init(&bo, sizeof bo);
   grad_model_options mo;
@@ -288,11 +292,15 @@ int cmd_train(int argc, char **argv) {
       break;
     case OPT_PRESET: break; /* applied above */
     case OPT_FROM: from = optarg; break;
+    case OPT_PRECISION:
+      if (!cli_parse_precision(optarg, &to.precision))
+        return cli_usage_error("train", "--precision must be fp32 or bf16");
+      break;
     case 'h': usage(stdout); return CLI_OK;
     default: return cli_bad_option("train", opt, argv);
     }
     if (!fixed && opt >= OPT_ARCH && opt != OPT_EPOCHS && opt != OPT_BATCH && opt != OPT_SEED &&
-        opt != OPT_FROM)
+        opt != OPT_FROM && opt != OPT_PRECISION)
       fixed = argv[optind - 1 - (optarg && optarg == argv[optind - 1])];
   }
   if (optind != argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);

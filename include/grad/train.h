@@ -89,6 +89,11 @@ typedef struct grad_train_options {
   /* Added after 0.1.0 (struct_size tells): */
   const char *note;             /* NULL: a line of the caller's about the data (say, images
                                    it left out), appended to the model's description; copied */
+  grad_precision precision;     /* GRAD_PRECISION_FP32; GRAD_PRECISION_BF16 trains the store's
+                                   convolutions in bf16 (fp32 sums, weights and gradients)
+                                   where grad_precision_available() says so, else
+                                   GRAD_E_UNSUPPORTED; faster for CRAD's decoders only
+                                   (docs/training.md, "bf16 training") */
 } grad_train_options;
 
 /* Fills struct_size bytes at options with the defaults of docs/method.md

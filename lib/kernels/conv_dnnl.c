@@ -43,6 +43,7 @@ typedef struct operand {
 
 typedef struct shape {
   grad__conv conv;
+  grad_precision precision;
   int n, h, w;
   int part;  /* the share of a call that uses it (its memory objects hold the share's buffers) */
   prim fwd, bwd_data, bwd_weights;
@@ -186,12 +187,17 @@ static grad_status shape_build(shape *sh) {
    * CRAD-s training epoch, 3% on CRAD, the same on the BasicBlock decoder
    * (bench_train, 2 threads, Zen 4). */
   const bool plain = conv->kernel == 1;
-  TRY(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any),
-      "layout");
-  TRY(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any),
-      "layout");
-  TRY(dnnl_memory_desc_init_by_tag(&wei_any, 4, wei_dims, dnnl_f32, plain ? dnnl_oihw : dnnl_format_tag_any),
-      "layout");
+  /* bf16: activations, weights and dy in bf16, the weight gradient in fp32
+   * (it is summed over the batch and added to fp32 master weights). */
+  const bool bf16 = sh->precision == GRAD_PRECISION_BF16;
+  const dnnl_data_type_t t = bf16 ? dnnl_bf16 : dnnl_f32;
+  const dnnl_format_tag_t act_tag = plain ? dnnl_nchw : dnnl_format_tag_any,
+                          wei_tag = plain ? dnnl_oihw : dnnl_format_tag_any;
+  dnnl_memory_desc_t dwei_any;
+  TRY(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, t, act_tag), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, t, act_tag), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&wei_any, 4, wei_dims, t, wei_tag), "layout");
+  TRY(dnnl_memory_desc_init_by_tag(&dwei_any, 4, wei_dims, dnnl_f32, wei_tag), "layout");
 
   dnnl_primitive_attr_t attr;
   TRY(attr_create(false, &attr), "attributes");
@@ -199,11 +205,13 @@ static grad_status shape_build(shape *sh) {
   dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
   dnnl_status_t s = dnnl_unimplemented;
   /* Winograd F(4x4, 3x3) first where oneDNN has it for this CPU and shape
-   * (3x3 stride 1, channels in multiples of the vector width): a quarter of
-   * the multiplications, measured 1.5 to 2.8 times faster than the direct
-   * kernels on every pass (docs/training.md); else the direct kernels. */
+   * (3x3 stride 1, channels in multiples of the vector width, fp32 only): a
+   * quarter of the multiplications, measured 1.5 to 2.8 times faster than
+   * the direct kernels on every pass (docs/training.md); else the direct
+   * kernels. */
   const dnnl_alg_kind_t algs[] = {dnnl_convolution_winograd, dnnl_convolution_direct};
-  for (int a = conv->kernel == 3 && conv->stride == 1 ? 0 : 1; a < 2 && s != dnnl_success; a++) {
+  const bool winograd = conv->kernel == 3 && conv->stride == 1 && !bf16;
+  for (int a = winograd ? 0 : 1; a < 2 && s != dnnl_success; a++) {
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
     fpd = dpd = NULL;
@@ -215,7 +223,7 @@ static grad_status shape_build(shape *sh) {
                                                    strides, pad, pad);
     if (s == dnnl_success) s = dnnl_primitive_desc_create(&dpd, &dd, attr, cpu.engine, fpd);
     if (s == dnnl_success)
-      s = dnnl_convolution_backward_weights_desc_init(&wd, algs[a], &src_any, &wei_any, NULL,
+      s = dnnl_convolution_backward_weights_desc_init(&wd, algs[a], &src_any, &dwei_any, NULL,
                                                       &dst_any, strides, pad, pad);
     if (s == dnnl_success) s = dnnl_primitive_desc_create(&wpd, &wd, attr, cpu.engine, fpd);
   }
@@ -286,12 +294,13 @@ void grad__conv_dnnl_set_free(grad__conv_dnnl_set *set) {
 /* The primitives of (conv, n images, h x w) for share `part`, built on
  * first use (single-threaded: the caller runs this in a one-thread team);
  * the oldest shape makes room when the set is full. */
-static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
-                             int w, int part, shape **out) {
+static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv,
+                             grad_precision precision, int n, int h, int w, int part,
+                             shape **out) {
   for (int i = 0; i < set->count; i++) {
     shape *sh = set->shapes[i];
     if (sh->n == n && sh->h == h && sh->w == w && sh->part == part &&
-        !memcmp(&sh->conv, conv, sizeof *conv)) {
+        sh->precision == precision && !memcmp(&sh->conv, conv, sizeof *conv)) {
       *out = sh;
       return GRAD_OK;
     }
@@ -302,6 +311,7 @@ static grad_status shape_get(grad__conv_dnnl_set *set, const grad__conv *conv, i
   shape *sh = grad__calloc(1, sizeof *sh);
   if (!sh) return grad__fail(GRAD_E_NOMEM, "oneDNN convolution: out of memory");
   sh->conv = *conv;
+  sh->precision = precision;
   sh->n = n;
   sh->h = h;
   sh->w = w;
@@ -463,8 +473,9 @@ static void share(void *ctx, int part, int parts) {
 /* Splits n images into one share per thread (at most PARTS_MAX, at most
  * n), makes what each needs and runs them; afterwards adds the shares'
  * partial weight gradients into c->dweight in share order. */
-static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv, int n, int h,
-                            int w, grad_workspace *ws, call *c) {
+static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv,
+                            grad_precision precision, int n, int h, int w, grad_workspace *ws,
+                            call *c) {
   int parts = grad__threads(ws);
   if (parts > PARTS_MAX) parts = PARTS_MAX;
   if (parts > n) parts = n;
@@ -481,7 +492,7 @@ static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv, in
     r->conv = conv;
     r->first = (int)((long long)n * p / parts);
     r->count = (int)((long long)n * (p + 1) / parts) - r->first;
-    st = shape_get(set, conv, r->count, h, w, p, &r->sh);
+    st = shape_get(set, conv, precision, r->count, h, w, p, &r->sh);
     if (st == GRAD_OK && !set->streams[p]) {
       dnnl_status_t s = dnnl_stream_create(&set->streams[p], cpu.engine, dnnl_stream_default_flags);
       if (s != dnnl_success) st = fail_dnnl(s, "stream", conv);
@@ -517,16 +528,17 @@ static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv, in
 }
 
 grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *conv,
-                                    const float *weight, const float *x, int n, int h, int w,
-                                    float *y, grad_workspace *ws) {
+                                    grad_precision precision, const float *weight,
+                                    const float *x, int n, int h, int w, float *y,
+                                    grad_workspace *ws) {
   call c = {.weight = weight, .x = x, .y = y, .forward = true};
-  return run_call(set, conv, n, h, w, ws, &c);
+  return run_call(set, conv, precision, n, h, w, ws, &c);
 }
 
 grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
-                                     const float *weight, const float *x, int n, int h, int w,
-                                     const float *dy, float *dx, float *dweight,
-                                     grad_workspace *ws) {
+                                     grad_precision precision, const float *weight,
+                                     const float *x, int n, int h, int w, const float *dy,
+                                     float *dx, float *dweight, grad_workspace *ws) {
   call c = {.weight = weight, .x = x, .dy = dy, .dx = dx, .dweight = dweight};
-  return run_call(set, conv, n, h, w, ws, &c);
+  return run_call(set, conv, precision, n, h, w, ws, &c);
 }

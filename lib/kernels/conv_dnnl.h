@@ -24,16 +24,20 @@ typedef struct grad__conv_dnnl_set grad__conv_dnnl_set;
 grad_status grad__conv_dnnl_set_create(grad__conv_dnnl_set **out);
 void grad__conv_dnnl_set_free(grad__conv_dnnl_set *set);
 
-/* y = conv(x, weight), x: n x Cin x h x w, y: n x Cout x oh x ow. */
+/* y = conv(x, weight), x: n x Cin x h x w, y: n x Cout x oh x ow. With
+ * GRAD_PRECISION_BF16 the convolutions read x, weight and dy as bf16 (the
+ * reorders in convert them) and sum in fp32; the caller's tensors, dx and
+ * the weight gradient stay fp32. */
 grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *conv,
-                                    const float *weight, const float *x, int n, int h, int w,
-                                    float *y, grad_workspace *ws);
+                                    grad_precision precision, const float *weight,
+                                    const float *x, int n, int h, int w, float *y,
+                                    grad_workspace *ws);
 
 /* dx += dL/dx and dweight += dL/dweight for dy = dL/dy; either may be
  * NULL to skip it. x is the forward input. */
 grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
-                                     const float *weight, const float *x, int n, int h, int w,
-                                     const float *dy, float *dx, float *dweight,
-                                     grad_workspace *ws);
+                                     grad_precision precision, const float *weight,
+                                     const float *x, int n, int h, int w, const float *dy,
+                                     float *dx, float *dweight, grad_workspace *ws);
 
 #endif /* GRAD_CONV_DNNL_H */

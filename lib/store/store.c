@@ -268,6 +268,10 @@ void grad__store_precision_set(grad_store *store, grad_precision precision) {
   store->precision = precision;
 }
 
+void grad__store_train_precision_set(grad_store *store, grad_precision precision) {
+  store->train_precision = precision;
+}
+
 /* ---- Files --------------------------------------------------------------- */
 
 /* Format 1: BasicBlock decoder (no decoder key). Format 2 adds

@@ -27,7 +27,8 @@ grad_status grad__store_conv_forward(grad_store *s, const grad__conv *conv, cons
 #ifdef GRAD_HAVE_ONEDNN
   grad__conv_dnnl_set *set;
   grad_status st = engine(s, &set);
-  if (st == GRAD_OK) st = grad__conv_dnnl_forward(set, conv, weight, x, n, h, w, y, ws);
+  if (st == GRAD_OK)
+    st = grad__conv_dnnl_forward(set, conv, s->train_precision, weight, x, n, h, w, y, ws);
   if (st == GRAD_OK && bias) { /* as the im2col engine adds it: y + bias in float */
     const size_t plane = (size_t)grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w);
     for (int i = 0; i < n; i++)
@@ -51,7 +52,8 @@ grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
   grad__conv_dnnl_set *set;
   grad_status st = engine(s, &set);
   if (st == GRAD_OK && (dx || dweight))
-    st = grad__conv_dnnl_backward(set, conv, weight, x, n, h, w, dy, dx, dweight, ws);
+    st = grad__conv_dnnl_backward(set, conv, s->train_precision, weight, x, n, h, w, dy, dx,
+                                  dweight, ws);
   if (st == GRAD_OK && dbias)
     grad__conv_bias_backward(dy, n, conv->out_channels,
                              (size_t)grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w),

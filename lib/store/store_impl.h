@@ -52,6 +52,7 @@ struct grad_store {
   grad__conv_dnnl_set *dnnl;  /* training convolutions' primitives (store_conv.c), or NULL */
   unsigned long generation;   /* moves on whenever the values change (grad__store_touch) */
   grad_precision precision;   /* of scoring's decoder on oneDNN (grad__store_precision_set) */
+  grad_precision train_precision; /* of the training convolutions (the trainer's option) */
   struct grad__store_dnnl *infer;  /* the decoder on oneDNN at scoring (store_dnnl.c), or NULL */
 };
 

@@ -83,6 +83,8 @@ void grad__store_touch(grad_store *store);
  * The CRAD decoder and builds without oneDNN stay fp32. Not thread-safe:
  * before scoring. */
 void grad__store_precision_set(grad_store *store, grad_precision precision);
+/* The precision the training convolutions run in (grad_train_options). */
+void grad__store_train_precision_set(grad_store *store, grad_precision precision);
 /* Bytes the store holds for scoring beyond its tensors: the decoder's
  * folded and laid-out weights (store_dnnl.c; 0 before the first scoring
  * call and without oneDNN). Thread-safe. */

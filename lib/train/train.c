@@ -25,6 +25,7 @@ static const grad_train_options default_train = {
   .progress_user = NULL,
   .resume_path = NULL,
   .note = NULL,
+  .precision = GRAD_PRECISION_FP32,
 };
 
 void grad_train_options_init(grad_train_options *options, size_t struct_size) {
@@ -51,7 +52,14 @@ grad_status grad__train_options_resolve(const grad_train_options *in, grad_train
   else if (!nonneg(out->noise_prob) || out->noise_prob > 1) bad = "noise_prob";
   else if (!nonneg(out->noise_std)) bad = "noise_std";
   else if (out->checkpoint_every < 0) bad = "checkpoint_every";
+  else if (out->precision != GRAD_PRECISION_FP32 && out->precision != GRAD_PRECISION_BF16)
+    bad = "precision";
   if (bad) return grad__fail(GRAD_E_INVALID_ARG, "training options: %s is out of range", bad);
+  if (!grad_precision_available(out->precision))
+    return grad__fail(GRAD_E_UNSUPPORTED,
+                      "training options: precision %s needs a CPU with native bf16 "
+                      "(AVX512_BF16 or AMX) and libgrad built with oneDNN",
+                      grad_precision_name(out->precision));
   return GRAD_OK;
 }
 
@@ -82,6 +90,7 @@ grad_status grad__trainer_create(grad_store *store, const grad_train_options *op
     grad__trainer_free(t);
     return st;
   }
+  grad__store_train_precision_set(store, t->options.precision);
   const grad__store_config *config = grad__store_config_of(store);
   t->max_batch = max_batch;
   t->channels = config->channels;

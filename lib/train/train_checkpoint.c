@@ -53,6 +53,9 @@ grad_status grad__train_checkpoint_save(const grad__trainer *t, int images, cons
              "noise_std=%.17g seed=%" PRIu64,
              o->epochs, o->batch, o->lr_grid, o->lr_net, o->weight_decay, o->lr_step_epochs,
              o->lr_gamma, o->clip_norm, o->noise_prob, o->noise_std, o->seed);
+    if (o->precision != GRAD_PRECISION_FP32) /* fp32 checkpoints read as before */
+      snprintf(text + strlen(text), sizeof text - strlen(text), " precision=%s",
+               grad_precision_name(o->precision));
     st = grad__st_writer_meta(w, "train.options", text);
   }
   if (st == GRAD_OK) st = grad__st_writer_save(w, path);

@@ -130,12 +130,13 @@ static json_t *model_options_json(const grad_model *model, const grad__train_rec
 
 static json_t *train_options_json(const grad__train_record *r) {
   const grad_train_options *o = r->train_options;
-  return json_pack("{s:i, s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:o, s:b}",
+  return json_pack("{s:i, s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:f, s:o, s:s, s:b}",
                    "epochs", o->epochs, "batch", o->batch, "lr_grid", o->lr_grid, "lr_net",
                    o->lr_net, "weight_decay", o->weight_decay, "lr_step_epochs",
                    o->lr_step_epochs, "lr_gamma", o->lr_gamma, "clip_norm", o->clip_norm,
                    "noise_prob", o->noise_prob, "noise_std", o->noise_std, "seed",
-                   seed_value(o->seed), "resumed", r->resumed);
+                   seed_value(o->seed), "precision", grad_precision_name(o->precision),
+                   "resumed", r->resumed);
 }
 
 /* UTC now, or SOURCE_DATE_EPOCH (reproducible builds' convention). */
