@@ -530,20 +530,26 @@ END_TEST
 
 /* ---- learning ------------------------------------------------------------- */
 
-/* 20 steps on synthetic "normal images": smooth random fields sharing a
- * common pattern (a template plus a weaker per-image field, as features of
- * one category's good parts share their structure), with the defaults
- * (noise, clipping, AdamW): the mean loss of the last epoch (4 steps) is
- * well below the first step's. */
+/* Synthetic "normal images": smooth random fields sharing a common pattern
+ * (a template plus a weaker per-image field, as features of one category's
+ * good parts share their structure). */
+static grad__feature_cache *normal_images(int n, int channels, int hw) {
+  grad__feature_cache *cache = smooth_cache(n, channels, hw, 17, 0);
+  grad__feature_cache *templ = smooth_cache(1, channels, hw, 18, 0);
+  const float *t = grad__feature_cache_image(templ, 0);
+  for (int i = 0; i < n; i++) {
+    float *img = grad__feature_cache_image(cache, i);
+    for (int k = 0; k < channels * hw * hw; k++) img[k] = t[k] + 0.3f * img[k];
+  }
+  grad__feature_cache_free(templ);
+  return cache;
+}
+
+/* 20 steps on normal_images with the defaults (noise, clipping, AdamW): the
+ * mean loss of the last epoch (4 steps) is well below the first step's. */
 START_TEST(loss_falls_on_synthetic_features) {
   enum { N = 16, C = 8, HW = 8 };
-  grad__feature_cache *cache = smooth_cache(N, C, HW, 17, 0);
-  grad__feature_cache *templ = smooth_cache(1, C, HW, 18, 0);
-  const float *t = grad__feature_cache_image(templ, 0);
-  for (int i = 0; i < N; i++) {
-    float *img = grad__feature_cache_image(cache, i);
-    for (int k = 0; k < C * HW * HW; k++) img[k] = t[k] + 0.3f * img[k];
-  }
+  grad__feature_cache *cache = normal_images(N, C, HW);
   grad_store *store = new_store(C, HW, 1, 5);
   grad_train_options o;
   grad_train_options_init(&o, sizeof o);
@@ -557,7 +563,6 @@ START_TEST(loss_falls_on_synthetic_features) {
   ck_assert_double_lt(report.last_epoch_loss, 0.1 * report.first_loss);
   grad_store_free(store);
   grad__feature_cache_free(cache);
-  grad__feature_cache_free(templ);
 }
 END_TEST
 
@@ -568,13 +573,7 @@ END_TEST
  * native bf16 the option is refused. */
 START_TEST(bf16_training_follows_fp32) {
   enum { N = 16, C = 16, HW = 8 };
-  grad__feature_cache *cache = smooth_cache(N, C, HW, 17, 0);
-  grad__feature_cache *templ = smooth_cache(1, C, HW, 18, 0);
-  const float *t = grad__feature_cache_image(templ, 0);
-  for (int i = 0; i < N; i++) {
-    float *img = grad__feature_cache_image(cache, i);
-    for (int k = 0; k < C * HW * HW; k++) img[k] = t[k] + 0.3f * img[k];
-  }
+  grad__feature_cache *cache = normal_images(N, C, HW);
   grad_train_options o;
   grad_train_options_init(&o, sizeof o);
   ck_assert_int_eq(o.precision, GRAD_PRECISION_FP32);
@@ -613,7 +612,6 @@ done:
   ck_assert_int_eq(grad__train_options_resolve(&o, &resolved), GRAD_E_INVALID_ARG);
   ck_assert_ptr_nonnull(strstr(grad_last_error(), "precision"));
   grad__feature_cache_free(cache);
-  grad__feature_cache_free(templ);
 }
 END_TEST
 
