@@ -53,16 +53,6 @@ static inline int folder_entries(const char *dir) {
   return n;
 }
 
-static inline int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(path);
-}
-
-/* Removes a test_tmpdir() folder and everything in it. */
-static inline void remove_tree(const char *dir) {
-  nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
 #define ck_assert_error(status, expected, substring)                              \
   do {                                                                             \
     ck_assert_msg((status) == (expected), "status %s, expected %s (%s)",           \

@@ -109,7 +109,7 @@ START_TEST(round_trip_is_exact) {
   ck_assert_uint_eq(n % 8, 0);
   ck_assert_int_eq(bytes[8], '{');
   grad__free(bytes);
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 
@@ -164,7 +164,7 @@ START_TEST(public_api_reads_the_same) {
   ck_assert_ptr_null(tf);
   ck_assert_error(grad_tensorfile_open("/nonexistent/w.safetensors", &tf), GRAD_E_IO,
                   "/nonexistent/w.safetensors: cannot open");
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 
@@ -215,7 +215,7 @@ START_TEST(writer_matches_reference_bytes) {
   ck_assert_mem_eq(got + 8, header, 72);
   ck_assert_mem_eq(got + 80, floats, 24);
   grad__free(got);
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 
@@ -380,7 +380,7 @@ START_TEST(save_replaces_existing_file_atomically) {
   ck_assert_int_eq(folder_entries(dir), 2);
   ck_assert_int_eq(folder_entries(sub), 1);
   grad__st_writer_free(w);
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 
@@ -441,7 +441,7 @@ START_TEST(allocation_failure_is_clean) {
     ck_assert_int_lt(n, 1000);
   }
   ck_assert_int_gt(failures, 20);
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 

@@ -130,7 +130,7 @@ START_TEST(short_and_oversized_headers) {
   write_bytes(path, "", 0);
   ck_assert_error(grad__st_open(path, &f), GRAD_E_FORMAT, "empty.safetensors: 0 bytes");
   ck_assert_error(grad__st_open(dir, &f), GRAD_E_IO, "not a regular file");
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 
@@ -152,7 +152,7 @@ START_TEST(corrupt_file_on_disk_names_path) {
   grad_tensorfile *tf = NULL;
   ck_assert_error(grad_tensorfile_open(path, &tf), GRAD_E_FORMAT, expect);
   ck_assert_ptr_null(tf);
-  remove_tree(dir);
+  test_remove_tree(dir);
 }
 END_TEST
 

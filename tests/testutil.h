@@ -3,11 +3,14 @@
 #define GRAD_TESTUTIL_H
 
 #include <check.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Folder of committed fixtures (tests/fixtures), from the build. */
 static inline const char *test_fixtures_dir(void) {
@@ -43,11 +46,46 @@ static inline const char *test_shared_data(void) {
     return;                                                                  \
   }
 
-/* A fresh temporary directory (mkdtemp) for outputs; path in a static buffer. */
+/* The temporary directories this process made, removed with all they
+ * hold when it exits (each forked test removes its own): they once filled
+ * a disk, 19,000 of them. GRAD_TEST_KEEP_TMP=1 keeps them for a look. */
+enum { TEST_TMPDIRS = 64 };
+static struct {
+  pid_t pid;
+  int count;
+  char dirs[TEST_TMPDIRS][32];
+} test_tmpdirs;
+
+static inline int test_remove_entry(const char *path, const struct stat *st, int type,
+                                    struct FTW *ftw) {
+  (void)st, (void)type, (void)ftw;
+  return remove(path);
+}
+
+/* Removes a folder and everything in it. */
+static inline void test_remove_tree(const char *dir) {
+  nftw(dir, test_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline void test_remove_tmpdirs(void) {
+  if (test_tmpdirs.pid != getpid() || getenv("GRAD_TEST_KEEP_TMP")) return;
+  for (int i = 0; i < test_tmpdirs.count; i++) test_remove_tree(test_tmpdirs.dirs[i]);
+  test_tmpdirs.count = 0;
+}
+
+/* A fresh temporary directory (mkdtemp) for outputs; path in a static
+ * buffer; removed at exit (above). */
 static inline const char *test_tmpdir(void) {
-  static char dir[256];
+  static char dir[32];
   snprintf(dir, sizeof dir, "/tmp/grad-test-XXXXXX");
   if (!mkdtemp(dir)) return "/tmp";
+  if (test_tmpdirs.pid != getpid()) { /* a forked test: start its own list */
+    if (test_tmpdirs.pid == 0) atexit(test_remove_tmpdirs);
+    test_tmpdirs.pid = getpid();
+    test_tmpdirs.count = 0;
+  }
+  if (test_tmpdirs.count < TEST_TMPDIRS)
+    memcpy(test_tmpdirs.dirs[test_tmpdirs.count++], dir, sizeof dir);
   return dir;
 }
 
