@@ -561,6 +561,29 @@ START_TEST(batch_scores_equal_single_calls) {
   ck_assert_ptr_nonnull(strstr(grad_last_error(), "image 1"));
   for (int i = 0; i < 3; i++) ck_assert_ptr_null(out[i]);
   ck_assert_int_eq(grad_model_score_batch(model, ctx, with_null, 0, out), GRAD_OK);
+
+  /* A failure in the per-image steps, which run on the pool (image 9, in
+   * the second group, over the pixel limit): its status and index reach
+   * the caller, and nothing is returned. */
+  grad_image *big = NULL;
+  const int w9 = 2 * grad_image_width(images[9]), h9 = 2 * grad_image_height(images[9]);
+  ck_assert_int_eq(grad_image_resize(images[9], w9, h9, GRAD_RESIZE_NEAREST, &big), GRAD_OK);
+  grad_image_free(images[9]);
+  images[9] = big;
+  grad_image_limits saved, small;
+  grad_image_limits_get(&saved);
+  small = saved;
+  small.max_pixels = (uint64_t)w9 * h9 - 1;
+  for (int i = 0; i < N; i++)
+    if (i != 9)
+      ck_assert_uint_le((uint64_t)grad_image_width(images[i]) * grad_image_height(images[i]),
+                        small.max_pixels);
+  ck_assert_int_eq(grad_image_limits_set(&small), GRAD_OK);
+  ck_assert_int_eq(grad_model_score_batch(model, ctx, (const grad_image *const *)images, N, batch),
+                   GRAD_E_TOO_LARGE);
+  ck_assert_msg(strstr(grad_last_error(), "image 9") != NULL, "%s", grad_last_error());
+  for (int i = 0; i < N; i++) ck_assert_ptr_null(batch[i]);
+  ck_assert_int_eq(grad_image_limits_set(&saved), GRAD_OK);
   for (int i = 0; i < N; i++) grad_image_free(images[i]);
   grad_context_free(ctx);
   grad_model_free(model);
