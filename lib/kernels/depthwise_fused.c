@@ -221,13 +221,7 @@ INLINE void bias_act_body(float *y, size_t ld, size_t cols, int r0, int r1, cons
   }
 }
 
-static inline void tanh_body(float *v, size_t count) {
-  for (size_t i = 0; i < count; i++) v[i] = tanh_poly(v[i]);
-}
-
 #ifdef HAVE_X86_BUILDS
-AVX512_TARGET static void tanh_avx512(float *v, size_t count) { tanh_body(v, count); }
-AVX2_TARGET static void tanh_avx2(float *v, size_t count) { tanh_body(v, count); }
 AVX512_TARGET static void depthwise_avx512(const grad__dw_shape *s, const float *x,
                                            const float *w, const float *b, int c0, int c1,
                                            float *y, float *sums) {
@@ -247,7 +241,6 @@ AVX2_TARGET static void bias_act_avx2(float *y, size_t ld, size_t cols, int r0, 
 }
 #endif
 
-static void tanh_baseline(float *v, size_t count) { tanh_body(v, count); }
 static void depthwise_baseline(const grad__dw_shape *s, const float *x, const float *w,
                                const float *b, int c0, int c1, float *y, float *sums) {
   depthwise_body(s, x, w, b, c0, c1, y, sums);
@@ -262,21 +255,18 @@ typedef void (*depthwise_fn)(const grad__dw_shape *, const float *, const float 
 typedef void (*bias_act_fn)(float *, size_t, size_t, int, int, const float *, const float *,
                             int);
 
-typedef void (*tanh_fn)(float *, size_t);
-
 typedef struct isa_build {
   const char *name;
   depthwise_fn depthwise;
   bias_act_fn bias_act;
-  tanh_fn tanh;
 } isa_build;
 
 static const isa_build builds[] = {
 #ifdef HAVE_X86_BUILDS
-  {"avx512", depthwise_avx512, bias_act_avx512, tanh_avx512},
-  {"avx2", depthwise_avx2, bias_act_avx2, tanh_avx2},
+  {"avx512", depthwise_avx512, bias_act_avx512},
+  {"avx2", depthwise_avx2, bias_act_avx2},
 #endif
-  {"baseline", depthwise_baseline, bias_act_baseline, tanh_baseline},
+  {"baseline", depthwise_baseline, bias_act_baseline},
 };
 
 static int cpu_has(const char *name) {
@@ -370,16 +360,18 @@ typedef struct tanh_job {
   size_t count;
 } tanh_job;
 
-static void tanh_part(void *ctx, int part, int parts) {
+INLINE void tanh_body(void *ctx, int part, int parts) {
   const tanh_job *j = ctx;
   const size_t first = j->count * (size_t)part / (size_t)parts,
                end = j->count * (size_t)(part + 1) / (size_t)parts;
-  build()->tanh(j->v + first, end - first);
+  for (size_t i = first; i < end; i++) j->v[i] = tanh_poly(j->v[i]);
 }
+
+GRAD_PART_BUILDS(tanh_part, tanh_body)
 
 void grad__tanh_inplace(float *v, size_t count) {
   tanh_job job = {v, count};
-  grad__parallel(grad__parallel_width(count), tanh_part, &job);
+  grad__parallel(grad__parallel_width(count), tanh_part_pick(), &job);
 }
 
 void grad__tanh_reference(float *v, size_t count) {
