@@ -12,10 +12,12 @@
 #include <string.h>
 
 #include "batchnorm.h"
+#include "hard_swish.h"
 #include "isa_internal.h"
+#include "lane_sum.h"
 #include "threading.h"
 
-enum { LANES = 16 };
+enum { LANES = GRAD__LANES };
 
 static void affine(const float *x, int n, int channels, size_t plane, const float *scale,
                    const float *shift, bool relu, float *y) {
@@ -30,14 +32,7 @@ static void affine(const float *x, int n, int channels, size_t plane, const floa
     }
 }
 
-
-INLINE double fold(const double *acc) {
-  double half[LANES / 2];
-  for (int k = 0; k < LANES / 2; k++) half[k] = acc[k] + acc[k + LANES / 2];
-  for (int w = LANES / 4; w >= 1; w /= 2)
-    for (int k = 0; k < w; k++) half[k] += half[k + w];
-  return half[0];
-}
+#define fold grad__lanes_fold
 
 /* Everything one BatchNorm call needs; a part handles channels [c0, c1). */
 typedef struct bn_call {
@@ -46,21 +41,39 @@ typedef struct bn_call {
   size_t plane;
   float *running_mean, *running_var, *mean, *invstd; /* forward: out; backward: in */
   float *y, *dx, *masked_dy, *dgamma, *dbeta;
-  bool relu;
+  grad__bn_epilogue epilogue;  /* forward */
+  grad__bn_prologue prologue;  /* backward */
 } bn_call;
 
+/* One plane of y = act(x * scale + shift) (+ res); act and use_res are
+ * constants where this is inlined, so each case is its own plain loop. */
+INLINE void apply_plane(const float *x, const float *res, float *y, size_t P, float scale,
+                        float shift, grad__bn_act act, bool use_res) {
+  for (size_t j = 0; j < P; j++) {
+    float v = x[j] * scale + shift;
+    if (act == GRAD__BN_RELU) v = v < 0.0f ? 0.0f : v;
+    if (act == GRAD__BN_HARD_SWISH) v = grad__hard_swish(v);
+    if (use_res) v += res[j];
+    y[j] = v;
+  }
+}
+
 INLINE void apply_channel(const bn_call *a, int c, float scale, float shift) {
+  const grad__bn_epilogue *e = &a->epilogue;
+  const size_t P = a->plane;
   for (int i = 0; i < a->n; i++) {
-    const size_t base = ((size_t)i * a->channels + c) * a->plane;
-    const float *x = a->x + base;
+    const size_t base = ((size_t)i * a->channels + c) * P;
+    const float *x = a->x + base, *res = e->residual ? e->residual + base : NULL;
     float *y = a->y + base;
-    if (a->relu)
-      for (size_t j = 0; j < a->plane; j++) {
-        float v = x[j] * scale + shift;
-        y[j] = v < 0.0f ? 0.0f : v;
-      }
-    else
-      for (size_t j = 0; j < a->plane; j++) y[j] = x[j] * scale + shift;
+    if (!res && e->act == GRAD__BN_LINEAR) apply_plane(x, res, y, P, scale, shift, GRAD__BN_LINEAR, false);
+    else if (!res && e->act == GRAD__BN_RELU) apply_plane(x, res, y, P, scale, shift, GRAD__BN_RELU, false);
+    else if (!res) apply_plane(x, res, y, P, scale, shift, GRAD__BN_HARD_SWISH, false);
+    else if (e->act == GRAD__BN_LINEAR) apply_plane(x, res, y, P, scale, shift, GRAD__BN_LINEAR, true);
+    else if (e->act == GRAD__BN_RELU) apply_plane(x, res, y, P, scale, shift, GRAD__BN_RELU, true);
+    else apply_plane(x, res, y, P, scale, shift, GRAD__BN_HARD_SWISH, true);
+    /* while the plane is still in cache */
+    if (e->plane_means)
+      e->plane_means[(size_t)i * a->channels + c] = (float)(grad__lane_sum(y, P) / (double)P);
   }
 }
 
@@ -106,12 +119,22 @@ INLINE void train_body(const bn_call *a, int c0, int c1) {
   }
 }
 
-/* dy where the mask (a ReLU's output) is positive, else 0 (torch's rule);
- * use_mask is a constant where this is inlined, so each case gets its own
- * branch-free loop. */
-INLINE float masked(const float *dy, const float *mask, bool use_mask, size_t j) {
+/* The dy BatchNorm's backward sees at j of a plane (grad__bn_prologue):
+ * dy (+ add) (* hard_swish'(x * scale + shift)), and 0 where the mask (a
+ * ReLU's output) is not positive (torch's rule). The bools are constants
+ * where this is inlined, so each case gets its own branch-free loop. */
+typedef struct dy_rule {
+  const float *mask;
+  float add, scale, shift; /* the plane's broadcast add; bn(x) = x * scale + shift */
+} dy_rule;
+
+INLINE float masked(const float *dy, const float *x, const dy_rule *r, bool use_mask,
+                    bool use_add, bool use_hs, size_t j) {
   float d = dy[j];
+  if (use_add) d += r->add;
+  if (use_hs) d *= grad__hard_swish_grad(x[j] * r->scale + r->shift);
   if (!use_mask) return d;
+  const float *mask = r->mask;
   /* and-ed with all ones or zeros (+0.0f): no branch, so the loops vectorise */
   uint32_t bits;
   memcpy(&bits, &d, sizeof bits);
@@ -121,48 +144,66 @@ INLINE float masked(const float *dy, const float *mask, bool use_mask, size_t j)
 }
 
 /* One image's plane of channel c: the sums of dy and dy * xhat. */
-INLINE void backward_sums(const float *x, const float *dy, const float *mask, bool use_mask,
-                          size_t P, double mu, double is, double *s_dy, double *s_dyx) {
+INLINE void backward_sums(const float *x, const float *dy, const dy_rule *r, bool use_mask,
+                          bool use_add, bool use_hs, size_t P, double mu, double is,
+                          double *s_dy, double *s_dyx) {
   const size_t body = P - P % LANES;
   for (size_t j = 0; j < body; j += LANES)
     for (int k = 0; k < LANES; k++) {
-      double d = masked(dy, mask, use_mask, j + k);
+      double d = masked(dy, x, r, use_mask, use_add, use_hs, j + k);
       s_dy[k] += d;
       s_dyx[k] += d * (((double)x[j + k] - mu) * is);
     }
   for (size_t j = body; j < P; j++) {
-    double d = masked(dy, mask, use_mask, j);
+    double d = masked(dy, x, r, use_mask, use_add, use_hs, j);
     s_dy[j - body] += d;
     s_dyx[j - body] += d * (((double)x[j] - mu) * is);
   }
 }
 
 /* One image's plane of channel c: dx, and the masked dy when out is set. */
-INLINE void backward_dx(const float *x, const float *dy, const float *mask, bool use_mask,
-                        size_t P, double mu, double is, double k, double mdy, double mdx,
-                        float *dx, float *out, bool use_out) {
+INLINE void backward_dx(const float *x, const float *dy, const dy_rule *r, bool use_mask,
+                        bool use_add, bool use_hs, size_t P, double mu, double is, double k,
+                        double mdy, double mdx, float *dx, float *out, bool use_out) {
   for (size_t j = 0; j < P; j++) {
-    const float d = masked(dy, mask, use_mask, j);
+    const float d = masked(dy, x, r, use_mask, use_add, use_hs, j);
     const double xhat = ((double)x[j] - mu) * is;
     if (use_out) out[j] = d;
     dx[j] = (float)(k * ((double)d - mdy - xhat * mdx));
   }
 }
 
+/* The (mask, add, hard swish) cases the callers use, each its own loops. */
+#define BACKWARD_CASES(fn, ...)                                                 \
+  do {                                                                          \
+    if (use_mask) fn(__VA_ARGS__, true, false, false);                          \
+    else if (use_add && use_hs) fn(__VA_ARGS__, false, true, true);             \
+    else if (use_add) fn(__VA_ARGS__, false, true, false);                      \
+    else if (use_hs) fn(__VA_ARGS__, false, false, true);                       \
+    else fn(__VA_ARGS__, false, false, false);                                  \
+  } while (0)
+#define SUMS(x, dy, r, m, ad, hs) backward_sums(x, dy, r, m, ad, hs, P, mu, is, s_dy, s_dyx)
+#define DX(x, dy, r, dx, m, ad, hs) backward_dx(x, dy, r, m, ad, hs, P, mu, is, k, mdy, mdx, dx, NULL, false)
+
 INLINE void backward_body(const bn_call *a, int c0, int c1) {
   const size_t P = a->plane;
   const double count = (double)a->n * (double)P;
   const bool use_mask = a->mask != NULL, use_out = a->masked_dy != NULL;
+  const bool use_add = a->prologue.plane_add != NULL, use_hs = a->prologue.beta != NULL;
   for (int c = c0; c < c1; c++) {
     double s_dy[LANES] = {0}, s_dyx[LANES] = {0};
     const double mu = a->mean[c], is = a->invstd[c];
+    dy_rule r = {0};
+    if (use_hs) { /* bn(x) exactly as the forward's apply computed it */
+      r.scale = a->gamma[c] * a->invstd[c];
+      r.shift = a->prologue.beta[c] - a->mean[c] * r.scale;
+    }
     for (int i = 0; i < a->n; i++) {
       const size_t base = ((size_t)i * a->channels + c) * P;
       const float *x = a->x + base, *dy = a->dy + base;
-      if (use_mask)
-        backward_sums(x, dy, a->mask + base, true, P, mu, is, s_dy, s_dyx);
-      else
-        backward_sums(x, dy, NULL, false, P, mu, is, s_dy, s_dyx);
+      r.mask = use_mask ? a->mask + base : NULL;
+      if (use_add) r.add = a->prologue.plane_add[(size_t)i * a->channels + c];
+      BACKWARD_CASES(SUMS, x, dy, &r);
     }
     const double sum_dy = fold(s_dy), sum_dy_xhat = fold(s_dyx);
     a->dgamma[c] += (float)sum_dy_xhat;
@@ -173,13 +214,13 @@ INLINE void backward_body(const bn_call *a, int c0, int c1) {
       const size_t base = ((size_t)i * a->channels + c) * P;
       const float *x = a->x + base, *dy = a->dy + base;
       float *dx = a->dx + base;
+      r.mask = use_mask ? a->mask + base : NULL;
+      if (use_add) r.add = a->prologue.plane_add[(size_t)i * a->channels + c];
       if (use_mask && use_out)
-        backward_dx(x, dy, a->mask + base, true, P, mu, is, k, mdy, mdx, dx,
+        backward_dx(x, dy, &r, true, false, false, P, mu, is, k, mdy, mdx, dx,
                     a->masked_dy + base, true);
-      else if (use_mask)
-        backward_dx(x, dy, a->mask + base, true, P, mu, is, k, mdy, mdx, dx, NULL, false);
       else
-        backward_dx(x, dy, NULL, false, P, mu, is, k, mdy, mdx, dx, NULL, false);
+        BACKWARD_CASES(DX, x, dy, &r, dx);
     }
   }
 }
@@ -232,22 +273,38 @@ static void run(const bn_call *a, bn_part_fn fn) {
   grad__parallel(parts, run_part, &j);
 }
 
+void grad__bn_forward_train_fused(const float *x, int n, int channels, size_t plane,
+                                  const float *gamma, const float *beta, float *running_mean,
+                                  float *running_var, float *mean, float *invstd,
+                                  const grad__bn_epilogue *epilogue, float *y) {
+  const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
+                     .plane = plane, .running_mean = running_mean, .running_var = running_var,
+                     .mean = mean, .invstd = invstd, .y = y, .epilogue = *epilogue};
+  run(&a, PICK(train));
+}
+
 void grad__bn_forward_train(const float *x, int n, int channels, size_t plane,
                             const float *gamma, const float *beta, float *running_mean,
                             float *running_var, float *mean, float *invstd, bool relu, float *y) {
+  const grad__bn_epilogue e = {relu ? GRAD__BN_RELU : GRAD__BN_LINEAR, NULL, NULL};
+  grad__bn_forward_train_fused(x, n, channels, plane, gamma, beta, running_mean, running_var,
+                               mean, invstd, &e, y);
+}
+
+void grad__bn_apply_fused(const float *x, int n, int channels, size_t plane, const float *gamma,
+                          const float *beta, const float *mean, const float *invstd,
+                          const grad__bn_epilogue *epilogue, float *y) {
   const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
-                     .plane = plane, .running_mean = running_mean, .running_var = running_var,
-                     .mean = mean, .invstd = invstd, .y = y, .relu = relu};
-  run(&a, PICK(train));
+                     .plane = plane, .mean = (float *)mean, .invstd = (float *)invstd, .y = y,
+                     .epilogue = *epilogue};
+  run(&a, PICK(apply));
 }
 
 void grad__bn_apply(const float *x, int n, int channels, size_t plane, const float *gamma,
                     const float *beta, const float *mean, const float *invstd, bool relu,
                     float *y) {
-  const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
-                     .plane = plane, .mean = (float *)mean, .invstd = (float *)invstd, .y = y,
-                     .relu = relu};
-  run(&a, PICK(apply));
+  const grad__bn_epilogue e = {relu ? GRAD__BN_RELU : GRAD__BN_LINEAR, NULL, NULL};
+  grad__bn_apply_fused(x, n, channels, plane, gamma, beta, mean, invstd, &e, y);
 }
 
 void grad__bn_backward(const float *x, const float *dy, const float *mask, int n, int channels,
@@ -257,6 +314,16 @@ void grad__bn_backward(const float *x, const float *dy, const float *mask, int n
                      .channels = channels, .plane = plane, .mean = (float *)mean,
                      .invstd = (float *)invstd, .dx = dx, .masked_dy = masked_dy,
                      .dgamma = dgamma, .dbeta = dbeta};
+  run(&a, PICK(backward));
+}
+
+void grad__bn_backward_fused(const float *x, const float *dy, const grad__bn_prologue *prologue,
+                             int n, int channels, size_t plane, const float *gamma,
+                             const float *mean, const float *invstd, float *dx, float *dgamma,
+                             float *dbeta) {
+  const bn_call a = {.x = x, .dy = dy, .gamma = gamma, .n = n, .channels = channels,
+                     .plane = plane, .mean = (float *)mean, .invstd = (float *)invstd, .dx = dx,
+                     .dgamma = dgamma, .dbeta = dbeta, .prologue = *prologue};
   run(&a, PICK(backward));
 }
 

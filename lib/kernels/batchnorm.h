@@ -44,6 +44,42 @@ void grad__bn_backward(const float *x, const float *dy, const float *mask, int n
                        size_t plane, const float *gamma, const float *mean, const float *invstd,
                        float *dx, float *masked_dy, float *dgamma, float *dbeta);
 
+/*
+ * Fused forms for CRAD's block (store_crad.c), so each activation is read
+ * and written once where the unfused passes took two or three.
+ * Forward: y = act(bn(x)) (+ residual), and the mean of each plane of y.
+ * The fused values are bit for bit those of the separate passes.
+ */
+typedef enum grad__bn_act { GRAD__BN_LINEAR, GRAD__BN_RELU, GRAD__BN_HARD_SWISH } grad__bn_act;
+
+typedef struct grad__bn_epilogue {
+  grad__bn_act act;
+  const float *residual; /* added after act (n x channels x plane), or NULL */
+  float *plane_means;    /* receives the mean of each plane of y (n x channels), or NULL */
+} grad__bn_epilogue;
+
+void grad__bn_forward_train_fused(const float *x, int n, int channels, size_t plane,
+                                  const float *gamma, const float *beta, float *running_mean,
+                                  float *running_var, float *mean, float *invstd,
+                                  const grad__bn_epilogue *epilogue, float *y);
+void grad__bn_apply_fused(const float *x, int n, int channels, size_t plane, const float *gamma,
+                          const float *beta, const float *mean, const float *invstd,
+                          const grad__bn_epilogue *epilogue, float *y);
+
+/* Backward: the dy BatchNorm sees is dy + plane_add[i * channels + c] when
+ * plane_add is set, then times hard_swish'(bn(x)) (recomputed from x with
+ * gamma and beta, as the forward's) when beta is set: the backward of a
+ * per-plane broadcast add after BatchNorm and of a hard swish after it. */
+typedef struct grad__bn_prologue {
+  const float *plane_add; /* n x channels, or NULL */
+  const float *beta;      /* set: dy passes through the hard swish after bn(x) */
+} grad__bn_prologue;
+
+void grad__bn_backward_fused(const float *x, const float *dy, const grad__bn_prologue *prologue,
+                             int n, int channels, size_t plane, const float *gamma,
+                             const float *mean, const float *invstd, float *dx, float *dgamma,
+                             float *dbeta);
+
 /* Inference with the running statistics, optionally followed by a ReLU;
  * y may alias x. */
 void grad__bn_forward_eval(const float *x, int n, int channels, size_t plane,

@@ -14,48 +14,37 @@
 #include "conv.h"
 #include "conv_backward.h"
 #include "depthwise.h"
+#include "hard_swish.h"
 #include "isa_internal.h"
+#include "lane_sum.h"
 #include "store_impl.h"
 
-/* relu6(x + 3) / 6 */
-INLINE float hard_sigmoid(float x) {
-  float r = x + 3.0f;
-  r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
-  return r / 6.0f;
-}
-
-/* x * relu6(x + 3) / 6, in torch's order of operations. */
-INLINE float hard_swish(float x) {
-  float r = x + 3.0f;
-  r = r < 0.0f ? 0.0f : r > 6.0f ? 6.0f : r;
-  return x * r / 6.0f;
-}
-
-/* d hard_swish / dx; at -3 and 3 the one-sided values torch's relu6 gives
- * (its mask is open at both ends). */
-INLINE float hard_swish_grad(float x) {
-  if (x <= -3.0f) return 0.0f;
-  if (x >= 3.0f) return 1.0f;
-  return (2.0f * x + 3.0f) / 6.0f;
-}
+#define hard_sigmoid grad__hard_sigmoid
+#define hard_swish grad__hard_swish
+#define hard_swish_grad grad__hard_swish_grad
 
 /*
- * The block's passes between its convolutions, on the pool: each part takes
- * whole planes (one image's channel), so per-plane sums come out the same
- * on any number of threads.
+ * The block's passes between its convolutions that BatchNorm does not take
+ * (batchnorm.h's fused forms take the others), on the pool: each part
+ * takes whole planes (one image's channel), so per-plane sums come out the
+ * same on any number of threads. The training passes read the depthwise
+ * output a = conv2 and recompute b2 = bn2(a) from the batch statistics
+ * (bn), as BatchNorm's apply does, instead of keeping b2.
  */
 typedef enum pass {
   PLANE_MEAN,      /* sum = mean(a) */
   HARD_SWISH,      /* a = hswish(a) */
   RESIDUAL,        /* a += b */
-  SUM_TO,          /* c = a + b */
   GATE_HARD_SWISH, /* a = hswish(a * hsigmoid(gate)) */
-  GATE_RECOMPUTE,  /* b = a * hsigmoid(gate), c = hswish(b) */
-  GATE_BACKWARD,   /* c *= hswish'(b), sum = sum(c * a), c *= hsigmoid(gate) */
-  ADD_MEAN_GRAD,   /* c += add / P */
-  HARD_SWISH_TO,   /* b = hswish(a) */
-  HARD_SWISH_GRAD  /* c *= hswish'(a) */
+  GATE_RECOMPUTE,  /* c = hswish(bn(a) * hsigmoid(gate)) */
+  GATE_BACKWARD    /* c *= hswish'(bn(a) * g), sum = sum(c * bn(a)), c *= g; g = hsigmoid(gate) */
 } pass;
+
+/* BatchNorm with batch statistics, for the passes that recompute it. */
+typedef struct pass_bn {
+  const float *gamma, *beta, *mean, *invstd;
+  int channels; /* plane q is channel q % channels */
+} pass_bn;
 
 typedef struct pass_job {
   pass kind;
@@ -63,6 +52,7 @@ typedef struct pass_job {
   float *a, *b, *c;
   const float *gate; /* per plane */
   float *sums;       /* per plane */
+  pass_bn bn;
 } pass_job;
 
 INLINE void pass_body(void *ctx, int part, int parts) {
@@ -73,64 +63,61 @@ INLINE void pass_body(void *ctx, int part, int parts) {
     float *a = j->a ? j->a + q * P : NULL, *b = j->b ? j->b + q * P : NULL,
           *c = j->c ? j->c + q * P : NULL;
     const float g = j->gate ? hard_sigmoid(j->gate[q]) : 0.0f;
-    switch (j->kind) {
-    case PLANE_MEAN: {
-      double sum = 0.0;
-      for (size_t t = 0; t < P; t++) sum += a[t];
-      j->sums[q] = (float)(sum / (double)P);
-      break;
+    float scale = 0.0f, shift = 0.0f; /* bn(a) = a * scale + shift, as grad__bn_apply */
+    if (j->bn.gamma) {
+      const size_t ch = q % (size_t)j->bn.channels;
+      scale = j->bn.gamma[ch] * j->bn.invstd[ch];
+      shift = j->bn.beta[ch] - j->bn.mean[ch] * scale;
     }
+    switch (j->kind) {
+    case PLANE_MEAN:
+      j->sums[q] = (float)(grad__lane_sum(a, P) / (double)P);
+      break;
     case HARD_SWISH:
       for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t]);
       break;
     case RESIDUAL:
       for (size_t t = 0; t < P; t++) a[t] += b[t];
       break;
-    case SUM_TO:
-      for (size_t t = 0; t < P; t++) c[t] = a[t] + b[t];
-      break;
     case GATE_HARD_SWISH:
       for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t] * g);
       break;
     case GATE_RECOMPUTE:
-      for (size_t t = 0; t < P; t++) {
-        b[t] = a[t] * g;
-        c[t] = hard_swish(b[t]);
-      }
+      for (size_t t = 0; t < P; t++) c[t] = hard_swish((a[t] * scale + shift) * g);
       break;
-    case GATE_BACKWARD: {
-      double sum = 0.0;
-      for (size_t t = 0; t < P; t++) {
-        c[t] *= hard_swish_grad(b[t]);
-        sum += (double)c[t] * a[t];
-        c[t] *= g;
+    case GATE_BACKWARD: { /* the sum in lanes, as grad__lane_sum */
+      double acc[GRAD__LANES] = {0};
+      const size_t body = P - P % GRAD__LANES;
+      for (size_t t0 = 0; t0 < P; t0 += GRAD__LANES) {
+        const int lanes = t0 < body ? GRAD__LANES : (int)(P - body);
+        for (int k = 0; k < lanes; k++) {
+          const float b2 = a[t0 + k] * scale + shift;
+          const float d = c[t0 + k] * hard_swish_grad(b2 * g);
+          acc[k] += (double)d * b2;
+          c[t0 + k] = d * g;
+        }
       }
-      j->sums[q] = (float)sum;
+      j->sums[q] = (float)grad__lanes_fold(acc);
       break;
     }
-    case ADD_MEAN_GRAD: {
-      const float add = j->sums[q] / (float)P;
-      for (size_t t = 0; t < P; t++) c[t] += add;
-      break;
-    }
-    case HARD_SWISH_TO:
-      for (size_t t = 0; t < P; t++) b[t] = hard_swish(a[t]);
-      break;
-    case HARD_SWISH_GRAD:
-      for (size_t t = 0; t < P; t++) c[t] *= hard_swish_grad(a[t]);
-      break;
     }
   }
 }
 
 GRAD_PART_BUILDS(pass_part, pass_body)
 
-static void run_pass(pass kind, size_t planes, size_t P, float *a, float *b, float *c,
-                     const float *gate, float *sums) {
-  pass_job j = {kind, planes, P, a, b, c, gate, sums};
+static void run_pass_bn(pass kind, size_t planes, size_t P, float *a, float *b, float *c,
+                        const float *gate, float *sums, const pass_bn *bn) {
+  pass_job j = {kind, planes, P, a, b, c, gate, sums, {0}};
+  if (bn) j.bn = *bn;
   int parts = grad__parallel_width(planes * P);
   if ((size_t)parts > planes) parts = (int)planes;
   grad__parallel(parts, pass_part_pick(), &j);
+}
+
+static void run_pass(pass kind, size_t planes, size_t P, float *a, float *b, float *c,
+                     const float *gate, float *sums) {
+  run_pass_bn(kind, planes, P, a, b, c, gate, sums, NULL);
 }
 
 /* Block b's sizes. */
@@ -150,14 +137,14 @@ static crad_dims dims_of(const grad_store *s, int n) {
 
 /*
  * Squeeze-and-excitation on m (n x E x P) and the hard-swish after it, in
- * place. pooled (n x E), hidden (n x R, after the ReLU) and gate (n x E,
- * before the hard sigmoid) receive what the backward needs.
+ * place, given pooled (n x E), the mean of each plane of m. hidden (n x R,
+ * after the ReLU) and gate (n x E, before the hard sigmoid) receive what
+ * the backward needs.
  */
 static void se_hard_swish(const grad_store *s, int b, const crad_dims *k, float *m,
-                          float *pooled, float *hidden, float *gate) {
+                          const float *pooled, float *hidden, float *gate) {
   const float *W1 = store__bw(s, b, CRAD_SE_REDUCE), *W2 = store__bw(s, b, CRAD_SE_EXPAND);
   const int E = k->E, R = k->R;
-  run_pass(PLANE_MEAN, (size_t)k->n * E, k->P, m, NULL, NULL, NULL, pooled);
   for (int i = 0; i < k->n; i++) {
     const float *p = pooled + (size_t)i * E;
     float *z = hidden + (size_t)i * R, *u = gate + (size_t)i * E;
@@ -191,6 +178,7 @@ grad_status grad__crad_block_eval(const grad_store *s, int b, float *x, int n, f
   grad__bn_forward_eval(e2, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), store__bw(s, b, CRAD_BN2_B),
                         store__b(s, b, CRAD_BN2_MEAN), store__b(s, b, CRAD_BN2_VAR), false, e2);
   float *pooled = se_scratch, *hidden = pooled + (size_t)n * k.E, *gate = hidden + (size_t)n * k.R;
+  run_pass(PLANE_MEAN, (size_t)n * k.E, k.P, e2, NULL, NULL, NULL, pooled);
   se_hard_swish(s, b, &k, e2, pooled, hidden, gate);
   st = grad__conv2d(&project, store__bw(s, b, CRAD_PROJECT), NULL, false, e2, n, k.h, k.w, t, ws);
   if (st != GRAD_OK) return st;
@@ -221,26 +209,29 @@ grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, fl
   const crad_dims k = dims_of(s, n);
   const crad_tape c = tape_of(t, b, &k);
   const grad__conv expand = {k.C2, k.E, 1, 1, 0}, project = {k.E, k.C2, 1, 1, 0};
-  float *e1 = scratch, *e2 = scratch + k.emap, *tmp = e2 + k.emap;
+  float *e1 = scratch, *e2 = scratch + k.emap;
   grad_status st = grad__store_conv_forward(s, &expand, store__bw(s, b, CRAD_EXPAND), NULL,
                                             t->act[b], n, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
-  grad__bn_forward_train(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
-                         store__bw(s, b, CRAD_BN1_B), store__b(s, b, CRAD_BN1_MEAN),
-                         store__b(s, b, CRAD_BN1_VAR), c.mean1, c.invstd1, false, e1);
-  run_pass(HARD_SWISH, (size_t)n * k.E, k.P, e1, NULL, NULL, NULL, NULL);
+  /* BatchNorm takes what follows it: the hard-swish, SE's means, the residual. */
+  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL},
+                          means = {GRAD__BN_LINEAR, NULL, c.pooled},
+                          residual = {GRAD__BN_LINEAR, t->act[b], NULL};
+  grad__bn_forward_train_fused(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
+                               store__bw(s, b, CRAD_BN1_B), store__b(s, b, CRAD_BN1_MEAN),
+                               store__b(s, b, CRAD_BN1_VAR), c.mean1, c.invstd1, &hswish, e1);
   grad__depthwise_conv2d(e1, store__bw(s, b, CRAD_DEPTHWISE), n, k.E, k.h, k.w, 3, t->conv2[b]);
-  grad__bn_forward_train(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
-                         store__bw(s, b, CRAD_BN2_B), store__b(s, b, CRAD_BN2_MEAN),
-                         store__b(s, b, CRAD_BN2_VAR), c.mean2, c.invstd2, false, e2);
+  grad__bn_forward_train_fused(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
+                               store__bw(s, b, CRAD_BN2_B), store__b(s, b, CRAD_BN2_MEAN),
+                               store__b(s, b, CRAD_BN2_VAR), c.mean2, c.invstd2, &means, e2);
   se_hard_swish(s, b, &k, e2, c.pooled, c.hidden, c.gate);
   st = grad__store_conv_forward(s, &project, store__bw(s, b, CRAD_PROJECT), NULL, e2, n,
                                 t->conv3[b], ws);
   if (st != GRAD_OK) return st;
-  grad__bn_forward_train(t->conv3[b], n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W),
-                         store__bw(s, b, CRAD_BN3_B), store__b(s, b, CRAD_BN3_MEAN),
-                         store__b(s, b, CRAD_BN3_VAR), c.mean3, c.invstd3, false, tmp);
-  run_pass(SUM_TO, (size_t)n * k.C2, k.P, t->act[b], tmp, t->act[b + 1], NULL, NULL);
+  grad__bn_forward_train_fused(t->conv3[b], n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W),
+                               store__bw(s, b, CRAD_BN3_B), store__b(s, b, CRAD_BN3_MEAN),
+                               store__b(s, b, CRAD_BN3_VAR), c.mean3, c.invstd3, &residual,
+                               t->act[b + 1]);
   return GRAD_OK;
 }
 
@@ -290,37 +281,42 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   const crad_dims k = dims_of(s, n);
   const crad_tape c = tape_of(t, b, &k);
   const grad__conv expand = {k.C2, k.E, 1, 1, 0}, project = {k.E, k.C2, 1, 1, 0};
-  float *A = emaps, *B = emaps + k.emap, *Cm = B + k.emap, *D = Cm + k.emap;
+  float *B = emaps + k.emap, *Cm = B + k.emap, *D = Cm + k.emap;
   float *dgate = se_scratch, *dpooled = dgate + (size_t)n * k.E, *dz = dpooled + (size_t)n * k.E;
 
   /* Projection: d (dL/d output) reaches the input unchanged by the residual. */
   grad__bn_backward(t->conv3[b], d, NULL, n, k.C2, k.P, store__bw(s, b, CRAD_BN3_W), c.mean3,
                     c.invstd3, tmp, NULL, store__bg(s, b, CRAD_BN3_W), store__bg(s, b, CRAD_BN3_B));
-  /* Recompute b2 = bn2(conv2) in A, m = b2 * gate in B, a2 = hswish(m) in Cm. */
-  grad__bn_apply(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
-                 store__bw(s, b, CRAD_BN2_B), c.mean2, c.invstd2, false, A);
+  /* Recompute a2 = hswish(bn2(conv2) * hsigmoid(gate)) in Cm. */
   const size_t planes = (size_t)n * k.E;
-  run_pass(GATE_RECOMPUTE, planes, k.P, A, B, Cm, c.gate, NULL);
+  const pass_bn bn2 = {store__bw(s, b, CRAD_BN2_W), store__bw(s, b, CRAD_BN2_B), c.mean2,
+                       c.invstd2, k.E};
+  run_pass_bn(GATE_RECOMPUTE, planes, k.P, t->conv2[b], NULL, Cm, c.gate, NULL, &bn2);
   memset(D, 0, sizeof(float) * k.emap);
   grad_status st = grad__store_conv_backward(s, &project, store__bw(s, b, CRAD_PROJECT), Cm, n,
                                              tmp, D, store__bg(s, b, CRAD_PROJECT), NULL, ws);
   if (st != GRAD_OK) return st;
-  /* Through the hard-swish, then SE: dL/db2 = dm * gate + dL/dpooled / P. */
-  run_pass(GATE_BACKWARD, planes, k.P, A, B, D, c.gate, dgate);
+  /* Through the hard-swish, then SE: dL/db2 = dm * gate + dL/dpooled / P, the
+   * broadcast add taken by BatchNorm's backward. */
+  run_pass_bn(GATE_BACKWARD, planes, k.P, t->conv2[b], NULL, D, c.gate, dgate, &bn2);
   se_backward(s, b, &k, &c, dgate, dpooled, dz);
-  run_pass(ADD_MEAN_GRAD, planes, k.P, NULL, NULL, D, NULL, dpooled);
-  grad__bn_backward(t->conv2[b], D, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W), c.mean2,
-                    c.invstd2, D, NULL, store__bg(s, b, CRAD_BN2_W), store__bg(s, b, CRAD_BN2_B));
-  /* Depthwise: recompute h1 = bn1(conv1) in A and a1 = hswish(h1) in B. */
-  grad__bn_apply(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
-                 store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, false, A);
-  run_pass(HARD_SWISH_TO, planes, k.P, A, B, NULL, NULL, NULL);
+  for (size_t q = 0; q < planes; q++) dpooled[q] /= (float)k.P;
+  const grad__bn_prologue mean_grad = {dpooled, NULL},
+                          hswish_grad = {NULL, store__bw(s, b, CRAD_BN1_B)};
+  grad__bn_backward_fused(t->conv2[b], D, &mean_grad, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
+                          c.mean2, c.invstd2, D, store__bg(s, b, CRAD_BN2_W),
+                          store__bg(s, b, CRAD_BN2_B));
+  /* Depthwise: recompute a1 = hswish(bn1(conv1)) in B. */
+  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL};
+  grad__bn_apply_fused(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
+                       store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, &hswish, B);
   memset(Cm, 0, sizeof(float) * k.emap);
   grad__depthwise_conv2d_backward(B, store__bw(s, b, CRAD_DEPTHWISE), D, n, k.E, k.h, k.w, 3, Cm,
                                   store__bg(s, b, CRAD_DEPTHWISE));
-  run_pass(HARD_SWISH_GRAD, planes, k.P, A, NULL, Cm, NULL, NULL);
-  grad__bn_backward(t->conv1[b], Cm, NULL, n, k.E, k.P, store__bw(s, b, CRAD_BN1_W), c.mean1,
-                    c.invstd1, Cm, NULL, store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
+  /* Through the hard-swish after bn1 (recomputed inside BatchNorm's backward). */
+  grad__bn_backward_fused(t->conv1[b], Cm, &hswish_grad, n, k.E, k.P,
+                          store__bw(s, b, CRAD_BN1_W), c.mean1, c.invstd1, Cm,
+                          store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
   /* The expansion's input gradient adds to the residual path already in d. */
   return grad__store_conv_backward(s, &expand, store__bw(s, b, CRAD_EXPAND), t->act[b], n, Cm, d,
                                    store__bg(s, b, CRAD_EXPAND), NULL, ws);
