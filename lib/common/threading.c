@@ -124,6 +124,14 @@ grad__team_scope grad__team_enter(int threads) {
 #endif
 }
 
+int grad__team_threads(void) {
+#ifdef GRAD_HAVE_ONEDNN
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 void grad__team_leave(grad__team_scope scope) {
 #ifdef GRAD_HAVE_ONEDNN
   if (scope.saved > 0 && omp_get_max_threads() != scope.saved) omp_set_num_threads(scope.saved);

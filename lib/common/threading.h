@@ -94,5 +94,7 @@ typedef struct grad__team_scope {
 } grad__team_scope;
 grad__team_scope grad__team_enter(int threads);
 void grad__team_leave(grad__team_scope scope);
+/* The threads an OpenMP team started here would have (1 without OpenMP). */
+int grad__team_threads(void);
 
 #endif /* GRAD_THREADING_H */

@@ -33,6 +33,10 @@ bool grad__dnnl_bf16_native(void) {
          (has_isa(dnnl_cpu_isa_avx512_core_bf16) || has_isa(dnnl_cpu_isa_avx512_core_amx));
 }
 
+bool grad__dnnl_amx(void) {
+  return grad__dnnl_available() && has_isa(dnnl_cpu_isa_avx512_core_amx);
+}
+
 const char *grad__dnnl_isa_name(void) {
   if (!grad__dnnl_available()) return "none";
   if (has_isa(dnnl_cpu_isa_avx512_core_amx)) return "avx512_core_amx";
@@ -61,6 +65,7 @@ grad_status grad__dnnl_check(dnnl_status_t s, const char *what) {
 #else
 bool grad__dnnl_available(void) { return false; }
 bool grad__dnnl_bf16_native(void) { return false; }
+bool grad__dnnl_amx(void) { return false; }
 const char *grad__dnnl_isa_name(void) { return "none"; }
 #endif
 

@@ -18,6 +18,8 @@
 bool grad__dnnl_available(void);
 /* True when oneDNN runs bf16 natively here (AVX512_BF16 or AMX). */
 bool grad__dnnl_bf16_native(void);
+/* True when oneDNN runs bf16 on AMX tiles here (far above AVX-512's rate). */
+bool grad__dnnl_amx(void);
 /* oneDNN's name of the instruction set it dispatches to ("avx512_core_bf16", ...). */
 const char *grad__dnnl_isa_name(void);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dnnl_infer.h"
+#include "threading.h"
 
 #ifdef GRAD_HAVE_ONEDNN
 
@@ -119,10 +120,52 @@ static dnnl_primitive_desc_t winograd_pd(const grad__conv *s, const dnnl_memory_
   return found ? found : first;
 }
 
+/* libgrad's bf16 Winograd for this convolution: the CPU's bf16 is
+ * AVX512_BF16 without AMX (with AMX oneDNN's bf16 tiles outrun any
+ * Winograd), the shape is one the kernel runs, and src is in the blocked
+ * bf16 layout already (docs/backbone.md, "bf16"). */
+static bool takes_winograd(const grad__conv *s, int n, int h, int w,
+                           const dnnl_memory_desc_t *src, dnnl_data_type_t t) {
+  dnnl_memory_desc_t blocked;
+  return t == dnnl_bf16 && !grad__dnnl_amx() && grad__wino_bf16_available() &&
+         grad__wino_bf16_fits(s) && grad__dnnl_act_tag() == dnnl_nChw16c &&
+         grad__dnnl_md4(&blocked, n, s->in_channels, h, w, dnnl_bf16, dnnl_nChw16c) == GRAD_OK &&
+         dnnl_memory_desc_equal(&blocked, src);
+}
+
+/* c as the Winograd kernel: its operands' layouts, the one-dimensional
+ * mark of its weights, its scratch for the current team's threads. */
+static grad_status winograd_make(const grad__conv *s, int n, int h, int w,
+                                 const dnnl_memory_desc_t *src, bool sum, bool relu,
+                                 grad__dnnl_conv *c, const char *what) {
+  c->winograd = true;
+  c->sum = sum;
+  c->relu = relu;
+  c->n = n;
+  c->threads = grad__team_threads();
+  c->wino = (grad__wino_bf16){s->in_channels, s->out_channels, h, w};
+  c->src = *src;
+  dnnl_dims_t wei_dims = {(dnnl_dim_t)(grad__wino_bf16_weight_bytes(&c->wino) / 2)};
+  dnnl_dims_t bias_dims = {s->out_channels};
+  dnnl_dims_t scratch_dims = {(dnnl_dim_t)grad__wino_bf16_scratch_bytes(&c->wino, c->threads)};
+  grad_status st = grad__dnnl_md4(&c->dst, n, s->out_channels, h, w, dnnl_bf16, dnnl_nChw16c);
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&c->wei, 1, wei_dims, dnnl_bf16, dnnl_x),
+                          what);
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&c->bias, 1, bias_dims, dnnl_f32, dnnl_x),
+                          what);
+  if (st == GRAD_OK)
+    st = grad__dnnl_check(
+        dnnl_memory_desc_init_by_tag(&c->scratch, 1, scratch_dims, dnnl_u8, dnnl_x), what);
+  return st;
+}
+
 grad_status grad__dnnl_conv_make(const grad__conv *s, int n, int h, int w,
                                  const dnnl_memory_desc_t *src, dnnl_data_type_t t, bool sum,
                                  bool relu, grad__dnnl_conv *out, const char *what) {
   memset(out, 0, sizeof *out);
+  if (takes_winograd(s, n, h, w, src, t)) return winograd_make(s, n, h, w, src, sum, relu, out, what);
   const int oh = grad__conv_out_size(s, h), ow = grad__conv_out_size(s, w);
   dnnl_memory_desc_t wei, bias, dst;
   dnnl_dims_t bias_dims = {s->out_channels};
@@ -165,6 +208,11 @@ void grad__dnnl_conv_free(grad__dnnl_conv *c) {
 grad_status grad__dnnl_conv_run(const grad__dnnl_conv *c, dnnl_stream_t s, const void *src,
                                 const void *weights, const float *bias, void *dst, void *scratch,
                                 const char *what) {
+  if (c->winograd) {
+    grad__wino_bf16_run(&c->wino, c->n, src, weights, bias, dst, c->sum, c->relu, scratch,
+                        c->threads);
+    return GRAD_OK;
+  }
   grad__dnnl_arg args[] = {{DNNL_ARG_SRC, &c->src, src},
                            {DNNL_ARG_WEIGHTS, &c->wei, weights},
                            {DNNL_ARG_BIAS, &c->bias, bias},
@@ -179,6 +227,12 @@ grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
   size_t bytes = dnnl_memory_desc_get_size(md);
   void *data = grad__malloc(bytes ? bytes : 1);
   if (!data) return grad__fail(GRAD_E_NOMEM, "out of memory laying out the weights of %s", what);
+  if (md->ndims == 1) { /* the Winograd kernel's mark */
+    const grad__wino_bf16 wino = {shape->in_channels, shape->out_channels, 0, 0};
+    grad__wino_bf16_weights_lay(&wino, oihw, data);
+    *out = data;
+    return GRAD_OK;
+  }
   dnnl_memory_desc_t from;
   dnnl_primitive_t reorder = NULL;
   dnnl_stream_t stream = NULL;

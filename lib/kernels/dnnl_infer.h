@@ -12,6 +12,7 @@
 
 #include "conv.h"
 #include "dnnl_engine_internal.h"
+#include "winograd_bf16.h"
 
 #ifdef GRAD_HAVE_ONEDNN
 
@@ -34,10 +35,15 @@ typedef struct grad__dnnl_arg {
 grad_status grad__dnnl_exec(dnnl_primitive_t prim, dnnl_stream_t s, const grad__dnnl_arg *args,
                             int count, const char *what);
 
-/* An inference convolution with its operands' layouts. */
+/* An inference convolution with its operands' layouts: a oneDNN primitive,
+ * or (winograd) libgrad's bf16 Winograd kernel (winograd_bf16.h), whose
+ * weights md is one-dimensional, the mark grad__dnnl_weights_lay knows it by. */
 typedef struct grad__dnnl_conv {
   dnnl_primitive_t prim;
   dnnl_memory_desc_t src, wei, bias, dst, scratch;
+  bool winograd, sum, relu;
+  int n, threads;
+  grad__wino_bf16 wino;
 } grad__dnnl_conv;
 
 /*
@@ -46,8 +52,10 @@ typedef struct grad__dnnl_conv {
  * (f32 or bf16), fp32 bias, then the post-ops: sum (adds into what dst
  * holds: the residual) and ReLU. fp32 3x3 stride-1 convolutions take
  * oneDNN's Winograd F(4x4, 3x3) where it has it for this CPU (AVX-512): a
- * quarter of the multiplications (docs/backbone.md, "Engines"); the rest
- * the direct kernels. The scratchpad is the caller's (DNNL_ARG_SCRATCHPAD,
+ * quarter of the multiplications (docs/backbone.md, "Engines"); bf16 ones
+ * take libgrad's Winograd F(2x2, 3x3) where the CPU's bf16 is AVX512_BF16
+ * without AMX and src is blocked already (docs/backbone.md, "bf16"); the
+ * rest oneDNN's direct kernels. The scratchpad is the caller's (DNNL_ARG_SCRATCHPAD,
  * out->scratch bytes). The primitive is made for `threads` threads of
  * OpenMP (grad__team_enter). out->prim is NULL on failure.
  */
@@ -62,7 +70,8 @@ grad_status grad__dnnl_conv_run(const grad__dnnl_conv *c, dnnl_stream_t s, const
                                 const char *what);
 
 /* A new buffer (grad__malloc; grad__free it) holding fp32 Cout,Cin,K,K
- * weights in layout md (converted to md's type). */
+ * weights in layout md (converted to md's type), or transformed for the
+ * Winograd kernel where md is a grad__dnnl_conv's one-dimensional mark. */
 grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
                                    const dnnl_memory_desc_t *md, void **out, const char *what);
 
