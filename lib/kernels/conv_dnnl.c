@@ -53,6 +53,7 @@ typedef struct shape {
   size_t scratch_bytes;           /* the largest scratchpad of all of them */
   size_t forward_bytes, backward_bytes; /* workspace a call takes: scratchpad, reorders, partial dW */
   bool ddst_shared;               /* both backward passes read dy in one layout */
+  bool gemm_data;                 /* the data gradient by sgemm (1x1 in N,C,H,W, fp32) */
 } shape;
 
 struct grad__conv_dnnl_set {
@@ -187,6 +188,11 @@ static grad_status shape_build(shape *sh) {
    * CRAD-s training epoch, 3% on CRAD, the same on the BasicBlock decoder
    * (bench_train, 2 threads, Zen 4). */
   const bool plain = conv->kernel == 1;
+  /* Their data gradient W^T dy is one sgemm per image, which adds into dx
+   * (or sets it) in place: the primitive's output would take a reorder
+   * pass to be added, a pass over the whole of dx (docs/training.md). */
+  sh->gemm_data = plain && conv->stride == 1 && conv->pad == 0 &&
+                  sh->precision != GRAD_PRECISION_BF16;
   /* bf16: activations, weights and dy in bf16, the weight gradient in fp32
    * (it is summed over the batch and added to fp32 master weights). */
   const bool bf16 = sh->precision == GRAD_PRECISION_BF16;
@@ -381,7 +387,7 @@ typedef struct call {
   const float *weight, *x, *dy;
   float *y, *dx, *dweight;
   size_t x_image, y_image; /* floats per image of x and of y */
-  bool forward;
+  bool forward, dx_set;
   run runs[PARTS_MAX];
   pthread_mutex_t lock;
   grad_status status;
@@ -412,11 +418,20 @@ static dnnl_status_t backward_share(call *c, run *r) {
   const float *dy = c->dy + (size_t)r->first * c->y_image;
   r->used = arena(sh->scratch_bytes);
   dnnl_status_t s = dnnl_success;
-  if (c->dx) {
+  float *dx = c->dx ? c->dx + (size_t)r->first * c->x_image : NULL;
+  if (dx && sh->gemm_data) {
+    /* dx_i (Cin x P) = W^T (Cin x Cout) dy_i (Cout x P) (+ dx_i) */
+    const grad__conv *cv = r->conv;
+    const size_t P = c->x_image / (size_t)cv->in_channels;
+    for (int i = 0; i < r->count && s == dnnl_success; i++)
+      s = dnnl_sgemm('T', 'N', cv->in_channels, (dnnl_dim_t)P, cv->out_channels, 1.0f,
+                     c->weight, cv->in_channels, dy + (size_t)i * c->y_image, (dnnl_dim_t)P,
+                     c->dx_set ? 0.0f : 1.0f, dx + (size_t)i * c->x_image, (dnnl_dim_t)P);
+  } else if (dx) {
+    if (c->dx_set) memset(dx, 0, sizeof(float) * c->x_image * (size_t)r->count);
     s = bind(r, &sh->d_ddst, dy, true);
     if (s == dnnl_success) s = bind(r, &sh->d_wei, c->weight, true);
-    if (s == dnnl_success)
-      s = bind(r, &sh->d_dsrc, c->dx + (size_t)r->first * c->x_image, false);
+    if (s == dnnl_success) s = bind(r, &sh->d_dsrc, dx, false);
     if (s == dnnl_success) {
       dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, sh->d_ddst.inner},
                                 {DNNL_ARG_WEIGHTS, sh->d_wei.inner},
@@ -428,7 +443,7 @@ static dnnl_status_t backward_share(call *c, run *r) {
   if (s != dnnl_success || !c->dweight) return s;
   s = bind(r, &sh->w_src, x, true);
   /* dy in the weights primitive's layout: often the one just made for the data pass. */
-  if (s == dnnl_success && c->dx && sh->ddst_shared) {
+  if (s == dnnl_success && dx && !sh->gemm_data && sh->ddst_shared) {
     void *inner = NULL;
     dnnl_memory_get_data_handle(sh->d_ddst.inner, &inner);
     dnnl_memory_set_data_handle(sh->w_ddst.inner, inner);
@@ -538,7 +553,8 @@ grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *
 grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
                                      grad_precision precision, const float *weight,
                                      const float *x, int n, int h, int w, const float *dy,
-                                     float *dx, float *dweight, grad_workspace *ws) {
-  call c = {.weight = weight, .x = x, .dy = dy, .dx = dx, .dweight = dweight};
+                                     float *dx, bool dx_set, float *dweight,
+                                     grad_workspace *ws) {
+  call c = {.weight = weight, .x = x, .dy = dy, .dx = dx, .dx_set = dx_set, .dweight = dweight};
   return run_call(set, conv, precision, n, h, w, ws, &c);
 }

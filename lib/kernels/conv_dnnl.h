@@ -33,11 +33,12 @@ grad_status grad__conv_dnnl_forward(grad__conv_dnnl_set *set, const grad__conv *
                                     const float *x, int n, int h, int w, float *y,
                                     grad_workspace *ws);
 
-/* dx += dL/dx and dweight += dL/dweight for dy = dL/dy; either may be
- * NULL to skip it. x is the forward input. */
+/* dx += dL/dx (dx = dL/dx when dx_set) and dweight += dL/dweight for
+ * dy = dL/dy; either may be NULL to skip it. x is the forward input. */
 grad_status grad__conv_dnnl_backward(grad__conv_dnnl_set *set, const grad__conv *conv,
                                      grad_precision precision, const float *weight,
                                      const float *x, int n, int h, int w, const float *dy,
-                                     float *dx, float *dweight, grad_workspace *ws);
+                                     float *dx, bool dx_set, float *dweight,
+                                     grad_workspace *ws);
 
 #endif /* GRAD_CONV_DNNL_H */

@@ -4,6 +4,8 @@
  * the store, made on first use), else im2col + OpenBLAS (conv.h). One place
  * decides, so the forward and the backward always use the same engine.
  */
+#include <string.h>
+
 #include "conv_backward.h"
 #include "store_impl.h"
 
@@ -43,23 +45,37 @@ grad_status grad__store_conv_forward(grad_store *s, const grad__conv *conv, cons
 #endif
 }
 
-grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
-                                      const float *weight, const float *x, int n,
-                                      const float *dy, float *dx, float *dweight, float *dbias,
-                                      grad_workspace *ws) {
+static grad_status conv_backward(grad_store *s, const grad__conv *conv, const float *weight,
+                                 const float *x, int n, const float *dy, float *dx, bool dx_set,
+                                 float *dweight, float *dbias, grad_workspace *ws) {
   const int h = s->config.height, w = s->config.width;
 #ifdef GRAD_HAVE_ONEDNN
   grad__conv_dnnl_set *set;
   grad_status st = engine(s, &set);
   if (st == GRAD_OK && (dx || dweight))
     st = grad__conv_dnnl_backward(set, conv, s->train_precision, weight, x, n, h, w, dy, dx,
-                                  dweight, ws);
+                                  dx_set, dweight, ws);
   if (st == GRAD_OK && dbias)
     grad__conv_bias_backward(dy, n, conv->out_channels,
                              (size_t)grad__conv_out_size(conv, h) * grad__conv_out_size(conv, w),
                              dbias);
   return st;
 #else
+  if (dx && dx_set) memset(dx, 0, sizeof(float) * (size_t)n * conv->in_channels * h * w);
   return grad__conv2d_backward(conv, weight, x, n, h, w, dy, dx, dweight, dbias, ws);
 #endif
+}
+
+grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
+                                      const float *weight, const float *x, int n,
+                                      const float *dy, float *dx, float *dweight, float *dbias,
+                                      grad_workspace *ws) {
+  return conv_backward(s, conv, weight, x, n, dy, dx, false, dweight, dbias, ws);
+}
+
+grad_status grad__store_conv_backward_set(grad_store *s, const grad__conv *conv,
+                                          const float *weight, const float *x, int n,
+                                          const float *dy, float *dx, float *dweight,
+                                          float *dbias, grad_workspace *ws) {
+  return conv_backward(s, conv, weight, x, n, dy, dx, true, dweight, dbias, ws);
 }

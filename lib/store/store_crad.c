@@ -292,9 +292,9 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   const pass_bn bn2 = {store__bw(s, b, CRAD_BN2_W), store__bw(s, b, CRAD_BN2_B), c.mean2,
                        c.invstd2, k.E};
   run_pass_bn(GATE_RECOMPUTE, planes, k.P, t->conv2[b], NULL, Cm, c.gate, NULL, &bn2);
-  memset(D, 0, sizeof(float) * k.emap);
-  grad_status st = grad__store_conv_backward(s, &project, store__bw(s, b, CRAD_PROJECT), Cm, n,
-                                             tmp, D, store__bg(s, b, CRAD_PROJECT), NULL, ws);
+  grad_status st = grad__store_conv_backward_set(s, &project, store__bw(s, b, CRAD_PROJECT), Cm,
+                                                 n, tmp, D, store__bg(s, b, CRAD_PROJECT), NULL,
+                                                 ws);
   if (st != GRAD_OK) return st;
   /* Through the hard-swish, then SE: dL/db2 = dm * gate + dL/dpooled / P, the
    * broadcast add taken by BatchNorm's backward. */

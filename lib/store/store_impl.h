@@ -136,6 +136,11 @@ grad_status grad__store_conv_backward(grad_store *s, const grad__conv *conv,
                                       const float *weight, const float *x, int n,
                                       const float *dy, float *dx, float *dweight, float *dbias,
                                       grad_workspace *ws);
+/* The same, but dx is overwritten with dL/dx (no zeroing pass before). */
+grad_status grad__store_conv_backward_set(grad_store *s, const grad__conv *conv,
+                                          const float *weight, const float *x, int n,
+                                          const float *dy, float *dx, float *dweight,
+                                          float *dbias, grad_workspace *ws);
 
 /* The BasicBlock decoder at scoring time on oneDNN (store_dnnl.c): the
  * blocks and the output convolution of n query maps x (n x 2C x P), into
