@@ -109,7 +109,7 @@ static float *run(const problem *p, int threads) {
 START_TEST(small_integers_come_out_exact) {
   SKIP_WITHOUT_BF16();
   /* odd sizes: tiles that cross the right and bottom edges */
-  const int sizes[][4] = {{32, 32, 9, 7}, {48, 64, 14, 14}, {16, 32, 5, 12}};
+  const int sizes[][4] = {{32, 32, 9, 7}, {48, 64, 14, 14}, {16, 32, 5, 12}, {16, 32, 1, 1}};
   for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
     problem p;
     problem_make(&p, sizes[t][0], sizes[t][1], sizes[t][2], sizes[t][3], true);

@@ -52,7 +52,7 @@ static tiling tiling_of(const grad__wino_bf16 *s, int threads) {
   if (target < BLOCK_MIN) target = BLOCK_MIN;
   t.blocks = (t.tiles + target - 1) / target;
   if (t.blocks < threads) t.blocks = threads < t.tiles ? threads : t.tiles;
-  t.per_block = (t.tiles + t.blocks - 1) / t.blocks;
+  t.per_block = t.blocks ? (t.tiles + t.blocks - 1) / t.blocks : 0;
   t.padded = (t.per_block + 3) & ~3;
   return t;
 }
