@@ -14,8 +14,9 @@
  *     /work/ort; the models exported by the PyTorch script);
  * and the oneDNN fp32 (bf16) engine's GFLOP/s as a fraction of the CPU's
  * measured fp32 FMA (AVX512_BF16 dot-product) peak. The FLOP counted are a
- * direct convolution's, 2 x multiply-adds: Winograd (fp32, 3x3) does fewer
- * multiplications, so its fraction can pass 100% ("effective" GFLOP/s). The external sides run beside this
+ * direct convolution's, 2 x multiply-adds: Winograd (3x3: oneDNN's in fp32,
+ * libgrad's in bf16) does fewer multiplications, so its fraction can pass
+ * 100% ("effective" GFLOP/s). The external sides run beside this
  * program: each round times every configuration on every side back to back,
  * and the best of all rounds counts, so drifts in the machine's speed (these
  * cores are shared) hit all alike. A side that is missing is skipped.
@@ -383,7 +384,7 @@ int main(int argc, char **argv) {
   }
   printf("\nratios > 1: ours faster (ort/ours, cl/ours: fp32 engine; bf16/bf: PyTorch bf16 "
          "autocast over ours bf16); scale: t(1 thread) / (%d x t(%d threads)), 1.00 = linear\n"
-         "%%pk: direct-convolution FLOP over the measured peak; fp32 Winograd does fewer "
+         "%%pk: direct-convolution FLOP over the measured peak; Winograd (fp32 and bf16) does fewer "
          "multiplications, so it can pass 100%%\n"
          "(other processes share these cores: rerun when the load average is low)\n",
          threads, threads);
