@@ -310,9 +310,8 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL};
   grad__bn_apply_fused(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
                        store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, &hswish, B);
-  memset(Cm, 0, sizeof(float) * k.emap);
   grad__depthwise_conv2d_backward(B, store__bw(s, b, CRAD_DEPTHWISE), D, n, k.E, k.h, k.w, 3, Cm,
-                                  store__bg(s, b, CRAD_DEPTHWISE));
+                                  true, store__bg(s, b, CRAD_DEPTHWISE));
   /* Through the hard-swish after bn1 (recomputed inside BatchNorm's backward). */
   grad__bn_backward_fused(t->conv1[b], Cm, &hswish_grad, n, k.E, k.P,
                           store__bw(s, b, CRAD_BN1_W), c.mean1, c.invstd1, Cm,
