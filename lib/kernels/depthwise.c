@@ -13,6 +13,12 @@
 #include "depthwise.h"
 #include "isa_internal.h"
 
+/* The flat path's row copies are a few dozen floats each: GCC must not
+ * turn them into memcpy calls, which cost more than the copies. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
 typedef struct dw_job {
   const float *x, *weight, *dy;
   float *y, *dx, *dweight;
@@ -72,8 +78,11 @@ static int flat_setup(int h, int w, int kernel, flat_geometry *g) {
 /* pad = the plane with a zero border of r on every side (and zero slack). */
 INLINE void pad_plane(const flat_geometry *g, const float *src, int h, int w, float *pad) {
   memset(pad, 0, sizeof(float) * g->size);
-  for (int y = 0; y < h; y++)
-    memcpy(pad + (size_t)(y + g->r) * g->W + g->r, src + (size_t)y * w, sizeof(float) * w);
+  for (int y = 0; y < h; y++) { /* rows of a few dozen floats: a loop, not a call */
+    float *restrict to = pad + (size_t)(y + g->r) * g->W + g->r;
+    const float *restrict from = src + (size_t)y * w;
+    for (int x = 0; x < w; x++) to[x] = from[x];
+  }
 }
 
 /* out[q] += sum over taps t of wt[t] * in[q + off[t]] for q in [0, span), the
@@ -95,26 +104,24 @@ INLINE void flat_taps(const float *restrict in, const int *off, const float *wt,
 INLINE void flat_weight_grad(const float *restrict dyw, const float *restrict in,
                              const int *off, int K, size_t span, double *dw) {
   enum { L = 16 };
-  float acc[KERNEL_MAX * KERNEL_MAX][L];
-  int o[KERNEL_MAX * KERNEL_MAX];
-  for (int t = 0; t < K * K; t++) {
-    o[t] = off[t];
-    for (int k = 0; k < L; k++) acc[t][k] = 0.0f;
-  }
-  for (size_t q = 0; q < span; q += L)
-    for (int t = 0; t < K * K; t++)
-      for (int k = 0; k < L; k++) acc[t][k] += dyw[q + k] * in[q + k + o[t]];
-  for (int t = 0; t < K * K; t++) {
+  for (int t = 0; t < K * K; t++) { /* a sweep per tap over the plane in L1 */
+    const float *restrict shifted = in + off[t];
+    float acc[L] = {0};
+    for (size_t q = 0; q < span; q += L)
+      for (int k = 0; k < L; k++) acc[k] += dyw[q + k] * shifted[q + k];
     double sum = 0.0;
-    for (int k = 0; k < L; k++) sum += acc[t][k];
+    for (int k = 0; k < L; k++) sum += acc[k];
     dw[t] += sum;
   }
 }
 
 /* Copies the first w of each row of stride W in flat into the plane. */
 INLINE void unpad_rows(const float *flat, int W, int h, int w, float *plane) {
-  for (int y = 0; y < h; y++)
-    memcpy(plane + (size_t)y * w, flat + (size_t)y * W, sizeof(float) * w);
+  for (int y = 0; y < h; y++) {
+    float *restrict to = plane + (size_t)y * w;
+    const float *restrict from = flat + (size_t)y * W;
+    for (int x = 0; x < w; x++) to[x] = from[x];
+  }
 }
 
 /* Parts split the channels: each weight's gradient is then summed by one part. */
@@ -213,7 +220,7 @@ INLINE void backward_flat(const dw_job *j, const flat_geometry *g, int c) {
     memset(out, 0, sizeof(float) * g->span);
     if (!j->dx_set)
       for (int y = 0; y < j->h; y++)
-        memcpy(out + (size_t)y * W, dx + (size_t)y * j->w, sizeof(float) * j->w);
+        for (int x = 0; x < j->w; x++) out[(size_t)y * W + x] = dx[(size_t)y * j->w + x];
     if (K == 3) flat_taps(dypad, moff, mirrored, 3, g->span, out);
     else flat_taps(dypad, moff, mirrored, K, g->span, out);
     unpad_rows(out, W, j->h, j->w, dx);
