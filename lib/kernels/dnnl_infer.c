@@ -236,6 +236,10 @@ grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
   dnnl_memory_desc_t from;
   dnnl_primitive_t reorder = NULL;
   dnnl_stream_t stream = NULL;
+  /* On every thread of the process, whatever team the caller is in (plans
+   * are made on one): oneDNN's reorders into Winograd's layout took 0.36 s
+   * of loading a resnet18 + C 192 model on one Zen 4 thread, 0.22 s on two. */
+  grad__team_scope team = grad__team_enter(grad__threads(NULL));
   grad_status st = grad__dnnl_md4(&from, shape->out_channels, shape->in_channels, shape->kernel,
                                   shape->kernel, dnnl_f32, dnnl_oihw);
   if (st == GRAD_OK) st = grad__dnnl_reorder_make(&from, md, &reorder, what);
@@ -248,6 +252,7 @@ grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
   }
   if (stream) dnnl_stream_destroy(stream);
   if (reorder) dnnl_primitive_destroy(reorder);
+  grad__team_leave(team);
   if (st != GRAD_OK) {
     grad__free(data);
     return st;
