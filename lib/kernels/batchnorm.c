@@ -115,7 +115,7 @@ INLINE void train_body(const bn_call *a, int c0, int c1) {
     a->running_var[c] = (float)((1.0 - GRAD__BN_MOMENTUM) * a->running_var[c] +
                                 GRAD__BN_MOMENTUM * sq / (count - 1.0));
     float scale = a->gamma[c] * a->invstd[c];
-    apply_channel(a, c, scale, a->beta[c] - a->mean[c] * scale);
+    if (a->y) apply_channel(a, c, scale, a->beta[c] - a->mean[c] * scale);
   }
 }
 
@@ -281,6 +281,28 @@ void grad__bn_forward_train_fused(const float *x, int n, int channels, size_t pl
                      .plane = plane, .running_mean = running_mean, .running_var = running_var,
                      .mean = mean, .invstd = invstd, .y = y, .epilogue = *epilogue};
   run(&a, PICK(train));
+}
+
+void grad__bn_forward_train_channels(const float *x, int n, int channels, size_t plane,
+                                     const float *gamma, const float *beta,
+                                     float *running_mean, float *running_var, float *mean,
+                                     float *invstd, const grad__bn_epilogue *epilogue, float *y,
+                                     int c0, int c1) {
+  const bn_call a = {.x = x, .gamma = gamma, .beta = beta, .n = n, .channels = channels,
+                     .plane = plane, .running_mean = running_mean, .running_var = running_var,
+                     .mean = mean, .invstd = invstd, .y = y, .epilogue = *epilogue};
+  PICK(train)(&a, c0, c1);
+}
+
+void grad__bn_backward_channels(const float *x, const float *dy,
+                                const grad__bn_prologue *prologue, int n, int channels,
+                                size_t plane, const float *gamma, const float *mean,
+                                const float *invstd, float *dx, float *dgamma, float *dbeta,
+                                int c0, int c1) {
+  const bn_call a = {.x = x, .dy = dy, .gamma = gamma, .n = n, .channels = channels,
+                     .plane = plane, .mean = (float *)mean, .invstd = (float *)invstd, .dx = dx,
+                     .dgamma = dgamma, .dbeta = dbeta, .prologue = *prologue};
+  PICK(backward)(&a, c0, c1);
 }
 
 void grad__bn_forward_train(const float *x, int n, int channels, size_t plane,

@@ -80,6 +80,20 @@ void grad__bn_backward_fused(const float *x, const float *dy, const grad__bn_pro
                              const float *mean, const float *invstd, float *dx, float *dgamma,
                              float *dbeta);
 
+/* The fused forms' work on channels [c0, c1) only, on the calling thread
+ * (in the CPU's vector build), for kernels that fuse BatchNorm into their
+ * own per-channel passes (depthwise.c). y may be NULL: the statistics only. */
+void grad__bn_forward_train_channels(const float *x, int n, int channels, size_t plane,
+                                     const float *gamma, const float *beta,
+                                     float *running_mean, float *running_var, float *mean,
+                                     float *invstd, const grad__bn_epilogue *epilogue, float *y,
+                                     int c0, int c1);
+void grad__bn_backward_channels(const float *x, const float *dy,
+                                const grad__bn_prologue *prologue, int n, int channels,
+                                size_t plane, const float *gamma, const float *mean,
+                                const float *invstd, float *dx, float *dgamma, float *dbeta,
+                                int c0, int c1);
+
 /* Inference with the running statistics, optionally followed by a ReLU;
  * y may alias x. */
 void grad__bn_forward_eval(const float *x, int n, int channels, size_t plane,

@@ -9,8 +9,10 @@
  * exact zero, so both give the same values. */
 #include <string.h>
 
+#include "batchnorm.h"
 #include "conv.h"
 #include "depthwise.h"
+#include "hard_swish.h"
 #include "isa_internal.h"
 
 /* The flat path's row copies are a few dozen floats each: GCC must not
@@ -82,6 +84,18 @@ INLINE void pad_plane(const flat_geometry *g, const float *src, int h, int w, fl
     float *restrict to = pad + (size_t)(y + g->r) * g->W + g->r;
     const float *restrict from = src + (size_t)y * w;
     for (int x = 0; x < w; x++) to[x] = from[x];
+  }
+}
+
+/* pad = hswish(plane * scale + shift) with a zero border: CRAD's bn1 and
+ * hard-swish (grad__bn_apply_fused's values) on the way in. */
+INLINE void pad_plane_act(const flat_geometry *g, const float *src, int h, int w, float scale,
+                          float shift, float *pad) {
+  memset(pad, 0, sizeof(float) * g->size);
+  for (int y = 0; y < h; y++) {
+    float *restrict to = pad + (size_t)(y + g->r) * g->W + g->r;
+    const float *restrict from = src + (size_t)y * w;
+    for (int x = 0; x < w; x++) to[x] = grad__hard_swish(from[x] * scale + shift);
   }
 }
 
@@ -196,7 +210,8 @@ enum { TAPS_AT_ONCE = 64 };
  * r W - r)]) and the weight gradient (dy's rows at stride W, their pad
  * columns zero, against x padded); each weight's sum adds the images in
  * order, in double. */
-INLINE void backward_flat(const dw_job *j, const flat_geometry *g, int c) {
+INLINE void backward_flat(const dw_job *j, const flat_geometry *g, int c, bool act, float scale,
+                          float shift) {
   const size_t plane = (size_t)j->h * j->w;
   const int K = j->kernel, kk = K * K, W = g->W, r = g->r;
   const float *k = j->weight + (size_t)c * kk;
@@ -210,7 +225,8 @@ INLINE void backward_flat(const dw_job *j, const flat_geometry *g, int c) {
     const size_t at = ((size_t)i * j->channels + c) * plane;
     pad_plane(g, j->dy + at, j->h, j->w, dypad);
     if (j->dweight) {
-      pad_plane(g, j->x + at, j->h, j->w, xpad);
+      if (act) pad_plane_act(g, j->x + at, j->h, j->w, scale, shift, xpad);
+      else pad_plane(g, j->x + at, j->h, j->w, xpad);
       const float *dyw = dypad + (size_t)r * W + r;
       if (K == 3) flat_weight_grad(dyw, xpad, g->off, 3, g->span, dw);
       else flat_weight_grad(dyw, xpad, g->off, K, g->span, dw);
@@ -237,7 +253,7 @@ INLINE void backward_body(void *ctx, int part, int parts) {
   channel_span(j, part, parts, &c0, &c1);
   flat_geometry geo;
   if (flat_setup(j->h, w, kernel, &geo)) {
-    for (int c = c0; c < c1; c++) backward_flat(j, &geo, c);
+    for (int c = c0; c < c1; c++) backward_flat(j, &geo, c, false, 0.0f, 0.0f);
     return;
   }
   for (int c = c0; c < c1; c++) {
@@ -279,4 +295,121 @@ void grad__depthwise_conv2d_backward(const float *x, const float *weight, const 
   dw_job job = {x, weight, dy, NULL, dx, dweight, n, channels, h, w, kernel, dx_set};
   int parts = grad__parallel_width((size_t)n * channels * h * w * kernel);
   grad__parallel(parts < channels ? parts : channels, backward_part_pick(), &job);
+}
+
+/* ---- CRAD's depthwise stage with its BatchNorms, channel by channel ---- */
+
+INLINE void stage_span(const grad__dw_stage *s, int part, int parts, int *c0, int *c1) {
+  *c0 = (int)((long long)s->channels * part / parts);
+  *c1 = (int)((long long)s->channels * (part + 1) / parts);
+}
+
+/* bn(x) = x * scale + shift with the batch statistics, as BatchNorm's apply. */
+INLINE void bn_affine(const grad__dw_bn *bn, int c, float *scale, float *shift) {
+  *scale = bn->gamma[c] * bn->invstd[c];
+  *shift = bn->beta[c] - bn->mean[c] * *scale;
+}
+
+INLINE void stage_forward_body(void *ctx, int part, int parts) {
+  const grad__dw_stage *s = ctx;
+  const grad__dw_bn *b1 = &s->bn1, *b2 = &s->bn2;
+  const size_t P = (size_t)s->h * s->w;
+  const int kk = s->kernel * s->kernel;
+  const grad__bn_epilogue stats = {GRAD__BN_LINEAR, NULL, NULL},
+                          means = {GRAD__BN_LINEAR, NULL, s->plane_means};
+  int c0, c1;
+  stage_span(s, part, parts, &c0, &c1);
+  flat_geometry g;
+  flat_setup(s->h, s->w, s->kernel, &g); /* the caller checked that it fits */
+  float pad[FLAT_MAX], out[FLAT_MAX];
+  for (int c = c0; c < c1; c++) {
+    grad__bn_forward_train_channels(s->conv1, s->n, s->channels, P, b1->gamma, b1->beta,
+                                    b1->running_mean, b1->running_var, b1->mean, b1->invstd,
+                                    &stats, NULL, c, c + 1);
+    float scale, shift;
+    bn_affine(b1, c, &scale, &shift);
+    const float *wc = s->weight + (size_t)c * kk;
+    for (int i = 0; i < s->n; i++) { /* the channel's conv1 planes are in cache now */
+      const size_t at = ((size_t)i * s->channels + c) * P;
+      pad_plane_act(&g, s->conv1 + at, s->h, s->w, scale, shift, pad);
+      memset(out, 0, sizeof(float) * g.span);
+      if (s->kernel == 3) flat_taps(pad, g.off, wc, 3, g.span, out);
+      else flat_taps(pad, g.off, wc, s->kernel, g.span, out);
+      unpad_rows(out, g.W, s->h, s->w, s->conv2 + at);
+    }
+    grad__bn_forward_train_channels(s->conv2, s->n, s->channels, P, b2->gamma, b2->beta,
+                                    b2->running_mean, b2->running_var, b2->mean, b2->invstd,
+                                    &means, s->e2, c, c + 1);
+  }
+}
+
+GRAD_PART_BUILDS(stage_forward_part, stage_forward_body)
+
+INLINE void stage_backward_body(void *ctx, int part, int parts) {
+  const grad__dw_stage *s = ctx;
+  const grad__dw_bn *b1 = &s->bn1, *b2 = &s->bn2;
+  const size_t P = (size_t)s->h * s->w;
+  const grad__bn_prologue mean_grad = {s->plane_add, NULL}, hswish_grad = {NULL, b1->beta};
+  const dw_job j = {s->conv1, s->weight, s->d2, NULL, s->d1, s->dweight,
+                    s->n, s->channels, s->h, s->w, s->kernel, true};
+  int c0, c1;
+  stage_span(s, part, parts, &c0, &c1);
+  flat_geometry g;
+  flat_setup(s->h, s->w, s->kernel, &g);
+  for (int c = c0; c < c1; c++) {
+    grad__bn_backward_channels(s->conv2, s->d2, &mean_grad, s->n, s->channels, P, b2->gamma,
+                               b2->mean, b2->invstd, s->d2, b2->dgamma, b2->dbeta, c, c + 1);
+    float scale, shift;
+    bn_affine(b1, c, &scale, &shift);
+    backward_flat(&j, &g, c, true, scale, shift); /* its input: hswish(bn1(conv1)) */
+    grad__bn_backward_channels(s->conv1, s->d1, &hswish_grad, s->n, s->channels, P, b1->gamma,
+                               b1->mean, b1->invstd, s->d1, b1->dgamma, b1->dbeta, c, c + 1);
+  }
+}
+
+GRAD_PART_BUILDS(stage_backward_part, stage_backward_body)
+
+static int stage_parts(const grad__dw_stage *s) {
+  int parts = grad__parallel_width((size_t)s->n * s->channels * s->h * s->w * s->kernel);
+  return parts < s->channels ? parts : s->channels;
+}
+
+void grad__dw_stage_forward(const grad__dw_stage *s) {
+  flat_geometry g;
+  if (flat_setup(s->h, s->w, s->kernel, &g)) {
+    grad__parallel(stage_parts(s), stage_forward_part_pick(), (void *)s);
+    return;
+  }
+  const size_t P = (size_t)s->h * s->w;
+  const grad__dw_bn *b1 = &s->bn1, *b2 = &s->bn2;
+  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL},
+                          means = {GRAD__BN_LINEAR, NULL, s->plane_means};
+  grad__bn_forward_train_fused(s->conv1, s->n, s->channels, P, b1->gamma, b1->beta,
+                               b1->running_mean, b1->running_var, b1->mean, b1->invstd, &hswish,
+                               s->scratch);
+  grad__depthwise_conv2d(s->scratch, s->weight, s->n, s->channels, s->h, s->w, s->kernel,
+                         s->conv2);
+  grad__bn_forward_train_fused(s->conv2, s->n, s->channels, P, b2->gamma, b2->beta,
+                               b2->running_mean, b2->running_var, b2->mean, b2->invstd, &means,
+                               s->e2);
+}
+
+void grad__dw_stage_backward(const grad__dw_stage *s) {
+  flat_geometry g;
+  if (flat_setup(s->h, s->w, s->kernel, &g)) {
+    grad__parallel(stage_parts(s), stage_backward_part_pick(), (void *)s);
+    return;
+  }
+  const size_t P = (size_t)s->h * s->w;
+  const grad__dw_bn *b1 = &s->bn1, *b2 = &s->bn2;
+  const grad__bn_prologue mean_grad = {s->plane_add, NULL}, hswish_grad = {NULL, b1->beta};
+  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL};
+  grad__bn_backward_fused(s->conv2, s->d2, &mean_grad, s->n, s->channels, P, b2->gamma, b2->mean,
+                          b2->invstd, s->d2, b2->dgamma, b2->dbeta);
+  grad__bn_apply_fused(s->conv1, s->n, s->channels, P, b1->gamma, b1->beta, b1->mean,
+                       b1->invstd, &hswish, s->scratch);
+  grad__depthwise_conv2d_backward(s->scratch, s->weight, s->d2, s->n, s->channels, s->h, s->w,
+                                  s->kernel, s->d1, true, s->dweight);
+  grad__bn_backward_fused(s->conv1, s->d1, &hswish_grad, s->n, s->channels, P, b1->gamma,
+                          b1->mean, b1->invstd, s->d1, b1->dgamma, b1->dbeta);
 }

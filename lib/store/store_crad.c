@@ -203,27 +203,41 @@ static crad_tape tape_of(const grad__store_tape *t, int b, const crad_dims *k) {
   return c;
 }
 
+/* Block b's depthwise stage (depthwise.h) over the tape's maps; e2, d2 and
+ * d1 are the caller's to set, scratch serves only planes too large for the
+ * fused path. */
+static grad__dw_stage dw_stage(grad_store *s, const grad__store_tape *t, int b,
+                               const crad_dims *k, const crad_tape *c) {
+  grad__dw_stage st = {
+      .n = k->n, .channels = k->E, .h = k->h, .w = k->w, .kernel = 3,
+      .weight = store__bw(s, b, CRAD_DEPTHWISE), .dweight = store__bg(s, b, CRAD_DEPTHWISE),
+      .bn1 = {store__bw(s, b, CRAD_BN1_W), store__bw(s, b, CRAD_BN1_B),
+              store__b(s, b, CRAD_BN1_MEAN), store__b(s, b, CRAD_BN1_VAR), c->mean1, c->invstd1,
+              store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B)},
+      .bn2 = {store__bw(s, b, CRAD_BN2_W), store__bw(s, b, CRAD_BN2_B),
+              store__b(s, b, CRAD_BN2_MEAN), store__b(s, b, CRAD_BN2_VAR), c->mean2, c->invstd2,
+              store__bg(s, b, CRAD_BN2_W), store__bg(s, b, CRAD_BN2_B)},
+      .conv1 = t->conv1[b], .conv2 = t->conv2[b], .plane_means = c->pooled};
+  return st;
+}
+
 grad_status grad__crad_block_train(grad_store *s, grad__store_tape *t, int b, float *scratch,
                                    grad_workspace *ws) {
   const int n = t->n;
   const crad_dims k = dims_of(s, n);
   const crad_tape c = tape_of(t, b, &k);
   const grad__conv expand = {k.C2, k.E, 1, 1, 0}, project = {k.E, k.C2, 1, 1, 0};
-  float *e1 = scratch, *e2 = scratch + k.emap;
+  float *e2 = scratch, *spare = scratch + k.emap;
   grad_status st = grad__store_conv_forward(s, &expand, store__bw(s, b, CRAD_EXPAND), NULL,
                                             t->act[b], n, t->conv1[b], ws);
   if (st != GRAD_OK) return st;
-  /* BatchNorm takes what follows it: the hard-swish, SE's means, the residual. */
-  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL},
-                          means = {GRAD__BN_LINEAR, NULL, c.pooled},
-                          residual = {GRAD__BN_LINEAR, t->act[b], NULL};
-  grad__bn_forward_train_fused(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
-                               store__bw(s, b, CRAD_BN1_B), store__b(s, b, CRAD_BN1_MEAN),
-                               store__b(s, b, CRAD_BN1_VAR), c.mean1, c.invstd1, &hswish, e1);
-  grad__depthwise_conv2d(e1, store__bw(s, b, CRAD_DEPTHWISE), n, k.E, k.h, k.w, 3, t->conv2[b]);
-  grad__bn_forward_train_fused(t->conv2[b], n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
-                               store__bw(s, b, CRAD_BN2_B), store__b(s, b, CRAD_BN2_MEAN),
-                               store__b(s, b, CRAD_BN2_VAR), c.mean2, c.invstd2, &means, e2);
+  /* bn1, hard-swish, depthwise, bn2 and SE's means channel by channel
+   * (depthwise.h); BatchNorm takes the residual after bn3. */
+  grad__dw_stage stage = dw_stage(s, t, b, &k, &c);
+  stage.e2 = e2;
+  stage.scratch = spare;
+  grad__dw_stage_forward(&stage);
+  const grad__bn_epilogue residual = {GRAD__BN_LINEAR, t->act[b], NULL};
   se_hard_swish(s, b, &k, e2, c.pooled, c.hidden, c.gate);
   st = grad__store_conv_forward(s, &project, store__bw(s, b, CRAD_PROJECT), NULL, e2, n,
                                 t->conv3[b], ws);
@@ -301,21 +315,15 @@ grad_status grad__crad_block_backward(grad_store *s, const grad__store_tape *t, 
   run_pass_bn(GATE_BACKWARD, planes, k.P, t->conv2[b], NULL, D, c.gate, dgate, &bn2);
   se_backward(s, b, &k, &c, dgate, dpooled, dz);
   for (size_t q = 0; q < planes; q++) dpooled[q] /= (float)k.P;
-  const grad__bn_prologue mean_grad = {dpooled, NULL},
-                          hswish_grad = {NULL, store__bw(s, b, CRAD_BN1_B)};
-  grad__bn_backward_fused(t->conv2[b], D, &mean_grad, n, k.E, k.P, store__bw(s, b, CRAD_BN2_W),
-                          c.mean2, c.invstd2, D, store__bg(s, b, CRAD_BN2_W),
-                          store__bg(s, b, CRAD_BN2_B));
-  /* Depthwise: recompute a1 = hswish(bn1(conv1)) in B. */
-  const grad__bn_epilogue hswish = {GRAD__BN_HARD_SWISH, NULL, NULL};
-  grad__bn_apply_fused(t->conv1[b], n, k.E, k.P, store__bw(s, b, CRAD_BN1_W),
-                       store__bw(s, b, CRAD_BN1_B), c.mean1, c.invstd1, &hswish, B);
-  grad__depthwise_conv2d_backward(B, store__bw(s, b, CRAD_DEPTHWISE), D, n, k.E, k.h, k.w, 3, Cm,
-                                  true, store__bg(s, b, CRAD_DEPTHWISE));
-  /* Through the hard-swish after bn1 (recomputed inside BatchNorm's backward). */
-  grad__bn_backward_fused(t->conv1[b], Cm, &hswish_grad, n, k.E, k.P,
-                          store__bw(s, b, CRAD_BN1_W), c.mean1, c.invstd1, Cm,
-                          store__bg(s, b, CRAD_BN1_W), store__bg(s, b, CRAD_BN1_B));
+  /* bn2, depthwise, hard-swish and bn1 backward channel by channel
+   * (depthwise.h), a1 = hswish(bn1(conv1)) recomputed on the way: Cm =
+   * dL/dconv1. */
+  grad__dw_stage stage = dw_stage(s, t, b, &k, &c);
+  stage.d2 = D;
+  stage.plane_add = dpooled;
+  stage.d1 = Cm;
+  stage.scratch = B;
+  grad__dw_stage_backward(&stage);
   /* The expansion's input gradient adds to the residual path already in d. */
   return grad__store_conv_backward(s, &expand, store__bw(s, b, CRAD_EXPAND), t->act[b], n, Cm, d,
                                    store__bg(s, b, CRAD_EXPAND), NULL, ws);
