@@ -32,8 +32,6 @@ static void affine(const float *x, int n, int channels, size_t plane, const floa
     }
 }
 
-#define fold grad__lanes_fold
-
 /* Everything one BatchNorm call needs; a part handles channels [c0, c1). */
 typedef struct bn_call {
   const float *x, *dy, *mask, *gamma, *beta;
@@ -65,12 +63,14 @@ INLINE void apply_channel(const bn_call *a, int c, float scale, float shift) {
     const size_t base = ((size_t)i * a->channels + c) * P;
     const float *x = a->x + base, *res = e->residual ? e->residual + base : NULL;
     float *y = a->y + base;
-    if (!res && e->act == GRAD__BN_LINEAR) apply_plane(x, res, y, P, scale, shift, GRAD__BN_LINEAR, false);
-    else if (!res && e->act == GRAD__BN_RELU) apply_plane(x, res, y, P, scale, shift, GRAD__BN_RELU, false);
-    else if (!res) apply_plane(x, res, y, P, scale, shift, GRAD__BN_HARD_SWISH, false);
-    else if (e->act == GRAD__BN_LINEAR) apply_plane(x, res, y, P, scale, shift, GRAD__BN_LINEAR, true);
-    else if (e->act == GRAD__BN_RELU) apply_plane(x, res, y, P, scale, shift, GRAD__BN_RELU, true);
-    else apply_plane(x, res, y, P, scale, shift, GRAD__BN_HARD_SWISH, true);
+#define APPLY(act, use_res) apply_plane(x, res, y, P, scale, shift, act, use_res)
+    if (!res && e->act == GRAD__BN_LINEAR) APPLY(GRAD__BN_LINEAR, false);
+    else if (!res && e->act == GRAD__BN_RELU) APPLY(GRAD__BN_RELU, false);
+    else if (!res) APPLY(GRAD__BN_HARD_SWISH, false);
+    else if (e->act == GRAD__BN_LINEAR) APPLY(GRAD__BN_LINEAR, true);
+    else if (e->act == GRAD__BN_RELU) APPLY(GRAD__BN_RELU, true);
+    else APPLY(GRAD__BN_HARD_SWISH, true);
+#undef APPLY
     /* while the plane is still in cache */
     if (e->plane_means)
       e->plane_means[(size_t)i * a->channels + c] = (float)(grad__lane_sum(y, P) / (double)P);
@@ -96,7 +96,7 @@ INLINE void train_body(const bn_call *a, int c0, int c1) {
         for (int k = 0; k < LANES; k++) acc[k] += p[j + k];
       for (size_t j = body; j < P; j++) acc[j - body] += p[j];
     }
-    const double mu = fold(acc) / count;
+    const double mu = grad__lanes_fold(acc) / count;
     memset(acc, 0, sizeof acc);
     for (int i = 0; i < a->n; i++) {
       const float *p = a->x + ((size_t)i * a->channels + c) * P;
@@ -107,7 +107,7 @@ INLINE void train_body(const bn_call *a, int c0, int c1) {
         }
       for (size_t j = body; j < P; j++) acc[j - body] += ((double)p[j] - mu) * ((double)p[j] - mu);
     }
-    const double sq = fold(acc), var = sq / count;
+    const double sq = grad__lanes_fold(acc), var = sq / count;
     a->mean[c] = (float)mu;
     a->invstd[c] = (float)(1.0 / sqrt(var + GRAD__BN_EPS));
     a->running_mean[c] =
@@ -183,7 +183,8 @@ INLINE void backward_dx(const float *x, const float *dy, const dy_rule *r, bool 
     else fn(__VA_ARGS__, false, false, false);                                  \
   } while (0)
 #define SUMS(x, dy, r, m, ad, hs) backward_sums(x, dy, r, m, ad, hs, P, mu, is, s_dy, s_dyx)
-#define DX(x, dy, r, dx, m, ad, hs) backward_dx(x, dy, r, m, ad, hs, P, mu, is, k, mdy, mdx, dx, NULL, false)
+#define DX(x, dy, r, dx, m, ad, hs) \
+  backward_dx(x, dy, r, m, ad, hs, P, mu, is, k, mdy, mdx, dx, NULL, false)
 
 INLINE void backward_body(const bn_call *a, int c0, int c1) {
   const size_t P = a->plane;
@@ -205,7 +206,7 @@ INLINE void backward_body(const bn_call *a, int c0, int c1) {
       if (use_add) r.add = a->prologue.plane_add[(size_t)i * a->channels + c];
       BACKWARD_CASES(SUMS, x, dy, &r);
     }
-    const double sum_dy = fold(s_dy), sum_dy_xhat = fold(s_dyx);
+    const double sum_dy = grad__lanes_fold(s_dy), sum_dy_xhat = grad__lanes_fold(s_dyx);
     a->dgamma[c] += (float)sum_dy_xhat;
     a->dbeta[c] += (float)sum_dy;
     /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */

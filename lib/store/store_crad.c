@@ -19,10 +19,6 @@
 #include "lane_sum.h"
 #include "store_impl.h"
 
-#define hard_sigmoid grad__hard_sigmoid
-#define hard_swish grad__hard_swish
-#define hard_swish_grad grad__hard_swish_grad
-
 /*
  * The block's passes between its convolutions that BatchNorm does not take
  * (batchnorm.h's fused forms take the others), on the pool: each part
@@ -62,7 +58,7 @@ INLINE void pass_body(void *ctx, int part, int parts) {
   for (size_t q = first; q < end; q++) {
     float *a = j->a ? j->a + q * P : NULL, *b = j->b ? j->b + q * P : NULL,
           *c = j->c ? j->c + q * P : NULL;
-    const float g = j->gate ? hard_sigmoid(j->gate[q]) : 0.0f;
+    const float g = j->gate ? grad__hard_sigmoid(j->gate[q]) : 0.0f;
     float scale = 0.0f, shift = 0.0f; /* bn(a) = a * scale + shift, as grad__bn_apply */
     if (j->bn.gamma) {
       const size_t ch = q % (size_t)j->bn.channels;
@@ -74,16 +70,16 @@ INLINE void pass_body(void *ctx, int part, int parts) {
       j->sums[q] = (float)(grad__lane_sum(a, P) / (double)P);
       break;
     case HARD_SWISH:
-      for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t]);
+      for (size_t t = 0; t < P; t++) a[t] = grad__hard_swish(a[t]);
       break;
     case RESIDUAL:
       for (size_t t = 0; t < P; t++) a[t] += b[t];
       break;
     case GATE_HARD_SWISH:
-      for (size_t t = 0; t < P; t++) a[t] = hard_swish(a[t] * g);
+      for (size_t t = 0; t < P; t++) a[t] = grad__hard_swish(a[t] * g);
       break;
     case GATE_RECOMPUTE:
-      for (size_t t = 0; t < P; t++) c[t] = hard_swish((a[t] * scale + shift) * g);
+      for (size_t t = 0; t < P; t++) c[t] = grad__hard_swish((a[t] * scale + shift) * g);
       break;
     case GATE_BACKWARD: { /* the sum in lanes, as grad__lane_sum */
       double acc[GRAD__LANES] = {0};
@@ -92,7 +88,7 @@ INLINE void pass_body(void *ctx, int part, int parts) {
         const int lanes = t0 < body ? GRAD__LANES : (int)(P - body);
         for (int k = 0; k < lanes; k++) {
           const float b2 = a[t0 + k] * scale + shift;
-          const float d = c[t0 + k] * hard_swish_grad(b2 * g);
+          const float d = c[t0 + k] * grad__hard_swish_grad(b2 * g);
           acc[k] += (double)d * b2;
           c[t0 + k] = d * g;
         }
