@@ -4,7 +4,7 @@ feature store (tests/grad_reference.py) on random features.
 
 Usage (Debian's Python, which has torch 1.13; the pyenv python3 has none):
     /usr/bin/python3 bench/bench_train_torch.py --channels 64 --blocks 2 \
-        [--size 28] [--batch 16] [--steps 4] [--threads 2]
+        [--size 28] [--batch 16] [--steps 4] [--warm-up 1] [--threads 2]
 
 Prints one line "seconds_per_step=S cpu_seconds_per_step=T maxrss_kb=K" (or
 "SKIP: reason" and exit status 77 when torch is missing). The step is the
@@ -36,6 +36,7 @@ def main():
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--warm-up", type=int, default=1, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,10 +58,11 @@ def main():
         torch.nn.utils.clip_grad_norm_(list(store.parameters()), 0.1)
         opt.step()
 
-    step(0)  # warm-up: allocations, first-touch
+    for k in range(args.warm_up):  # allocations, first-touch
+        step(k)
     start, cpu_start = time.perf_counter(), time.process_time()
     for k in range(args.steps):
-        step(k + 1)
+        step(args.warm_up + k)
     per_step = (time.perf_counter() - start) / args.steps
     cpu_per_step = (time.process_time() - cpu_start) / args.steps
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
