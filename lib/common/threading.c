@@ -3,6 +3,7 @@
  * thread count, the sleeping pool, the OpenMP team scope and the sgemm.
  */
 #include <cblas.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -433,14 +434,33 @@ void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx)
   pthread_mutex_unlock(&pool.lock);
 }
 
+void grad__failure_init(grad__failure *f) {
+  pthread_mutex_init(&f->lock, NULL);
+  f->rank = INT_MAX;
+  f->status = GRAD_OK;
+  f->message[0] = '\0';
+}
+
+void grad__failure_note(grad__failure *f, int rank, grad_status status) {
+  pthread_mutex_lock(&f->lock);
+  if (f->status == GRAD_OK || rank < f->rank) {
+    f->rank = rank;
+    f->status = status;
+    snprintf(f->message, sizeof f->message, "%s", grad_last_error());
+  }
+  pthread_mutex_unlock(&f->lock);
+}
+
+grad_status grad__failure_raise(grad__failure *f) {
+  pthread_mutex_destroy(&f->lock);
+  return f->status == GRAD_OK ? GRAD_OK : grad__fail(f->status, "%s", f->message);
+}
+
 typedef struct items_job {
   int items;
   grad__item_fn fn;
   void *ctx;
-  pthread_mutex_t lock;
-  int failed_item; /* lowest failed item, or items */
-  grad_status status;
-  char message[512];
+  grad__failure failure; /* ranked by item */
 } items_job;
 
 static void items_part(void *data, int part, int parts) {
@@ -450,13 +470,7 @@ static void items_part(void *data, int part, int parts) {
   for (int item = first; item < end; item++) {
     grad_status st = j->fn(j->ctx, item, part);
     if (st == GRAD_OK) continue;
-    pthread_mutex_lock(&j->lock);
-    if (item < j->failed_item) {
-      j->failed_item = item;
-      j->status = st;
-      snprintf(j->message, sizeof j->message, "%s", grad_last_error());
-    }
-    pthread_mutex_unlock(&j->lock);
+    grad__failure_note(&j->failure, item, st);
     return;
   }
 }
@@ -465,9 +479,8 @@ grad_status grad__parallel_items(int items, int parts, grad__item_fn fn, void *c
   if (items <= 0) return GRAD_OK;
   if (parts > items) parts = items;
   if (parts < 1) parts = 1;
-  items_job j = {.items = items, .fn = fn, .ctx = ctx, .failed_item = items, .status = GRAD_OK};
-  pthread_mutex_init(&j.lock, NULL);
+  items_job j = {.items = items, .fn = fn, .ctx = ctx};
+  grad__failure_init(&j.failure);
   grad__parallel_threads(grad__threads(NULL), parts, items_part, &j);
-  pthread_mutex_destroy(&j.lock);
-  return j.status == GRAD_OK ? GRAD_OK : grad__fail(j.status, "%s", j.message);
+  return grad__failure_raise(&j.failure);
 }

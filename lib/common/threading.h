@@ -14,6 +14,7 @@
 #ifndef GRAD_THREADING_H
 #define GRAD_THREADING_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,6 +49,24 @@ void grad__parallel_threads(int threads, int parts, grad__part_fn fn, void *ctx)
  * caller's thread (grad_last_error is per thread). For per-image work that
  * has no parallel pass of its own: decoding, the scoring head.
  */
+/*
+ * The failure of a job whose parts run on several threads, kept for the
+ * caller (grad_last_error is per thread): grad__failure_note from any part
+ * keeps the failure of the lowest rank (the first to arrive among equal
+ * ranks) with its thread's message; grad__failure_raise, on the caller's
+ * thread once the parts are done, returns GRAD_OK or that failure with its
+ * message, and releases the lock.
+ */
+typedef struct grad__failure {
+  pthread_mutex_t lock;
+  int rank;
+  grad_status status;
+  char message[512];
+} grad__failure;
+void grad__failure_init(grad__failure *f);
+void grad__failure_note(grad__failure *f, int rank, grad_status status);
+grad_status grad__failure_raise(grad__failure *f);
+
 typedef grad_status (*grad__item_fn)(void *ctx, int item, int part);
 grad_status grad__parallel_items(int items, int parts, grad__item_fn fn, void *ctx);
 /* Parts worth using for a pass over `floats` values: a few per thread, fewer

@@ -389,9 +389,7 @@ typedef struct call {
   size_t x_image, y_image; /* floats per image of x and of y */
   bool forward, dx_set;
   run runs[PARTS_MAX];
-  pthread_mutex_t lock;
-  grad_status status;
-  char message[512];
+  grad__failure failure; /* the first to arrive */
 } call;
 
 static dnnl_status_t forward_share(call *c, run *r) {
@@ -474,15 +472,8 @@ static void share(void *ctx, int part, int parts) {
   dnnl_status_t s = c->forward ? forward_share(c, r) : backward_share(c, r);
   if (s == dnnl_success) s = dnnl_stream_wait(r->stream);
   grad__team_leave(scope);
-  if (s != dnnl_success) { /* the message is this thread's: hand it to the caller */
-    grad_status st = fail_dnnl(s, c->forward ? "forward" : "backward", r->conv);
-    pthread_mutex_lock(&c->lock);
-    if (c->status == GRAD_OK) {
-      c->status = st;
-      snprintf(c->message, sizeof c->message, "%s", grad_last_error());
-    }
-    pthread_mutex_unlock(&c->lock);
-  }
+  if (s != dnnl_success)
+    grad__failure_note(&c->failure, 0, fail_dnnl(s, c->forward ? "forward" : "backward", r->conv));
 }
 
 /* Splits n images into one share per thread (at most PARTS_MAX, at most
@@ -525,11 +516,9 @@ static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv,
   }
   grad__team_leave(scope);
   if (st == GRAD_OK) {
-    pthread_mutex_init(&c->lock, NULL);
-    c->status = GRAD_OK;
+    grad__failure_init(&c->failure);
     grad__parallel_threads(parts, parts, share, c);
-    pthread_mutex_destroy(&c->lock);
-    if (c->status != GRAD_OK) st = grad__fail(c->status, "%s", c->message);
+    st = grad__failure_raise(&c->failure);
   }
   if (st == GRAD_OK && c->dweight) {
     const size_t count = weight_floats(conv);

@@ -277,9 +277,7 @@ typedef struct items_job {
   grad__dnnl_split split;
   grad__dnnl_item_fn fn;
   void *ctx;
-  pthread_mutex_t lock;
-  grad_status status;
-  char message[512];
+  grad__failure failure; /* the first to arrive */
 } items_job;
 
 /* Items [first, end) by step on one stream, primitives of team or not. */
@@ -301,23 +299,15 @@ static grad_status run_items(items_job *j, int worker, int first, int end, int s
 static void items_part(void *data, int part, int parts) {
   items_job *j = data;
   grad_status st = run_items(j, part, part, j->split.pooled, parts, false, 1);
-  if (st != GRAD_OK) { /* the message is this worker's: hand it to the caller */
-    pthread_mutex_lock(&j->lock);
-    if (j->status == GRAD_OK) {
-      j->status = st;
-      snprintf(j->message, sizeof j->message, "%s", grad_last_error());
-    }
-    pthread_mutex_unlock(&j->lock);
-  }
+  if (st != GRAD_OK) grad__failure_note(&j->failure, 0, st);
 }
 
 static grad_status items_pooled(grad__dnnl_split split, grad__dnnl_item_fn fn, void *ctx) {
-  items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
+  items_job job = {.split = split, .fn = fn, .ctx = ctx};
   if (split.workers <= 1) return run_items(&job, 0, 0, split.pooled, 1, false, 1);
-  pthread_mutex_init(&job.lock, NULL);
+  grad__failure_init(&job.failure);
   grad__parallel_threads(split.workers, split.workers, items_part, &job);
-  pthread_mutex_destroy(&job.lock);
-  return job.status == GRAD_OK ? GRAD_OK : grad__fail(job.status, "%s", job.message);
+  return grad__failure_raise(&job.failure);
 }
 
 grad_status grad__dnnl_items_run(grad__dnnl_split split, int threads, grad_workspace *ws,
@@ -329,7 +319,7 @@ grad_status grad__dnnl_items_run(grad__dnnl_split split, int threads, grad_works
   grad__ws_release(ws, mark);
   if (st == GRAD_OK && split.teamed) { /* after the pool: its buffers serve again */
     st = take(ctx, ws, 0, true);
-    items_job job = {.split = split, .fn = fn, .ctx = ctx, .status = GRAD_OK};
+    items_job job = {.split = split, .fn = fn, .ctx = ctx};
     if (st == GRAD_OK)
       st = run_items(&job, 0, split.pooled, split.pooled + split.teamed, 1, true, threads);
     grad__ws_release(ws, mark);
