@@ -224,10 +224,12 @@ static grad_status shape_build(shape *sh) {
     s = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, algs[a], &src_any,
                                            &wei_any, NULL, &dst_any, strides, pad, pad);
     if (s == dnnl_success) s = dnnl_primitive_desc_create(&fpd, &fd, attr, cpu.engine, NULL);
-    if (s == dnnl_success)
+    /* no data-gradient primitive where an sgemm takes that pass */
+    if (s == dnnl_success && !sh->gemm_data)
       s = dnnl_convolution_backward_data_desc_init(&dd, algs[a], &src_any, &wei_any, &dst_any,
                                                    strides, pad, pad);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&dpd, &dd, attr, cpu.engine, fpd);
+    if (s == dnnl_success && !sh->gemm_data)
+      s = dnnl_primitive_desc_create(&dpd, &dd, attr, cpu.engine, fpd);
     if (s == dnnl_success)
       s = dnnl_convolution_backward_weights_desc_init(&wd, algs[a], &src_any, &dwei_any, NULL,
                                                       &dst_any, strides, pad, pad);
@@ -236,7 +238,7 @@ static grad_status shape_build(shape *sh) {
   dnnl_primitive_attr_destroy(attr);
   size_t *scratch = &sh->scratch_bytes;
   if (s == dnnl_success) s = prim_create(fpd, &sh->fwd, scratch);
-  if (s == dnnl_success) s = prim_create(dpd, &sh->bwd_data, scratch);
+  if (s == dnnl_success && dpd) s = prim_create(dpd, &sh->bwd_data, scratch);
   if (s == dnnl_success) s = prim_create(wpd, &sh->bwd_weights, scratch);
   if (s == dnnl_success)
     s = operand_init(&sh->f_src, &src, md_of(fpd, dnnl_query_src_md), OPERAND_IN, scratch);
@@ -244,12 +246,12 @@ static grad_status shape_build(shape *sh) {
     s = operand_init(&sh->f_wei, &wei, md_of(fpd, dnnl_query_weights_md), OPERAND_IN, scratch);
   if (s == dnnl_success)
     s = operand_init(&sh->f_dst, &dst, md_of(fpd, dnnl_query_dst_md), OPERAND_OUT, scratch);
-  if (s == dnnl_success)
+  if (s == dnnl_success && dpd)
     s = operand_init(&sh->d_ddst, &dst, md_of(dpd, dnnl_query_diff_dst_md), OPERAND_IN,
                      scratch);
-  if (s == dnnl_success)
+  if (s == dnnl_success && dpd)
     s = operand_init(&sh->d_wei, &wei, md_of(dpd, dnnl_query_weights_md), OPERAND_IN, scratch);
-  if (s == dnnl_success)
+  if (s == dnnl_success && dpd)
     s = operand_init(&sh->d_dsrc, &src, md_of(dpd, dnnl_query_diff_src_md), OPERAND_ADD,
                      scratch);
   if (s == dnnl_success)
@@ -261,8 +263,8 @@ static grad_status shape_build(shape *sh) {
     s = operand_init(&sh->w_dwei, &wei, md_of(wpd, dnnl_query_diff_weights_md), OPERAND_ADD,
                      scratch);
   if (s == dnnl_success) {
-    sh->ddst_shared = dnnl_memory_desc_equal(md_of(dpd, dnnl_query_diff_dst_md),
-                                             md_of(wpd, dnnl_query_diff_dst_md));
+    sh->ddst_shared = dpd && dnnl_memory_desc_equal(md_of(dpd, dnnl_query_diff_dst_md),
+                                                    md_of(wpd, dnnl_query_diff_dst_md));
     const operand *ops[] = {&sh->f_src, &sh->f_wei, &sh->f_dst, &sh->d_ddst, &sh->d_wei,
                             &sh->d_dsrc, &sh->w_src, &sh->w_ddst, &sh->w_dwei};
     sh->forward_bytes = arena(sh->scratch_bytes);
