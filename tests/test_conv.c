@@ -8,10 +8,7 @@
 #include "testutil.h"
 
 static unsigned rng_state = 12345u;
-static float uniform(void) { /* deterministic, in [-1, 1) */
-  rng_state = rng_state * 1664525u + 1013904223u;
-  return (float)((rng_state >> 8) / 8388608.0 - 1.0);
-}
+static float uniform(void) { return (float)test_uniform(&rng_state); }
 
 static void fill(float *v, size_t n) {
   for (size_t i = 0; i < n; i++) v[i] = uniform();

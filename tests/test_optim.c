@@ -49,8 +49,7 @@ START_TEST(matches_double_reference) {
   double ref[N], m[N] = {0}, v[N] = {0};
   unsigned state = 7u;
   for (int i = 0; i < N; i++) {
-    state = state * 1664525u + 1013904223u;
-    value[i] = (float)((state >> 8) / 8388608.0 - 1.0);
+    value[i] = (float)test_uniform(&state);
     ref[i] = value[i];
   }
   grad__param p = make_param("w", value, grad, N, GRAD__PARAM_NET);
@@ -63,8 +62,7 @@ START_TEST(matches_double_reference) {
     double lr = t <= 3 ? 1e-3 : 1e-4;
     grad__adamw_set_lr(opt, GRAD__PARAM_NET, lr);
     for (int i = 0; i < N; i++) {
-      state = state * 1664525u + 1013904223u;
-      grad[i] = (float)(((state >> 8) / 8388608.0 - 1.0) * (i + 1) * 0.01);
+      grad[i] = (float)(test_uniform(&state) * (i + 1) * 0.01);
     }
     grad__adamw_step(opt);
     for (int i = 0; i < N; i++) {

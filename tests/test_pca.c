@@ -80,15 +80,13 @@ static void correlated_data(float *x) {
   double mix[CR][CR];
   for (int i = 0; i < CR; i++)
     for (int j = 0; j < CR; j++) {
-      state = state * 1664525u + 1013904223u;
-      mix[i][j] = ((state >> 8) / 8388608.0 - 1.0) / (1 + j);
+      mix[i][j] = test_uniform(&state) / (1 + j);
     }
   for (int n = 0; n < NIMG; n++)
     for (int p = 0; p < P; p++) {
       double z[CR];
       for (int j = 0; j < CR; j++) {
-        state = state * 1664525u + 1013904223u;
-        z[j] = (state >> 8) / 8388608.0 - 1.0;
+        z[j] = test_uniform(&state);
       }
       for (int i = 0; i < CR; i++) {
         double v = 0.5 * i;

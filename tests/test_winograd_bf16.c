@@ -12,10 +12,7 @@
 #include "winograd_bf16.h"
 
 static unsigned rng_state = 2024u;
-static double uniform(void) { /* deterministic, in [-1, 1) */
-  rng_state = rng_state * 1664525u + 1013904223u;
-  return (rng_state >> 8) / 8388608.0 - 1.0;
-}
+static double uniform(void) { return test_uniform(&rng_state); }
 static float small_int(int range) { return (float)(int)floor((uniform() + 1.0) * 0.5 * (2 * range + 1)) - range; }
 
 static uint16_t bf16_of(float f) { /* round to nearest even */

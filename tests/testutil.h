@@ -89,6 +89,13 @@ static inline const char *test_tmpdir(void) {
   return dir;
 }
 
+/* The tests' deterministic random numbers: a linear congruential step of
+ * *state, in [-1, 1). */
+static inline double test_uniform(unsigned *state) {
+  *state = *state * 1664525u + 1013904223u;
+  return (*state >> 8) / 8388608.0 - 1.0;
+}
+
 /* max |a - b| over n values, and max |b|, for normalised comparisons. */
 static inline double test_max_abs_diff(const float *a, const float *b, size_t n, double *max_ref) {
   double worst = 0.0, ref = 0.0;
