@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "image_internal.h"
+#include "resize_internal.h"
 
-/* Fixed-point fraction bits of the 8-bit passes: 32 - 8 - 2, as in PIL. */
-#define FIXED_BITS 22
+#define FIXED_BITS GRAD_RESIZE_FIXED_BITS
 
 /* The filter weights of one axis. */
 typedef struct axis {
@@ -84,11 +84,14 @@ static inline uint8_t clip_fixed(int32_t v) {
   return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Rows [0, rows) of in (in_w pixels of ch bytes) to out_w pixels. */
+/* Rows [0, rows) of in (in_w pixels of ch bytes) to out_w pixels: with
+ * AVX-512 VBMI where the CPU has it (resize_vbmi.c), else portably. */
 static void horizontal_u8(const void *in_samples, int in_w, int ch, int rows, void *out_samples,
                           int out_w, const axis *a) {
   const uint8_t *in = in_samples;
   uint8_t *out = out_samples;
+  if (grad__resize_rows_u8_vbmi(in, in_w, ch, rows, out, out_w, a->bounds, a->kf, a->ksize))
+    return;
   for (int y = 0; y < rows; y++) {
     const uint8_t *src = in + (size_t)y * in_w * ch;
     uint8_t *dst = out + (size_t)y * out_w * ch;

@@ -1,0 +1,34 @@
+/*
+ * What the bilinear resize (image_resize.c) shares with its vector build of
+ * the horizontal 8-bit pass (resize_vbmi.c).
+ */
+#ifndef GRAD_RESIZE_INTERNAL_H
+#define GRAD_RESIZE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Fixed-point fraction bits of the 8-bit passes: 32 - 8 - 2, as in PIL. */
+#define GRAD_RESIZE_FIXED_BITS 22
+
+/*
+ * The horizontal 8-bit pass with AVX-512 VBMI: rows [0, rows) of in (in_w
+ * pixels of ch bytes) to out_w pixels, with the filter of one axis (per
+ * output pixel: bounds[2o] first input pixel, bounds[2o + 1] taps; weights
+ * ksize fixed-point weights, zero past the taps). The same bytes as the
+ * portable pass. False, having written nothing, where the CPU lacks the
+ * instructions, the taps of one sample span more than the vector's window
+ * (shrinking by about 40 times or more) or memory for the plan runs out: the
+ * caller then runs the portable pass.
+ */
+bool grad__resize_rows_u8_vbmi(const uint8_t *in, int in_w, int ch, int rows, uint8_t *out,
+                               int out_w, const int *bounds, const int32_t *weights, int ksize);
+
+/*
+ * Whether resizes may use the vector pass (they do by default); tests turn it
+ * off to compare it with the portable one. Returns the previous setting.
+ * Not thread-safe against resizes running at the time.
+ */
+bool grad__resize_allow_vector(bool allow);
+
+#endif /* GRAD_RESIZE_INTERNAL_H */
