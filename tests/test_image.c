@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include <grad/image.h>
 
 #include "core.h"
+#include "image_internal.h"  /* struct grad_image, to place pixels before a guard page */
+#include "resize_internal.h" /* grad__resize_allow_vector */
 #include "testutil.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -413,6 +416,59 @@ START_TEST(resize_matches_pil_exactly) {
 }
 END_TEST
 
+/* Random w x h x ch pixels whose last byte is the last one before a page
+ * that may not be read, so a resize reading past the image crashes. */
+typedef struct guarded_image {
+  struct grad_image image;
+  unsigned char *map;
+  size_t map_bytes;
+} guarded_image;
+
+static void guarded_make(guarded_image *g, int w, int h, int ch, unsigned *state) {
+  size_t bytes = (size_t)w * h * ch, page = (size_t)sysconf(_SC_PAGESIZE);
+  g->map_bytes = (bytes + page - 1) / page * page + page;
+  g->map = mmap(NULL, g->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(g->map, MAP_FAILED);
+  ck_assert_int_eq(mprotect(g->map + g->map_bytes - page, page, PROT_NONE), 0);
+  g->image = (struct grad_image){w, h, ch, g->map + g->map_bytes - page - bytes};
+  for (size_t i = 0; i < bytes; i++) g->image.pixels[i] = (uint8_t)((test_uniform(state) + 1) * 128);
+}
+
+/* The vector build of the 8-bit pass (resize_vbmi.c, where the CPU has
+ * it) gives the portable pass's bytes: random images of many sizes, gray and
+ * RGB, shrunk (up to beyond the vector window's reach) and enlarged, the
+ * last outputs' taps reaching the image's last byte. */
+START_TEST(resize_vector_pass_equals_portable) {
+  unsigned state = 2024;
+  const double factors[] = {0.3, 0.5, 0.77, 1.0, 1.3, 2.0, 2.23, 3.7, 5.6, 9.0, 17.0, 45.0, 130.0};
+  const int nf = (int)(sizeof factors / sizeof factors[0]);
+  for (int i = 0; i < 160; i++) {
+    int ch = i % 2 ? 3 : 1;
+    int in_w = 1 + (int)((test_uniform(&state) + 1) * 400);
+    int in_h = 1 + (int)((test_uniform(&state) + 1) * 6);
+    double f = factors[(i / 2) % nf];
+    int out_w = (int)(in_w / f + 0.5), out_h = i % 3 ? in_h : in_h + 2;
+    if (out_w < 1) out_w = 1;
+    if (out_w == in_w) out_w++; /* so there is a horizontal pass */
+    guarded_image g;
+    guarded_make(&g, in_w, in_h, ch, &state);
+    grad_image *vec = NULL, *portable = NULL;
+    ck_assert_int_eq(grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &vec),
+                     GRAD_OK);
+    grad__resize_allow_vector(false);
+    grad_status s = grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &portable);
+    grad__resize_allow_vector(true);
+    ck_assert_int_eq(s, GRAD_OK);
+    char what[96];
+    snprintf(what, sizeof what, "%d x %d x %d to %d x %d", in_w, in_h, ch, out_w, out_h);
+    assert_image_equals(vec, portable, what, 0);
+    grad_image_free(vec);
+    grad_image_free(portable);
+    munmap(g.map, g.map_bytes);
+  }
+}
+END_TEST
+
 START_TEST(resize_same_size_copies_and_rejects_bad_sizes) {
   grad_image *src = syn_image(13, 7, 3), *out = NULL;
   ck_assert_int_eq(grad_image_resize(src, 13, 7, GRAD_RESIZE_BILINEAR, &out), GRAD_OK);
@@ -612,6 +668,7 @@ int main(void) {
   tcase_add_test(tc, png_round_trip);
   tcase_add_test(tc, png_write_failures_leave_no_file);
   tcase_add_test(tc, resize_matches_pil_exactly);
+  tcase_add_test(tc, resize_vector_pass_equals_portable);
   tcase_add_test(tc, resize_same_size_copies_and_rejects_bad_sizes);
   tcase_add_test(tc, resize_plane_matches_pil_float);
   tcase_add_test(tc, to_tensor_matches_torchvision);
