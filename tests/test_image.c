@@ -434,10 +434,10 @@ static void guarded_make(guarded_image *g, int w, int h, int ch, unsigned *state
   for (size_t i = 0; i < bytes; i++) g->image.pixels[i] = (uint8_t)((test_uniform(state) + 1) * 128);
 }
 
-/* The vector build of the 8-bit pass (resize_vbmi.c, where the CPU has
- * it) gives the portable pass's bytes: random images of many sizes, gray and
- * RGB, shrunk (up to beyond the vector window's reach) and enlarged, the
- * last outputs' taps reaching the image's last byte. */
+/* The vector builds of the 8-bit passes (where the CPU has them) give the
+ * portable loops' bytes: random images of many sizes, gray and RGB, shrunk
+ * (up to beyond the VBMI pass's window) and enlarged, the last outputs' taps
+ * reaching the image's last byte. */
 START_TEST(resize_vector_pass_equals_portable) {
   unsigned state = 2024;
   const double factors[] = {0.3, 0.5, 0.77, 1.0, 1.3, 2.0, 2.23, 3.7, 5.6, 9.0, 17.0, 45.0, 130.0};
@@ -445,11 +445,11 @@ START_TEST(resize_vector_pass_equals_portable) {
   for (int i = 0; i < 160; i++) {
     int ch = i % 2 ? 3 : 1;
     int in_w = 1 + (int)((test_uniform(&state) + 1) * 400);
-    int in_h = 1 + (int)((test_uniform(&state) + 1) * 6);
-    double f = factors[(i / 2) % nf];
-    int out_w = (int)(in_w / f + 0.5), out_h = i % 3 ? in_h : in_h + 2;
-    if (out_w < 1) out_w = 1;
-    if (out_w == in_w) out_w++; /* so there is a horizontal pass */
+    int in_h = 1 + (int)((test_uniform(&state) + 1) * 20);
+    int out_w = (int)(in_w / factors[(i / 2) % nf] + 0.5);
+    int out_h = i % 3 ? in_h : (int)(in_h / factors[(i / 3) % nf] + 0.5);
+    out_w = out_w < 1 ? 1 : out_w, out_h = out_h < 1 ? 1 : out_h;
+    if (out_w == in_w && out_h == in_h) out_w++;
     guarded_image g;
     guarded_make(&g, in_w, in_h, ch, &state);
     grad_image *vec = NULL, *portable = NULL;

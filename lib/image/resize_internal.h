@@ -1,6 +1,7 @@
 /*
- * What the bilinear resize (image_resize.c) shares with its vector build of
- * the horizontal 8-bit pass (resize_vbmi.c).
+ * The bilinear resize's (image_resize.c) vector build of the horizontal
+ * 8-bit pass (resize_vbmi.c), and the switch tests use to compare the vector
+ * builds of both passes with the portable code.
  */
 #ifndef GRAD_RESIZE_INTERNAL_H
 #define GRAD_RESIZE_INTERNAL_H
@@ -25,9 +26,10 @@ bool grad__resize_rows_u8_vbmi(const uint8_t *in, int in_w, int ch, int rows, ui
                                int out_w, const int *bounds, const int32_t *weights, int ksize);
 
 /*
- * Whether resizes may use the vector pass (they do by default); tests turn it
- * off to compare it with the portable one. Returns the previous setting.
- * Not thread-safe against resizes running at the time.
+ * Whether the 8-bit passes may use their vector builds where the CPU has
+ * them (they do by default); tests turn it off to compare them with the
+ * portable loops. Returns the previous setting. Set it only while no resize
+ * runs.
  */
 bool grad__resize_allow_vector(bool allow);
 

@@ -16,13 +16,8 @@
 #include "resize_internal.h"
 
 #include <limits.h>
-#include <stdatomic.h>
 
 #include "core.h" /* grad__calloc */
-
-static atomic_bool vector_allowed = true;
-
-bool grad__resize_allow_vector(bool allow) { return atomic_exchange(&vector_allowed, allow); }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -149,7 +144,7 @@ static bool cpu_has_vbmi(void) {
 
 bool grad__resize_rows_u8_vbmi(const uint8_t *in, int in_w, int ch, int rows, uint8_t *out,
                                int out_w, const int *bounds, const int32_t *weights, int ksize) {
-  if (!atomic_load(&vector_allowed) || !cpu_has_vbmi()) return false;
+  if (!cpu_has_vbmi()) return false;
   plan p = {0};
   bool ok = plan_make(&p, ch, out_w, bounds, weights, ksize);
   if (ok) run_rows(&p, ksize, in, (size_t)in_w * ch, rows, out, (size_t)out_w * ch);
