@@ -133,6 +133,19 @@ int grad__team_threads(void) {
 #endif
 }
 
+void grad__team_parallel(int threads, grad__part_fn fn, void *ctx) {
+  if (threads <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+#ifdef GRAD_HAVE_ONEDNN
+#pragma omp parallel num_threads(threads)
+  fn(ctx, omp_get_thread_num(), omp_get_num_threads());
+#else
+  grad__parallel_threads(threads, threads, fn, ctx);
+#endif
+}
+
 void grad__team_leave(grad__team_scope scope) {
 #ifdef GRAD_HAVE_ONEDNN
   if (scope.saved > 0 && omp_get_max_threads() != scope.saved) omp_set_num_threads(scope.saved);

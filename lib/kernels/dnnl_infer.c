@@ -61,97 +61,78 @@ static dnnl_primitive_attr_t make_attr(bool sum, bool relu) {
   return attr;
 }
 
-static bool desc_init(dnnl_convolution_desc_t *desc, dnnl_alg_kind_t alg, const grad__conv *s,
-                      const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
-                      const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst) {
-  dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
-  return dnnl_convolution_forward_desc_init(desc, dnnl_forward_inference, alg, src, wei, bias, dst,
-                                            strides, pad, pad) == dnnl_success;
-}
-
 /* The primitive descriptor of the direct convolution, or NULL where oneDNN
  * has none here. */
 static dnnl_primitive_desc_t direct_pd(const grad__conv *s, const dnnl_memory_desc_t *src,
                                        const dnnl_memory_desc_t *wei,
                                        const dnnl_memory_desc_t *bias,
                                        const dnnl_memory_desc_t *dst, dnnl_primitive_attr_t attr) {
+  dnnl_dims_t strides = {s->stride, s->stride}, pad = {s->pad, s->pad};
   dnnl_convolution_desc_t desc;
   dnnl_primitive_desc_t pd = NULL;
-  if (!desc_init(&desc, dnnl_convolution_direct, s, src, wei, bias, dst) ||
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+                                         src, wei, bias, dst, strides, pad, pad) != dnnl_success ||
       dnnl_primitive_desc_create(&pd, &desc, attr, grad__dnnl_engine(), NULL) != dnnl_success)
     return NULL;
   return pd;
 }
 
-/* Winograd F(4x4, 3x3): weights in tiles of 6 x 6. */
-static bool is_f4x4(const_dnnl_primitive_desc_t pd) {
-  const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-  return w && w->format_kind == dnnl_format_kind_wino && w->format_desc.wino_desc.alpha == 6;
+/* libgrad's two Winograd kernels (winograd.h), by data type. */
+typedef struct wino_kernel {
+  size_t (*weight_bytes)(const grad__wino *s);
+  void (*weights_lay)(const grad__wino *s, const float *oihw, void *out);
+  size_t (*scratch_bytes)(const grad__wino *s, int threads);
+  void (*run)(const grad__wino *s, int n, const void *src, const void *weights,
+              const float *bias, void *dst, bool sum, bool relu, void *scratch, int threads);
+} wino_kernel;
+
+static const wino_kernel wino_bf16 = {grad__wino_bf16_weight_bytes, grad__wino_bf16_weights_lay,
+                                      grad__wino_bf16_scratch_bytes, grad__wino_bf16_run};
+static const wino_kernel wino_f32 = {grad__wino_f32_weight_bytes, grad__wino_f32_weights_lay,
+                                     grad__wino_f32_scratch_bytes, grad__wino_f32_run};
+
+static const wino_kernel *wino_of(dnnl_data_type_t t) {
+  return t == dnnl_bf16 ? &wino_bf16 : &wino_f32;
 }
 
-/* The primitive descriptor of a Winograd convolution: F(4x4, 3x3) where
- * oneDNN has it, else its first one, else NULL. For one
- * image oneDNN lists its F(2x2, 3x3) kernels first, which measured 1.2-1.4
- * times slower than its F(4x4, 3x3) on 14x14 and 56x56 maps (one Zen 4
- * thread). */
-static dnnl_primitive_desc_t winograd_pd(const grad__conv *s, const dnnl_memory_desc_t *src,
-                                         const dnnl_memory_desc_t *wei,
-                                         const dnnl_memory_desc_t *bias,
-                                         const dnnl_memory_desc_t *dst,
-                                         dnnl_primitive_attr_t attr) {
-  dnnl_convolution_desc_t desc;
-  dnnl_primitive_desc_iterator_t it = NULL;
-  if (!desc_init(&desc, dnnl_convolution_winograd, s, src, wei, bias, dst) ||
-      dnnl_primitive_desc_iterator_create(&it, &desc, attr, grad__dnnl_engine(), NULL) !=
-          dnnl_success)
-    return NULL;
-  dnnl_primitive_desc_t first = NULL, found = NULL;
-  do {
-    dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
-    if (pd && is_f4x4(pd))
-      found = pd;
-    else if (pd && !first)
-      first = pd;
-    else if (pd)
-      dnnl_primitive_desc_destroy(pd);
-  } while (!found && dnnl_primitive_desc_iterator_next(it) == dnnl_success);
-  dnnl_primitive_desc_iterator_destroy(it);
-  if (found && first) dnnl_primitive_desc_destroy(first);
-  return found ? found : first;
-}
-
-/* libgrad's bf16 Winograd for this convolution: the CPU's bf16 is
- * AVX512_BF16 without AMX (with AMX oneDNN's bf16 tiles outrun any
- * Winograd), the shape is one the kernel runs, and src is in the blocked
- * bf16 layout already (docs/backbone.md, "bf16"). */
+/* libgrad's Winograd for this convolution: src is in the blocked layout
+ * already, and the kernel of its type runs it here. bf16: the CPU's bf16
+ * is AVX512_BF16 without AMX (with AMX oneDNN's bf16 tiles outrun any
+ * Winograd; docs/backbone.md, "bf16"). fp32: AVX-512, where libgrad's
+ * F(4x4, 3x3) measured faster than oneDNN's (docs/backbone.md, "Engines"). */
 static bool takes_winograd(const grad__conv *s, int n, int h, int w,
                            const dnnl_memory_desc_t *src, dnnl_data_type_t t) {
+  const bool runs = t == dnnl_bf16 ? !grad__dnnl_amx() && grad__wino_bf16_available() &&
+                                         grad__wino_bf16_fits(s)
+                                   : t == dnnl_f32 && grad__wino_f32_available() &&
+                                         grad__wino_f32_fits(s);
   dnnl_memory_desc_t blocked;
-  return t == dnnl_bf16 && !grad__dnnl_amx() && grad__wino_bf16_available() &&
-         grad__wino_bf16_fits(s) && grad__dnnl_act_tag() == dnnl_nChw16c &&
-         grad__dnnl_md4(&blocked, n, s->in_channels, h, w, dnnl_bf16, dnnl_nChw16c) == GRAD_OK &&
+  return runs && grad__dnnl_act_tag() == dnnl_nChw16c &&
+         grad__dnnl_md4(&blocked, n, s->in_channels, h, w, t, dnnl_nChw16c) == GRAD_OK &&
          dnnl_memory_desc_equal(&blocked, src);
 }
 
-/* c as the Winograd kernel: its operands' layouts, the one-dimensional
- * mark of its weights, its scratch for the current team's threads. */
+/* c as a Winograd kernel: its operands' layouts, the one-dimensional
+ * mark of its weights (of the kernel's type), its scratch for the current
+ * team's threads. */
 static grad_status winograd_make(const grad__conv *s, int n, int h, int w,
-                                 const dnnl_memory_desc_t *src, bool sum, bool relu,
-                                 grad__dnnl_conv *c, const char *what) {
+                                 const dnnl_memory_desc_t *src, dnnl_data_type_t t, bool sum,
+                                 bool relu, grad__dnnl_conv *c, const char *what) {
+  const wino_kernel *k = wino_of(t);
   c->winograd = true;
   c->sum = sum;
   c->relu = relu;
   c->n = n;
   c->threads = grad__team_threads();
-  c->wino = (grad__wino_bf16){s->in_channels, s->out_channels, h, w};
+  c->wino = (grad__wino){s->in_channels, s->out_channels, h, w};
   c->src = *src;
-  dnnl_dims_t wei_dims = {(dnnl_dim_t)(grad__wino_bf16_weight_bytes(&c->wino) / 2)};
+  const size_t element = t == dnnl_bf16 ? 2 : 4;
+  dnnl_dims_t wei_dims = {(dnnl_dim_t)(k->weight_bytes(&c->wino) / element)};
   dnnl_dims_t bias_dims = {s->out_channels};
-  dnnl_dims_t scratch_dims = {(dnnl_dim_t)grad__wino_bf16_scratch_bytes(&c->wino, c->threads)};
-  grad_status st = grad__dnnl_md4(&c->dst, n, s->out_channels, h, w, dnnl_bf16, dnnl_nChw16c);
+  dnnl_dims_t scratch_dims = {(dnnl_dim_t)k->scratch_bytes(&c->wino, c->threads)};
+  grad_status st = grad__dnnl_md4(&c->dst, n, s->out_channels, h, w, t, dnnl_nChw16c);
   if (st == GRAD_OK)
-    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&c->wei, 1, wei_dims, dnnl_bf16, dnnl_x),
-                          what);
+    st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&c->wei, 1, wei_dims, t, dnnl_x), what);
   if (st == GRAD_OK)
     st = grad__dnnl_check(dnnl_memory_desc_init_by_tag(&c->bias, 1, bias_dims, dnnl_f32, dnnl_x),
                           what);
@@ -165,7 +146,8 @@ grad_status grad__dnnl_conv_make(const grad__conv *s, int n, int h, int w,
                                  const dnnl_memory_desc_t *src, dnnl_data_type_t t, bool sum,
                                  bool relu, grad__dnnl_conv *out, const char *what) {
   memset(out, 0, sizeof *out);
-  if (takes_winograd(s, n, h, w, src, t)) return winograd_make(s, n, h, w, src, sum, relu, out, what);
+  if (takes_winograd(s, n, h, w, src, t))
+    return winograd_make(s, n, h, w, src, t, sum, relu, out, what);
   const int oh = grad__conv_out_size(s, h), ow = grad__conv_out_size(s, w);
   dnnl_memory_desc_t wei, bias, dst;
   dnnl_dims_t bias_dims = {s->out_channels};
@@ -178,12 +160,7 @@ grad_status grad__dnnl_conv_make(const grad__conv *s, int n, int h, int w,
   if (st != GRAD_OK) return st;
   dnnl_primitive_attr_t attr = make_attr(sum, relu);
   if (!attr) return grad__fail(GRAD_E_NOMEM, "out of memory making %s", what);
-  /* fp32 3x3 stride-1: Winograd where oneDNN has it, measured 1.4-1.5x
-   * faster end to end than the direct kernels (docs/backbone.md). */
-  dnnl_primitive_desc_t pd = NULL;
-  if (s->kernel == 3 && s->stride == 1 && t == dnnl_f32)
-    pd = winograd_pd(s, src, &wei, &bias, &dst, attr);
-  if (!pd) pd = direct_pd(s, src, &wei, &bias, &dst, attr);
+  dnnl_primitive_desc_t pd = direct_pd(s, src, &wei, &bias, &dst, attr);
   dnnl_primitive_attr_destroy(attr);
   if (!pd)
     return grad__fail(GRAD_E_UNSUPPORTED, "oneDNN has no convolution for %s on this CPU (%s)",
@@ -209,8 +186,8 @@ grad_status grad__dnnl_conv_run(const grad__dnnl_conv *c, dnnl_stream_t s, const
                                 const void *weights, const float *bias, void *dst, void *scratch,
                                 const char *what) {
   if (c->winograd) {
-    grad__wino_bf16_run(&c->wino, c->n, src, weights, bias, dst, c->sum, c->relu, scratch,
-                        c->threads);
+    wino_of(c->dst.data_type)
+        ->run(&c->wino, c->n, src, weights, bias, dst, c->sum, c->relu, scratch, c->threads);
     return GRAD_OK;
   }
   grad__dnnl_arg args[] = {{DNNL_ARG_SRC, &c->src, src},
@@ -227,9 +204,9 @@ grad_status grad__dnnl_weights_lay(const float *oihw, const grad__conv *shape,
   size_t bytes = dnnl_memory_desc_get_size(md);
   void *data = grad__malloc(bytes ? bytes : 1);
   if (!data) return grad__fail(GRAD_E_NOMEM, "out of memory laying out the weights of %s", what);
-  if (md->ndims == 1) { /* the Winograd kernel's mark */
-    const grad__wino_bf16 wino = {shape->in_channels, shape->out_channels, 0, 0};
-    grad__wino_bf16_weights_lay(&wino, oihw, data);
+  if (md->ndims == 1) { /* a Winograd kernel's mark */
+    const grad__wino wino = {shape->in_channels, shape->out_channels, 0, 0};
+    wino_of(md->data_type)->weights_lay(&wino, oihw, data);
     *out = data;
     return GRAD_OK;
   }

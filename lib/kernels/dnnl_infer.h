@@ -13,6 +13,7 @@
 #include "conv.h"
 #include "dnnl_engine_internal.h"
 #include "winograd_bf16.h"
+#include "winograd_f32.h"
 
 #ifdef GRAD_HAVE_ONEDNN
 
@@ -36,26 +37,26 @@ grad_status grad__dnnl_exec(dnnl_primitive_t prim, dnnl_stream_t s, const grad__
                             int count, const char *what);
 
 /* An inference convolution with its operands' layouts: a oneDNN primitive,
- * or (winograd) libgrad's bf16 Winograd kernel (winograd_bf16.h), whose
- * weights md is one-dimensional, the mark grad__dnnl_weights_lay knows it by. */
+ * or (winograd) one of libgrad's Winograd kernels (winograd.h), chosen by
+ * the type of dst, whose weights md is one-dimensional, the mark
+ * grad__dnnl_weights_lay knows it by. */
 typedef struct grad__dnnl_conv {
   dnnl_primitive_t prim;
   dnnl_memory_desc_t src, wei, bias, dst, scratch;
   bool winograd, sum, relu;
   int n, threads;
-  grad__wino_bf16 wino;
+  grad__wino wino;
 } grad__dnnl_conv;
 
 /*
  * The convolution `shape` on n maps of h x w in layout src (format "any"
  * lets oneDNN choose), output in grad__dnnl_act_tag()'s layout, type t
  * (f32 or bf16), fp32 bias, then the post-ops: sum (adds into what dst
- * holds: the residual) and ReLU. fp32 3x3 stride-1 convolutions take
- * oneDNN's Winograd F(4x4, 3x3) where it has it for this CPU (AVX-512): a
- * quarter of the multiplications (docs/backbone.md, "Engines"); bf16 ones
- * take libgrad's Winograd F(2x2, 3x3) where the CPU's bf16 is AVX512_BF16
- * without AMX and src is blocked already (docs/backbone.md, "bf16"); the
- * rest oneDNN's direct kernels. The scratchpad is the caller's (DNNL_ARG_SCRATCHPAD,
+ * holds: the residual) and ReLU. 3x3 stride-1 convolutions on blocked
+ * src take libgrad's Winograd: in fp32 F(4x4, 3x3) on AVX-512, a quarter
+ * of the multiplications (docs/backbone.md, "Engines"); in bf16 F(2x2,
+ * 3x3) where the CPU's bf16 is AVX512_BF16 without AMX (docs/backbone.md,
+ * "bf16"). The rest take oneDNN's direct kernels. The scratchpad is the caller's (DNNL_ARG_SCRATCHPAD,
  * out->scratch bytes). The primitive is made for `threads` threads of
  * OpenMP (grad__team_enter). out->prim is NULL on failure.
  */

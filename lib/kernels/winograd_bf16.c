@@ -24,9 +24,6 @@
 #include "winograd_bf16.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "threading.h"
 
@@ -44,7 +41,7 @@ typedef struct tiling {
   int padded;            /* per_block rounded up to the product's steps of 4 */
 } tiling;
 
-static tiling tiling_of(const grad__wino_bf16 *s, int threads) {
+static tiling tiling_of(const grad__wino *s, int threads) {
   tiling t;
   t.tiles_x = (s->w + 1) / 2;
   t.tiles = t.tiles_x * ((s->h + 1) / 2);
@@ -59,7 +56,7 @@ static tiling tiling_of(const grad__wino_bf16 *s, int threads) {
 
 static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-static size_t v_bytes(const grad__wino_bf16 *s, const tiling *t) {
+static size_t v_bytes(const grad__wino *s, const tiling *t) {
   return align64((size_t)POS * t->padded * s->in_channels * sizeof(uint16_t));
 }
 
@@ -72,11 +69,11 @@ bool grad__wino_bf16_fits(const grad__conv *c) {
          c->out_channels % KC == 0;
 }
 
-size_t grad__wino_bf16_weight_bytes(const grad__wino_bf16 *s) {
+size_t grad__wino_bf16_weight_bytes(const grad__wino *s) {
   return (size_t)POS * s->in_channels * s->out_channels * sizeof(uint16_t);
 }
 
-size_t grad__wino_bf16_scratch_bytes(const grad__wino_bf16 *s, int threads) {
+size_t grad__wino_bf16_scratch_bytes(const grad__wino *s, int threads) {
   if (threads < 1) threads = 1;
   const tiling t = tiling_of(s, threads);
   return (size_t)threads * (v_bytes(s, &t) + m_bytes(&t));
@@ -91,7 +88,7 @@ static uint16_t to_bf16(float f) {
   return (uint16_t)(bits >> 16);
 }
 
-void grad__wino_bf16_weights_lay(const grad__wino_bf16 *s, const float *oihw, void *out) {
+void grad__wino_bf16_weights_lay(const grad__wino *s, const float *oihw, void *out) {
   const int C = s->in_channels, K = s->out_channels;
   uint16_t *u = out;
   for (int k = 0; k < K; k++)
@@ -143,7 +140,7 @@ BF16_INLINE void store16(uint16_t *p, __m512 v) {
 
 /* What every part of a call shares. */
 typedef struct call {
-  const grad__wino_bf16 *s;
+  const grad__wino *s;
   tiling t;
   const uint16_t *src, *u;
   const float *bias;
@@ -252,7 +249,7 @@ BF16_TARGET static void transform_output(const call *c, int first, int count, in
 
 static void run_part(void *ctx, int part, int parts) {
   const call *c = ctx;
-  const grad__wino_bf16 *s = c->s;
+  const grad__wino *s = c->s;
   const int C = s->in_channels, columns = s->out_channels / KC, padded = c->t.padded;
   uint16_t *v = (uint16_t *)(c->scratch + (size_t)part * c->part_bytes);
   float *m = (float *)((char *)v + v_bytes(s, &c->t));
@@ -272,7 +269,7 @@ static void run_part(void *ctx, int part, int parts) {
   }
 }
 
-void grad__wino_bf16_run(const grad__wino_bf16 *s, int n, const void *src, const void *weights,
+void grad__wino_bf16_run(const grad__wino *s, int n, const void *src, const void *weights,
                          const float *bias, void *dst, bool sum, bool relu, void *scratch,
                          int threads) {
   if (threads < 1) threads = 1;
@@ -284,18 +281,7 @@ void grad__wino_bf16_run(const grad__wino_bf16 *s, int n, const void *src, const
   for (int i = 0; i < n; i++) {
     c.src = (const uint16_t *)src + i * in_image;
     c.dst = (uint16_t *)dst + i * out_image;
-    if (threads == 1) {
-      run_part(&c, 0, 1);
-      continue;
-    }
-#ifdef _OPENMP
-    /* the team oneDNN's primitives around this one run on: a second pool
-     * beside its spinning threads would fight them for the cores */
-#pragma omp parallel num_threads(threads)
-    run_part(&c, omp_get_thread_num(), omp_get_num_threads());
-#else
-    grad__parallel_threads(threads, threads, run_part, &c);
-#endif
+    grad__team_parallel(threads, run_part, &c);
   }
 }
 
@@ -303,7 +289,7 @@ void grad__wino_bf16_run(const grad__wino_bf16 *s, int n, const void *src, const
 
 bool grad__wino_bf16_available(void) { return false; }
 
-void grad__wino_bf16_run(const grad__wino_bf16 *s, int n, const void *src, const void *weights,
+void grad__wino_bf16_run(const grad__wino *s, int n, const void *src, const void *weights,
                          const float *bias, void *dst, bool sum, bool relu, void *scratch,
                          int threads) {
   (void)s, (void)n, (void)src, (void)weights, (void)bias, (void)dst, (void)sum, (void)relu;

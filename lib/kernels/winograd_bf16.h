@@ -19,29 +19,24 @@
 #include <stdint.h>
 
 #include "conv.h"
-
-/* A convolution this kernel runs: 3x3, stride 1, padding 1, in_channels a
- * multiple of 16 and out_channels of 32, on h x w maps (outputs h x w). */
-typedef struct grad__wino_bf16 {
-  int in_channels, out_channels;
-  int h, w;
-} grad__wino_bf16;
+#include "winograd.h"
 
 /* True when the CPU has AVX512_BF16 (and the build targets x86-64). */
 bool grad__wino_bf16_available(void);
 
-/* True when `shape` is one this kernel runs (see grad__wino_bf16). */
+/* True when `shape` is one this kernel runs: 3x3, stride 1, padding 1,
+ * in_channels a multiple of 16 and out_channels of 32. */
 bool grad__wino_bf16_fits(const grad__conv *shape);
 
 /* Bytes of the transformed weights of shape s. */
-size_t grad__wino_bf16_weight_bytes(const grad__wino_bf16 *s);
+size_t grad__wino_bf16_weight_bytes(const grad__wino *s);
 
 /* The weights, fp32 Cout,Cin,3,3, transformed (G g G^T), rounded to bf16
  * and laid out for the products, into out (weight_bytes, 64-byte aligned). */
-void grad__wino_bf16_weights_lay(const grad__wino_bf16 *s, const float *oihw, void *out);
+void grad__wino_bf16_weights_lay(const grad__wino *s, const float *oihw, void *out);
 
 /* Scratch bytes a call with `threads` threads takes. */
-size_t grad__wino_bf16_scratch_bytes(const grad__wino_bf16 *s, int threads);
+size_t grad__wino_bf16_scratch_bytes(const grad__wino *s, int threads);
 
 /*
  * dst = relu?(conv(src) + bias (+ dst where sum)) for n images: src and
@@ -50,7 +45,7 @@ size_t grad__wino_bf16_scratch_bytes(const grad__wino_bf16 *s, int threads);
  * more: an OpenMP team where the build has OpenMP, else libgrad's pool). Every output is the same whatever the thread count.
  * Only where grad__wino_bf16_available().
  */
-void grad__wino_bf16_run(const grad__wino_bf16 *s, int n, const void *src, const void *weights,
+void grad__wino_bf16_run(const grad__wino *s, int n, const void *src, const void *weights,
                          const float *bias, void *dst, bool sum, bool relu, void *scratch,
                          int threads);
 
