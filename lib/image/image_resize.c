@@ -303,7 +303,9 @@ done:
 /*
  * PIL's NEAREST resize (an affine scale in Geometry.c): source positions
  * advance by repeated addition of the scale, starting half a step in, and
- * are truncated; replicating the accumulation keeps ties identical.
+ * are truncated; replicating the accumulation keeps ties identical. Rows
+ * that read the same source row as the one before are copied from it
+ * (enlarging a mask to an image's size repeats most rows).
  */
 static grad_status resample_nearest(const uint8_t *in, int in_w, int in_h, int ch, uint8_t *out,
                                     int out_w, int out_h) {
@@ -311,22 +313,25 @@ static grad_status resample_nearest(const uint8_t *in, int in_w, int in_h, int c
   if (!xs) return grad__fail(GRAD_E_NOMEM, "resize: out of memory for %d columns", out_w);
   double sx = (double)in_w / out_w, sy = (double)in_h / out_h;
   double pos = sx * 0.5;
-  for (int x = 0; x < out_w; x++, pos += sx) xs[x] = pos < 0.0 ? -1 : (int)pos;
+  for (int x = 0; x < out_w; x++, pos += sx) xs[x] = pos < 0.0 || (int)pos >= in_w ? -1 : (int)pos;
+  const size_t row = (size_t)out_w * ch;
   pos = sy * 0.5;
+  int last = -2; /* the source row of the row before (none yet) */
   for (int y = 0; y < out_h; y++, pos += sy) {
-    int yi = pos < 0.0 ? -1 : (int)pos;
-    uint8_t *dst = out + (size_t)y * out_w * ch;
-    if (yi < 0 || yi >= in_h) { /* PIL fills outside samples with 0 */
-      memset(dst, 0, (size_t)out_w * ch);
+    int yi = pos < 0.0 || (int)pos >= in_h ? -1 : (int)pos;
+    uint8_t *dst = out + (size_t)y * row;
+    if (yi == last) {
+      memcpy(dst, dst - row, row);
+      continue;
+    }
+    last = yi;
+    if (yi < 0) { /* PIL fills outside samples with 0 */
+      memset(dst, 0, row);
       continue;
     }
     const uint8_t *src = in + (size_t)yi * in_w * ch;
-    for (int x = 0; x < out_w; x++) {
-      if (xs[x] < 0 || xs[x] >= in_w)
-        memset(dst + (size_t)x * ch, 0, (size_t)ch);
-      else
-        memcpy(dst + (size_t)x * ch, src + (size_t)xs[x] * ch, (size_t)ch);
-    }
+    for (int x = 0; x < out_w; x++)
+      for (int k = 0; k < ch; k++) dst[x * ch + k] = xs[x] < 0 ? 0 : src[(size_t)xs[x] * ch + k];
   }
   grad__free(xs);
   return GRAD_OK;
