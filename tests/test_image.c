@@ -434,10 +434,10 @@ static void guarded_make(guarded_image *g, int w, int h, int ch, unsigned *state
   for (size_t i = 0; i < bytes; i++) g->image.pixels[i] = (uint8_t)((test_uniform(state) + 1) * 128);
 }
 
-/* The vector builds of the 8-bit passes (where the CPU has them) give the
- * portable loops' bytes: random images of many sizes, gray and RGB, shrunk
- * (up to beyond the VBMI pass's window) and enlarged, the last outputs' taps
- * reaching the image's last byte. */
+/* The vector builds of the resize passes (where the CPU has them) give the
+ * portable loops' bytes: random images and float planes of many sizes, gray
+ * and RGB, shrunk (up to beyond the VBMI pass's window) and enlarged, the
+ * last outputs' taps reaching the image's last byte. */
 START_TEST(resize_vector_pass_equals_portable) {
   unsigned state = 2024;
   const double factors[] = {0.3, 0.5, 0.77, 1.0, 1.3, 2.0, 2.23, 3.7, 5.6, 9.0, 17.0, 45.0, 130.0};
@@ -465,6 +465,18 @@ START_TEST(resize_vector_pass_equals_portable) {
     grad_image_free(vec);
     grad_image_free(portable);
     munmap(g.map, g.map_bytes);
+    /* A float plane of that size: the same bits. */
+    size_t in_n = (size_t)in_w * in_h, out_n = (size_t)out_w * out_h;
+    float *plane = malloc(in_n * sizeof *plane), *want = malloc(out_n * sizeof *want);
+    float *got = malloc(out_n * sizeof *got);
+    for (size_t k = 0; k < in_n; k++) plane[k] = (float)(test_uniform(&state) * 100.0);
+    ck_assert_int_eq(grad_plane_resize(plane, in_w, in_h, got, out_w, out_h), GRAD_OK);
+    grad__resize_allow_vector(false);
+    s = grad_plane_resize(plane, in_w, in_h, want, out_w, out_h);
+    grad__resize_allow_vector(true);
+    ck_assert_int_eq(s, GRAD_OK);
+    ck_assert_msg(memcmp(got, want, out_n * sizeof *got) == 0, "plane %s: bits differ", what);
+    free(plane), free(want), free(got);
   }
 }
 END_TEST

@@ -131,8 +131,11 @@ static void horizontal_u8(const void *in_samples, int in_w, int ch, int rows, vo
 /* Output row o reads rows bounds[2o] - first ... of in, a row of n bytes.
  * Integer sums do not depend on their order, so rows are accumulated
  * whole into acc (n ints). */
-INLINE void vertical_u8_body(const uint8_t *in, int first, size_t n, uint8_t *out, int out_h,
-                             const axis *a, int32_t *acc) {
+INLINE void vertical_u8_body(const void *in_samples, int first, size_t n, void *out_samples,
+                             int out_h, const axis *a, void *acc_row) {
+  const uint8_t *in = in_samples;
+  uint8_t *out = out_samples;
+  int32_t *acc = acc_row;
   for (int o = 0; o < out_h; o++) {
     const int32_t *k = a->kf + (size_t)o * a->ksize;
     const uint8_t *src = in + (size_t)(a->bounds[2 * o] - first) * n;
@@ -146,41 +149,6 @@ INLINE void vertical_u8_body(const uint8_t *in, int first, size_t n, uint8_t *ou
     uint8_t *dst = out + (size_t)o * n;
     for (size_t i = 0; i < n; i++) dst[i] = clip_fixed(acc[i]);
   }
-}
-
-/* The same loops built for AVX-512 and AVX2, where GCC vectorises them with
- * 32-bit products (vpmulld); chosen by the CPU's features. */
-static void vertical_u8_portable(const uint8_t *in, int first, size_t n, uint8_t *out, int out_h,
-                                 const axis *a, int32_t *acc) {
-  vertical_u8_body(in, first, n, out, out_h, a, acc);
-}
-#ifdef HAVE_X86_BUILDS
-AVX512_TARGET static void vertical_u8_avx512(const uint8_t *in, int first, size_t n, uint8_t *out,
-                                             int out_h, const axis *a, int32_t *acc) {
-  vertical_u8_body(in, first, n, out, out_h, a, acc);
-}
-AVX2_TARGET static void vertical_u8_avx2(const uint8_t *in, int first, size_t n, uint8_t *out,
-                                         int out_h, const axis *a, int32_t *acc) {
-  vertical_u8_body(in, first, n, out, out_h, a, acc);
-}
-#endif
-
-static void vertical_u8(const void *in, int first, size_t n, void *out, int out_h, const axis *a,
-                        void *acc) {
-#ifdef HAVE_X86_BUILDS
-  if (atomic_load(&vector_allowed)) {
-    grad__isa isa = grad__cpu_isa();
-    if (isa >= GRAD__ISA_AVX512) {
-      vertical_u8_avx512(in, first, n, out, out_h, a, acc);
-      return;
-    }
-    if (isa >= GRAD__ISA_AVX2) {
-      vertical_u8_avx2(in, first, n, out, out_h, a, acc);
-      return;
-    }
-  }
-#endif
-  vertical_u8_portable(in, first, n, out, out_h, a, acc);
 }
 
 /*
@@ -207,8 +175,8 @@ static void horizontal_f32(const void *in_samples, int in_w, int ch, int rows,
   }
 }
 
-static void vertical_f32(const void *in_samples, int first, size_t n, void *out_samples,
-                         int out_h, const axis *a, void *acc_row) {
+INLINE void vertical_f32_body(const void *in_samples, int first, size_t n, void *out_samples,
+                              int out_h, const axis *a, void *acc_row) {
   const float *in = in_samples;
   float *out = out_samples;
   double *acc = acc_row;
@@ -222,6 +190,36 @@ static void vertical_f32(const void *in_samples, int first, size_t n, void *out_
     for (size_t i = 0; i < n; i++) out[(size_t)o * n + i] = (float)acc[i];
   }
 }
+
+/*
+ * The vertical passes in three builds of one body: portable, and for AVX2
+ * and AVX-512, where GCC vectorises the loops along the row (32-bit integer
+ * products; float to double products and sums). Each sample gets the same
+ * operations in the same order in every build, so the same result. The
+ * build follows the CPU's features.
+ */
+#define VERTICAL_PARAMS \
+  const void *in, int first, size_t n, void *out, int out_h, const axis *a, void *acc
+#define VERTICAL_ARGS in, first, n, out, out_h, a, acc
+#ifdef HAVE_X86_BUILDS
+#define VERTICAL_PASS(name)                                                                \
+  AVX512_TARGET static void name##_avx512(VERTICAL_PARAMS) { name##_body(VERTICAL_ARGS); } \
+  AVX2_TARGET static void name##_avx2(VERTICAL_PARAMS) { name##_body(VERTICAL_ARGS); }     \
+  static void name(VERTICAL_PARAMS) {                                                      \
+    grad__isa isa = atomic_load(&vector_allowed) ? grad__cpu_isa() : GRAD__ISA_OLDER;      \
+    if (isa >= GRAD__ISA_AVX512)                                                           \
+      name##_avx512(VERTICAL_ARGS);                                                        \
+    else if (isa >= GRAD__ISA_AVX2)                                                        \
+      name##_avx2(VERTICAL_ARGS);                                                          \
+    else                                                                                   \
+      name##_body(VERTICAL_ARGS);                                                          \
+  }
+#else
+#define VERTICAL_PASS(name) \
+  static void name(VERTICAL_PARAMS) { name##_body(VERTICAL_ARGS); }
+#endif
+VERTICAL_PASS(vertical_u8)
+VERTICAL_PASS(vertical_f32)
 
 /* The two sample types the separable resize runs on: 8-bit pixels with
  * fixed-point weights, and float planes with double weights. */
