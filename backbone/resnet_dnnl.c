@@ -47,7 +47,7 @@ typedef struct dblock {
 typedef struct plan {
   int n, threads;
   dnnl_memory_desc_t image;   /* the caller's n x 3 x S x S fp32 */
-  dnnl_primitive_t to_stem;   /* image -> the stem's input layout and type */
+  dnnl_primitive_t to_stem;   /* image -> the stem's input layout and type (NULL: the same) */
   dconv stem;
   dnnl_primitive_t pool;
   dnnl_memory_desc_t pooled;
@@ -196,7 +196,9 @@ static grad_status make_plan(grad_backbone *bb, int n, int threads, plan **out) 
   grad_status st = grad__dnnl_md4(&p->image, n, 3, s, s, dnnl_f32, dnnl_nchw);
   if (st == GRAD_OK) st = grad__dnnl_md4(&src_any, n, 3, s, s, t, dnnl_format_tag_any);
   if (st == GRAD_OK) st = make_conv(bb, p, &bb->stem, s, &src_any, false, true, &p->stem);
-  if (st == GRAD_OK) {
+  /* fp32 stems read the images as they are (oneDNN's stem kernels take
+   * plain NCHW); a reorder there was a copy of every image. */
+  if (st == GRAD_OK && !dnnl_memory_desc_equal(&p->image, &p->stem.conv.src)) {
     p->stem_in_bytes = dnnl_memory_desc_get_size(&p->stem.conv.src);
     st = grad__dnnl_reorder_make(&p->image, &p->stem.conv.src, &p->to_stem, "the input images");
   }
@@ -319,7 +321,7 @@ static grad_status take_set(grad_workspace *ws, const plan *p, buffers *b) {
   memset(b, 0, sizeof *b);
   bool ok = true;
   for (int i = 0; i < 4; i++) ok = ok && (b->act[i] = grad__ws_alloc(ws, p->act_bytes));
-  ok = ok && (b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes));
+  ok = ok && (!p->stem_in_bytes || (b->stem_in = grad__ws_alloc(ws, p->stem_in_bytes)));
   ok = ok && (!p->scratch_bytes || (b->scratch = grad__ws_alloc(ws, p->scratch_bytes)));
   ok = ok && (!p->out_bytes || (b->out = grad__ws_alloc(ws, p->out_bytes)));
   return ok ? GRAD_OK : grad__fail(GRAD_E_NOMEM, "out of workspace memory in the backbone");
@@ -335,10 +337,14 @@ static grad_status run_conv(const grad__bb_conv *c, const dconv *d, dnnl_stream_
 static grad_status run_image(const grad_backbone *bb, const plan *p, dnnl_stream_t s,
                              const buffers *buf, const float *pixels, int image,
                              grad__bb_sink sink, void *ctx) {
-  grad__dnnl_arg in[] = {{DNNL_ARG_FROM, &p->image, pixels},
-                         {DNNL_ARG_TO, &p->stem.conv.src, buf->stem_in}};
-  grad_status st = grad__dnnl_exec(p->to_stem, s, in, 2, "the input images");
-  if (st == GRAD_OK) st = run_conv(&bb->stem, &p->stem, s, buf->stem_in, buf->act[1], buf->scratch);
+  const void *stem_in = p->to_stem ? buf->stem_in : pixels;
+  grad_status st = GRAD_OK;
+  if (p->to_stem) {
+    grad__dnnl_arg in[] = {{DNNL_ARG_FROM, &p->image, pixels},
+                           {DNNL_ARG_TO, &p->stem.conv.src, buf->stem_in}};
+    st = grad__dnnl_exec(p->to_stem, s, in, 2, "the input images");
+  }
+  if (st == GRAD_OK) st = run_conv(&bb->stem, &p->stem, s, stem_in, buf->act[1], buf->scratch);
   if (st == GRAD_OK) {
     grad__dnnl_arg pool[] = {{DNNL_ARG_SRC, &p->stem.conv.dst, buf->act[1]},
                              {DNNL_ARG_DST, &p->pooled, buf->act[0]}};
