@@ -14,7 +14,7 @@
 
 #include "core.h"
 #include "image_internal.h"  /* struct grad_image, to place pixels before a guard page */
-#include "resize_internal.h" /* grad__resize_allow_vector */
+#include "resize_internal.h" /* grad__resize_isa_cap */
 #include "testutil.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -431,17 +431,19 @@ static void guarded_make(guarded_image *g, int w, int h, int ch, unsigned *state
   ck_assert_ptr_ne(g->map, MAP_FAILED);
   ck_assert_int_eq(mprotect(g->map + g->map_bytes - page, page, PROT_NONE), 0);
   g->image = (struct grad_image){w, h, ch, g->map + g->map_bytes - page - bytes};
-  for (size_t i = 0; i < bytes; i++) g->image.pixels[i] = (uint8_t)((test_uniform(state) + 1) * 128);
+  for (size_t i = 0; i < bytes; i++)
+    g->image.pixels[i] = (uint8_t)((test_uniform(state) + 1) * 128);
 }
 
-/* The vector builds of the resize passes (where the CPU has them) give the
- * portable loops' bytes: random images and float planes of many sizes, gray
- * and RGB, shrunk (up to beyond the VBMI pass's window) and enlarged, the
- * last outputs' taps reaching the image's last byte. */
-START_TEST(resize_vector_pass_equals_portable) {
+/* The vector builds of the resize passes (AVX2, AVX-512, where the CPU has
+ * them) give the portable loops' bytes: random images and float planes of
+ * many sizes, gray and RGB, shrunk (up to beyond the VBMI pass's window) and
+ * enlarged, the last outputs' taps reaching the image's last byte. */
+START_TEST(resize_vector_builds_equal_portable) {
   unsigned state = 2024;
   const double factors[] = {0.3, 0.5, 0.77, 1.0, 1.3, 2.0, 2.23, 3.7, 5.6, 9.0, 17.0, 45.0, 130.0};
   const int nf = (int)(sizeof factors / sizeof factors[0]);
+  const grad__isa caps[] = {GRAD__ISA_AVX2, GRAD__ISA_AVX512};
   for (int i = 0; i < 160; i++) {
     int ch = i % 2 ? 3 : 1;
     int in_w = 1 + (int)((test_uniform(&state) + 1) * 400);
@@ -452,30 +454,31 @@ START_TEST(resize_vector_pass_equals_portable) {
     if (out_w == in_w && out_h == in_h) out_w++;
     guarded_image g;
     guarded_make(&g, in_w, in_h, ch, &state);
-    grad_image *vec = NULL, *portable = NULL;
-    ck_assert_int_eq(grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &vec),
-                     GRAD_OK);
-    grad__resize_allow_vector(false);
-    grad_status s = grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &portable);
-    grad__resize_allow_vector(true);
-    ck_assert_int_eq(s, GRAD_OK);
-    char what[96];
-    snprintf(what, sizeof what, "%d x %d x %d to %d x %d", in_w, in_h, ch, out_w, out_h);
-    assert_image_equals(vec, portable, what, 0);
-    grad_image_free(vec);
-    grad_image_free(portable);
-    munmap(g.map, g.map_bytes);
-    /* A float plane of that size: the same bits. */
     size_t in_n = (size_t)in_w * in_h, out_n = (size_t)out_w * out_h;
     float *plane = malloc(in_n * sizeof *plane), *want = malloc(out_n * sizeof *want);
     float *got = malloc(out_n * sizeof *got);
     for (size_t k = 0; k < in_n; k++) plane[k] = (float)(test_uniform(&state) * 100.0);
-    ck_assert_int_eq(grad_plane_resize(plane, in_w, in_h, got, out_w, out_h), GRAD_OK);
-    grad__resize_allow_vector(false);
-    s = grad_plane_resize(plane, in_w, in_h, want, out_w, out_h);
-    grad__resize_allow_vector(true);
+    grad_image *portable = NULL;
+    grad__resize_isa_cap(GRAD__ISA_OLDER);
+    grad_status s = grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &portable);
+    if (s == GRAD_OK) s = grad_plane_resize(plane, in_w, in_h, want, out_w, out_h);
     ck_assert_int_eq(s, GRAD_OK);
-    ck_assert_msg(memcmp(got, want, out_n * sizeof *got) == 0, "plane %s: bits differ", what);
+    for (int c = 0; c < 2; c++) {
+      grad_image *vec = NULL;
+      grad__resize_isa_cap(caps[c]);
+      s = grad_image_resize(&g.image, out_w, out_h, GRAD_RESIZE_BILINEAR, &vec);
+      if (s == GRAD_OK) s = grad_plane_resize(plane, in_w, in_h, got, out_w, out_h);
+      grad__resize_isa_cap(GRAD__ISA_AVX512);
+      ck_assert_int_eq(s, GRAD_OK);
+      char what[96];
+      snprintf(what, sizeof what, "%s: %d x %d x %d to %d x %d", c ? "AVX-512" : "AVX2", in_w,
+               in_h, ch, out_w, out_h);
+      assert_image_equals(vec, portable, what, 0);
+      ck_assert_msg(memcmp(got, want, out_n * sizeof *got) == 0, "plane %s: bits differ", what);
+      grad_image_free(vec);
+    }
+    grad_image_free(portable);
+    munmap(g.map, g.map_bytes);
     free(plane), free(want), free(got);
   }
 }
@@ -680,7 +683,7 @@ int main(void) {
   tcase_add_test(tc, png_round_trip);
   tcase_add_test(tc, png_write_failures_leave_no_file);
   tcase_add_test(tc, resize_matches_pil_exactly);
-  tcase_add_test(tc, resize_vector_pass_equals_portable);
+  tcase_add_test(tc, resize_vector_builds_equal_portable);
   tcase_add_test(tc, resize_same_size_copies_and_rejects_bad_sizes);
   tcase_add_test(tc, resize_plane_matches_pil_float);
   tcase_add_test(tc, to_tensor_matches_torchvision);

@@ -87,17 +87,24 @@ static inline uint8_t clip_fixed(int32_t v) {
   return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-static atomic_bool vector_allowed = true;
+static atomic_int isa_cap = GRAD__ISA_AVX512;
 
-bool grad__resize_allow_vector(bool allow) { return atomic_exchange(&vector_allowed, allow); }
+grad__isa grad__resize_isa_cap(grad__isa cap) { return (grad__isa)atomic_exchange(&isa_cap, cap); }
+
+/* The instruction set the passes' builds may use: the CPU's, up to the cap. */
+static grad__isa vector_isa(void) {
+  grad__isa cpu = grad__cpu_isa(), cap = (grad__isa)atomic_load(&isa_cap);
+  return cpu < cap ? cpu : cap;
+}
 
 /* Rows [0, rows) of in (in_w pixels of ch bytes) to out_w pixels: with
- * AVX-512 VBMI where the CPU has it (resize_vbmi.c), else portably. */
+ * AVX-512 VBMI where the CPU has it (resize_vbmi.c), else portably. (An AVX2
+ * build with gathers was no faster on RGB on Zen 4.) */
 static void horizontal_u8(const void *in_samples, int in_w, int ch, int rows, void *out_samples,
                           int out_w, const axis *a) {
   const uint8_t *in = in_samples;
   uint8_t *out = out_samples;
-  if (atomic_load(&vector_allowed) &&
+  if (vector_isa() >= GRAD__ISA_AVX512 &&
       grad__resize_rows_u8_vbmi(in, in_w, ch, rows, out, out_w, a->bounds, a->kf, a->ksize))
     return;
   for (int y = 0; y < rows; y++) {
@@ -206,7 +213,7 @@ INLINE void vertical_f32_body(const void *in_samples, int first, size_t n, void 
   AVX512_TARGET static void name##_avx512(VERTICAL_PARAMS) { name##_body(VERTICAL_ARGS); } \
   AVX2_TARGET static void name##_avx2(VERTICAL_PARAMS) { name##_body(VERTICAL_ARGS); }     \
   static void name(VERTICAL_PARAMS) {                                                      \
-    grad__isa isa = atomic_load(&vector_allowed) ? grad__cpu_isa() : GRAD__ISA_OLDER;      \
+    grad__isa isa = vector_isa();                                                          \
     if (isa >= GRAD__ISA_AVX512)                                                           \
       name##_avx512(VERTICAL_ARGS);                                                        \
     else if (isa >= GRAD__ISA_AVX2)                                                        \

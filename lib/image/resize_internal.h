@@ -1,13 +1,15 @@
 /*
  * The bilinear resize's (image_resize.c) vector build of the horizontal
- * 8-bit pass (resize_vbmi.c), and the switch tests use to compare the vector
- * builds of both passes with the portable code.
+ * 8-bit pass (resize_vbmi.c), and the switch tests use to compare every
+ * build of the passes with the portable code.
  */
 #ifndef GRAD_RESIZE_INTERNAL_H
 #define GRAD_RESIZE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "threading.h" /* grad__isa */
 
 /* Fixed-point fraction bits of the 8-bit passes: 32 - 8 - 2, as in PIL. */
 #define GRAD_RESIZE_FIXED_BITS 22
@@ -26,11 +28,11 @@ bool grad__resize_rows_u8_vbmi(const uint8_t *in, int in_w, int ch, int rows, ui
                                int out_w, const int *bounds, const int32_t *weights, int ksize);
 
 /*
- * Whether the 8-bit passes may use their vector builds where the CPU has
- * them (they do by default); tests turn it off to compare them with the
- * portable loops. Returns the previous setting. Set it only while no resize
- * runs.
+ * The most capable builds the resize passes may use where the CPU has them
+ * (GRAD__ISA_AVX512 by default: all); tests lower it to compare each build
+ * with the portable loops (GRAD__ISA_OLDER). Returns the previous cap. Set
+ * it only while no resize runs.
  */
-bool grad__resize_allow_vector(bool allow);
+grad__isa grad__resize_isa_cap(grad__isa cap);
 
 #endif /* GRAD_RESIZE_INTERNAL_H */

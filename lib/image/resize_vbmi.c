@@ -41,7 +41,8 @@ typedef struct plan {
   uint8_t *index;  /* per block and tap: 64 bytes, lane l's window byte at 4l */
 } plan;
 
-/* The first byte of the row that output sample j reads, and its taps. */
+/* The first byte of its row that output sample j (pixel j / ch, channel
+ * j % ch) reads, and its number of taps. */
 static int sample_start(int j, int ch, const int *bounds, int *taps) {
   int o = j / ch;
   *taps = bounds[2 * o + 1];
