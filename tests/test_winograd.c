@@ -245,9 +245,11 @@ START_TEST(f32_random_values_within_its_rounding) {
     float *out = run(&f32, &p, 1);
     double max_ratio, rms_ratio;
     errors(&p, out, &max_ratio, &rms_ratio);
-    /* F(4x4)'s transforms lose a few bits more than direct sums (2e-6 to 1e-5) */
-    ck_assert_double_le(max_ratio, 3e-5);
-    ck_assert_double_le(rms_ratio, 1e-5);
+    /* F(4x4) loses a few bits more than direct sums: 4e-7 to 1.7e-6 here
+     * with its points and runs, 1.2e-5 with Lavin's points summed in one
+     * run (docs/backbone.md, "fp32 Winograd") */
+    ck_assert_double_le(max_ratio, 6e-6);
+    ck_assert_double_le(rms_ratio, 2e-6);
     free(out);
     problem_free(&p);
   }
@@ -263,7 +265,7 @@ START_TEST(f32_same_bits_for_every_thread_count) {
   float *out = run(&f32, &p, 1);
   double max_ratio, rms_ratio;
   errors(&p, out, &max_ratio, &rms_ratio);
-  ck_assert_double_le(max_ratio, 3e-5);
+  ck_assert_double_le(max_ratio, 6e-6);
   free(out);
   check_thread_counts(&f32, &p);
   problem_free(&p);

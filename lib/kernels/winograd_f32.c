@@ -2,16 +2,22 @@
  * Winograd F(4x4, 3x3) in fp32 on AVX-512 (winograd_f32.h).
  *
  * Notation (Lavin and Gray, "Fast Algorithms for Convolutional Neural
- * Networks", 2016, interpolation points 0, +-1, +-2 and infinity): output
- * tile Y = A^T [(G g G^T) . (B^T d B)] A, with d a 6x6 input tile, g a 3x3
- * kernel and 36 positions p = 6 i + j of the transformed tiles. Per
- * position the sum over input channels is a product (tiles x Cin) . (Cin x
- * Cout), so a call is, per block of tiles:
+ * Networks", 2016): output tile Y = A^T [(G g G^T) . (B^T d B)] A, with d a
+ * 6x6 input tile, g a 3x3 kernel and 36 positions p = 6 i + j of the
+ * transformed tiles. Per position the sum over input channels is a product
+ * (tiles x Cin) . (Cin x Cout), so a call is, per block of tiles:
  *
  *   1. the block's input tiles transformed: V[p][tile][Cin];
  *   2. per position, per 64 output channels, the product into
  *      M[p][tile][Cout], 6 (or 5) tiles x 64 channels in registers;
  *   3. the output tiles transformed back, with bias, residual and ReLU.
+ *
+ * Accuracy (docs/backbone.md, "fp32 Winograd"): the matrices are those of
+ * the interpolation points 0, -1, 1, 1/2, -2 and infinity, not Lavin's 0,
+ * +-1, +-2 (whose A^T reaches 8 on both sides and magnifies the products'
+ * rounding), and each product sums its input channels in runs of
+ * SUM_RUN, the runs' sums added: both halve the error, which then matches
+ * oneDNN's F(4x4) (1e-6 of the output's rms at 384 channels).
  *
  * Step 2 runs one position at a time: that position's V (tiles x Cin) and
  * a 64-channel column of its weights U[p][Cout/64][Cin][64] stay in L2
@@ -31,6 +37,7 @@ enum {
   POS = 36,   /* positions of a transformed 6x6 tile */
   KC = 64,    /* output channels per product column */
   NT = 6,     /* tiles per register block of the product */
+  SUM_RUN = 64, /* input channels summed in registers before adding to M */
   BLOCK_BYTES = 6 << 20,
 };
 
@@ -81,11 +88,11 @@ size_t grad__wino_f32_scratch_bytes(const grad__wino *s, int threads) {
 }
 
 void grad__wino_f32_weights_lay(const grad__wino *s, const float *oihw, void *out) {
-  static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
+  static const double G[6][3] = {{1, 0, 0},
+                                 {-1.0 / 3, 1.0 / 3, -1.0 / 3},
+                                 {1.0 / 3, 1.0 / 3, 1.0 / 3},
+                                 {-16.0 / 15, -8.0 / 15, -4.0 / 15},
+                                 {1.0 / 15, -2.0 / 15, 4.0 / 15},
                                  {0, 0, 1}};
   const int C = s->in_channels, K = s->out_channels, columns = columns_of(s);
   float *u = out;
@@ -127,26 +134,39 @@ typedef struct call {
   size_t part_bytes;
 } call;
 
-/* B^T x for the six rows (or columns) x of a tile. */
-F32_INLINE void input_rows(const __m512 x[6], __m512 out[6]) {
-  const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), five = _mm512_set1_ps(5);
-  out[0] = _mm512_fmadd_ps(four, x[0], _mm512_fnmadd_ps(five, x[2], x[4]));
-  out[1] = _mm512_fnmadd_ps(four, _mm512_add_ps(x[1], x[2]), _mm512_add_ps(x[3], x[4]));
-  out[2] = _mm512_fmadd_ps(four, _mm512_sub_ps(x[1], x[2]), _mm512_sub_ps(x[4], x[3]));
-  out[3] = _mm512_fmadd_ps(two, _mm512_sub_ps(x[3], x[1]), _mm512_sub_ps(x[4], x[2]));
-  out[4] = _mm512_fmadd_ps(two, _mm512_sub_ps(x[1], x[3]), _mm512_sub_ps(x[4], x[2]));
-  out[5] = _mm512_fmadd_ps(four, x[1], _mm512_fnmadd_ps(five, x[3], x[5]));
+/* a x + b. */
+F32_INLINE __m512 madd(float a, __m512 x, __m512 b) {
+  return _mm512_fmadd_ps(_mm512_set1_ps(a), x, b);
 }
 
-/* A^T x for the six rows (or columns) x of a product tile: four outputs. */
+/* B^T x for the six rows (or columns) x of a tile. B^T's rows:
+ *   1  -3/2  -2   3/2   1   0
+ *   0   1   -5/2  1/2   1   0
+ *   0  -1    1/2  5/2   1   0
+ *   0  -2   -1    2     1   0
+ *   0   1/2 -1   -1/2   1   0
+ *   0   1   -3/2 -2     3/2 1 */
+F32_INLINE void input_rows(const __m512 x[6], __m512 out[6]) {
+  out[0] = madd(-1.5f, _mm512_sub_ps(x[1], x[3]), madd(-2, x[2], _mm512_add_ps(x[0], x[4])));
+  out[1] = madd(-2.5f, x[2], madd(0.5f, x[3], _mm512_add_ps(x[1], x[4])));
+  out[2] = madd(0.5f, x[2], madd(2.5f, x[3], _mm512_sub_ps(x[4], x[1])));
+  out[3] = madd(2, _mm512_sub_ps(x[3], x[1]), _mm512_sub_ps(x[4], x[2]));
+  out[4] = madd(0.5f, _mm512_sub_ps(x[1], x[3]), _mm512_sub_ps(x[4], x[2]));
+  out[5] = madd(-1.5f, _mm512_sub_ps(x[2], x[4]), madd(-2, x[3], _mm512_add_ps(x[1], x[5])));
+}
+
+/* A^T x for the six rows (or columns) x of a product tile: four outputs.
+ * A^T's rows:
+ *   1   1  1  1     1  0
+ *   0  -1  1  1/2  -2  0
+ *   0   1  1  1/4   4  0
+ *   0  -1  1  1/8  -8  1 */
 F32_INLINE void output_rows(const __m512 x[6], __m512 out[4]) {
-  const __m512 two = _mm512_set1_ps(2), four = _mm512_set1_ps(4), eight = _mm512_set1_ps(8);
-  const __m512 s12 = _mm512_add_ps(x[1], x[2]), d12 = _mm512_sub_ps(x[1], x[2]);
-  const __m512 s34 = _mm512_add_ps(x[3], x[4]), d34 = _mm512_sub_ps(x[3], x[4]);
-  out[0] = _mm512_add_ps(_mm512_add_ps(x[0], s12), s34);
-  out[1] = _mm512_fmadd_ps(two, d34, d12);
-  out[2] = _mm512_fmadd_ps(four, s34, s12);
-  out[3] = _mm512_add_ps(_mm512_fmadd_ps(eight, d34, d12), x[5]);
+  const __m512 s = _mm512_add_ps(x[2], x[1]), d = _mm512_sub_ps(x[2], x[1]);
+  out[0] = _mm512_add_ps(_mm512_add_ps(x[0], s), _mm512_add_ps(x[3], x[4]));
+  out[1] = madd(-2, x[4], madd(0.5f, x[3], d));
+  out[2] = madd(4, x[4], madd(0.25f, x[3], s));
+  out[3] = _mm512_add_ps(madd(-8, x[4], madd(0.125f, x[3], d)), x[5]);
 }
 
 /* Step 1: tiles [first, first + count) of the image into v (B^T d B). */
@@ -179,26 +199,32 @@ F32_TARGET static void transform_input(const call *c, int first, int count, floa
 }
 
 /* Step 2 for nt tiles: m[tile][64] = sum over input channels of
- * v[tile][c] u[c][64]. nt is at most NT, so the accumulators stay in
- * registers. */
+ * v[tile][c] u[c][64], in runs of SUM_RUN channels. nt is at most NT, so
+ * the accumulators stay in registers. */
 F32_INLINE void product(const float *v, int C, const float *u, float *m, int K, const int nt) {
-  __m512 acc[NT][4];
-  for (int i = 0; i < nt; i++)
-    for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
-  for (int c = 0; c < C; c++) {
-    const float *uc = u + (size_t)c * KC;
-    const __m512 w0 = _mm512_loadu_ps(uc), w1 = _mm512_loadu_ps(uc + 16),
-                 w2 = _mm512_loadu_ps(uc + 32), w3 = _mm512_loadu_ps(uc + 48);
-    for (int i = 0; i < nt; i++) {
-      const __m512 b = _mm512_set1_ps(v[(size_t)i * C + c]);
-      acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);
-      acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);
-      acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
+  for (int first = 0; first < C; first += SUM_RUN) {
+    const int end = first + SUM_RUN < C ? first + SUM_RUN : C;
+    __m512 acc[NT][4];
+    for (int i = 0; i < nt; i++)
+      for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int c = first; c < end; c++) {
+      const float *uc = u + (size_t)c * KC;
+      const __m512 w0 = _mm512_loadu_ps(uc), w1 = _mm512_loadu_ps(uc + 16),
+                   w2 = _mm512_loadu_ps(uc + 32), w3 = _mm512_loadu_ps(uc + 48);
+      for (int i = 0; i < nt; i++) {
+        const __m512 b = _mm512_set1_ps(v[(size_t)i * C + c]);
+        acc[i][0] = _mm512_fmadd_ps(b, w0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(b, w1, acc[i][1]);
+        acc[i][2] = _mm512_fmadd_ps(b, w2, acc[i][2]);
+        acc[i][3] = _mm512_fmadd_ps(b, w3, acc[i][3]);
+      }
     }
+    for (int i = 0; i < nt; i++)
+      for (int j = 0; j < 4; j++) {
+        float *at = m + (size_t)i * K + j * 16;
+        _mm512_storeu_ps(at, first ? _mm512_add_ps(_mm512_loadu_ps(at), acc[i][j]) : acc[i][j]);
+      }
   }
-  for (int i = 0; i < nt; i++)
-    for (int j = 0; j < 4; j++) _mm512_storeu_ps(m + (size_t)i * K + j * 16, acc[i][j]);
 }
 
 /* One 64-channel column of one position for `count` tiles: blocks of 6
