@@ -118,7 +118,8 @@ int grad__team_threads(void);
 /* fn(ctx, part, parts) for parts = `threads` on an OpenMP team of that
  * many threads: the team oneDNN's primitives around the caller run on (a
  * pool beside its spinning threads would fight them for the cores). On
- * libgrad's pool where oneDNN (and with it OpenMP) is not built in. */
+ * libgrad's pool where oneDNN (and with it OpenMP) is not built in, and
+ * under ThreadSanitizer. */
 void grad__team_parallel(int threads, grad__part_fn fn, void *ctx);
 
 #endif /* GRAD_THREADING_H */
