@@ -69,13 +69,11 @@ static plan make_plan(const grad_backbone *bb, int h, int w) {
   return p;
 }
 
-static size_t arena_bytes(size_t floats) { return (floats * sizeof(float) + 63) & ~(size_t)63; }
-
 size_t grad__effnet_workspace_bytes(const grad_backbone *bb, int n) {
   (void)n; /* one image at a time */
   const plan p = make_plan(bb, bb->input_size, bb->input_size);
-  return 3 * arena_bytes(p.act) + arena_bytes(p.padded) + arena_bytes(p.scratch) +
-         arena_bytes(p.se);
+  return 3 * grad__ws_round(p.act * sizeof(float)) + grad__ws_round(p.padded * sizeof(float)) +
+         grad__ws_round(p.scratch * sizeof(float)) + grad__ws_round(p.se * sizeof(float));
 }
 
 /* ---- Passes ------------------------------------------------------------------ */

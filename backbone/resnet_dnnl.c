@@ -283,11 +283,9 @@ size_t grad__bb_dnnl_weight_bytes(const grad_backbone *bb) {
   return bytes;
 }
 
-static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
-
 static size_t bytes_of(const plan *p) {
-  return 4 * arena(p->act_bytes) + arena(p->stem_in_bytes) + arena(p->out_bytes) +
-         arena(p->scratch_bytes);
+  return 4 * grad__ws_round(p->act_bytes) + grad__ws_round(p->stem_in_bytes) +
+         grad__ws_round(p->out_bytes) + grad__ws_round(p->scratch_bytes);
 }
 
 /* The one-thread plan (images shared out over the pool) and the team plan

@@ -325,15 +325,14 @@ grad_status grad__backbone_features(const grad_backbone *bb, grad_workspace *ws,
   return st;
 }
 
-static size_t arena_bytes(size_t floats) { return (floats * sizeof(float) + 63) & ~(size_t)63; }
-
 /* Workspace bytes run_group takes for n images, rounded as the arena rounds. */
 static size_t group_bytes(const grad_backbone *bb, int n, int threads, grad_status *st) {
   if (bb->engine == GRAD_ENGINE_ONEDNN) return grad__bb_dnnl_bytes(bb, n, threads, st);
   *st = GRAD_OK;
   const plan p = make_plan(bb, n);
-  size_t bytes = 4 * arena_bytes(p.single) + arena_bytes(p.scratch);
-  if (p.split < bb->block_count) bytes += 4 * arena_bytes((size_t)n * p.batched);
+  size_t bytes =
+      4 * grad__ws_round(p.single * sizeof(float)) + grad__ws_round(p.scratch * sizeof(float));
+  if (p.split < bb->block_count) bytes += 4 * grad__ws_round((size_t)n * p.batched * sizeof(float));
   return bytes;
 }
 

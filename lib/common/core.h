@@ -76,6 +76,12 @@ int grad__blas_threads_that_fit(int threads);
  * first call of a given size no further allocation happens. Pointers are
  * 64-byte aligned. */
 void grad__ws_reset(grad_workspace *ws);
+#define GRAD__WS_ALIGN 64
+/* bytes rounded up to that alignment: the room a buffer takes in the arena
+ * (or in any buffer cut into aligned parts), for sizing beforehand. */
+static inline size_t grad__ws_round(size_t bytes) {
+  return (bytes + GRAD__WS_ALIGN - 1) & ~(size_t)(GRAD__WS_ALIGN - 1);
+}
 /* NULL on allocation failure (message set). */
 void *grad__ws_alloc(grad_workspace *ws, size_t bytes);
 float *grad__ws_floats(grad_workspace *ws, size_t count);

@@ -3,8 +3,6 @@
 
 #include "core.h"
 
-enum { WS_ALIGN = 64 };
-
 typedef struct overflow_block {
   struct overflow_block *next;
   size_t mark_before;  /* arena total when this block was handed out */
@@ -13,7 +11,7 @@ typedef struct overflow_block {
 
 struct grad_workspace {
   void *raw;             /* what grad__malloc returned for the main block */
-  char *base;            /* WS_ALIGN-aligned start of the main block */
+  char *base;            /* GRAD__WS_ALIGN-aligned start of the main block */
   size_t capacity;
   size_t used;
   size_t peak;           /* the largest total demand since creation */
@@ -22,11 +20,10 @@ struct grad_workspace {
   int threads;           /* grad_workspace_threads_set; 0: the process default */
 };
 
-static size_t round_up(size_t n) { return (n + WS_ALIGN - 1) & ~(size_t)(WS_ALIGN - 1); }
 
 static char *align_pointer(void *p) {
   uintptr_t u = (uintptr_t)p;
-  return (char *)((u + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
+  return (char *)((u + GRAD__WS_ALIGN - 1) & ~(uintptr_t)(GRAD__WS_ALIGN - 1));
 }
 
 grad_status grad_workspace_create(grad_workspace **out) {
@@ -73,18 +70,18 @@ void grad__ws_reset(grad_workspace *ws) {
   ws->used = 0;
   if (!grow) return;
   grad__free(ws->raw);
-  ws->raw = grad__malloc(ws->peak + WS_ALIGN);
+  ws->raw = grad__malloc(ws->peak + GRAD__WS_ALIGN);
   ws->base = ws->raw ? align_pointer(ws->raw) : NULL;
   ws->capacity = ws->raw ? ws->peak : 0;
 }
 
 grad_status grad__ws_reserve(grad_workspace *ws, size_t bytes) {
-  if (bytes > ws->peak) ws->peak = round_up(bytes);
+  if (bytes > ws->peak) ws->peak = grad__ws_round(bytes);
   if (!ws->overflow && ws->capacity >= ws->peak) return GRAD_OK;
   free_overflow(ws, 0);
   grad__free(ws->raw);
   ws->used = 0;
-  ws->raw = grad__malloc(ws->peak + WS_ALIGN);
+  ws->raw = grad__malloc(ws->peak + GRAD__WS_ALIGN);
   ws->base = ws->raw ? align_pointer(ws->raw) : NULL;
   ws->capacity = ws->raw ? ws->peak : 0;
   if (!ws->raw) return grad__fail(GRAD_E_NOMEM, "out of memory reserving %zu bytes of workspace", bytes);
@@ -99,7 +96,7 @@ void grad__ws_release(grad_workspace *ws, size_t mark) {
 }
 
 void *grad__ws_alloc(grad_workspace *ws, size_t bytes) {
-  size_t need = round_up(bytes ? bytes : 1);
+  size_t need = grad__ws_round(bytes ? bytes : 1);
   if (need < bytes) {
     grad__fail(GRAD_E_TOO_LARGE, "workspace request of %zu bytes overflows", bytes);
     return NULL;
@@ -111,8 +108,8 @@ void *grad__ws_alloc(grad_workspace *ws, size_t bytes) {
     ws->used += need;
     return p;
   }
-  size_t header = round_up(sizeof(overflow_block));
-  overflow_block *b = grad__malloc(header + need + WS_ALIGN);
+  size_t header = grad__ws_round(sizeof(overflow_block));
+  overflow_block *b = grad__malloc(header + need + GRAD__WS_ALIGN);
   if (!b) {
     grad__fail(GRAD_E_NOMEM, "out of memory allocating %zu bytes of workspace", need);
     return NULL;

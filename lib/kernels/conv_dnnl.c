@@ -164,8 +164,6 @@ static const dnnl_memory_desc_t *md_of(const_dnnl_primitive_desc_t pd, dnnl_quer
   return dnnl_primitive_desc_query_md(pd, what, 0);
 }
 
-static size_t arena(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
-
 static size_t weight_floats(const grad__conv *c) {
   return (size_t)c->out_channels * c->in_channels * c->kernel * c->kernel;
 }
@@ -267,11 +265,12 @@ static grad_status shape_build(shape *sh) {
                                                     md_of(wpd, dnnl_query_diff_dst_md));
     const operand *ops[] = {&sh->f_src, &sh->f_wei, &sh->f_dst, &sh->d_ddst, &sh->d_wei,
                             &sh->d_dsrc, &sh->w_src, &sh->w_ddst, &sh->w_dwei};
-    sh->forward_bytes = arena(sh->scratch_bytes);
-    sh->backward_bytes = arena(sh->scratch_bytes) + arena(dnnl_memory_desc_get_size(&wei));
+    sh->forward_bytes = grad__ws_round(sh->scratch_bytes);
+    sh->backward_bytes =
+        grad__ws_round(sh->scratch_bytes) + grad__ws_round(dnnl_memory_desc_get_size(&wei));
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
       if (ops[i]->reorder.p)
-        *(i < 3 ? &sh->forward_bytes : &sh->backward_bytes) += arena(ops[i]->inner_bytes);
+        *(i < 3 ? &sh->forward_bytes : &sh->backward_bytes) += grad__ws_round(ops[i]->inner_bytes);
   }
   if (fpd) dnnl_primitive_desc_destroy(fpd);
   if (dpd) dnnl_primitive_desc_destroy(dpd);
@@ -349,7 +348,7 @@ typedef struct run {
 
 static void *take(run *r, size_t bytes) {
   void *p = r->buffer + r->used;
-  r->used += arena(bytes);
+  r->used += grad__ws_round(bytes);
   return p;
 }
 
@@ -398,7 +397,7 @@ static dnnl_status_t forward_share(call *c, run *r) {
   shape *sh = r->sh;
   const float *x = c->x + (size_t)r->first * c->x_image;
   float *y = c->y + (size_t)r->first * c->y_image;
-  r->used = arena(sh->scratch_bytes);
+  r->used = grad__ws_round(sh->scratch_bytes);
   dnnl_status_t s = bind(r, &sh->f_src, x, true);
   if (s == dnnl_success) s = bind(r, &sh->f_wei, c->weight, true);
   if (s == dnnl_success) s = bind(r, &sh->f_dst, y, false);
@@ -416,7 +415,7 @@ static dnnl_status_t backward_share(call *c, run *r) {
   shape *sh = r->sh;
   const float *x = c->x + (size_t)r->first * c->x_image;
   const float *dy = c->dy + (size_t)r->first * c->y_image;
-  r->used = arena(sh->scratch_bytes);
+  r->used = grad__ws_round(sh->scratch_bytes);
   dnnl_status_t s = dnnl_success;
   float *dx = c->dx ? c->dx + (size_t)r->first * c->x_image : NULL;
   if (dx && sh->gemm_data) {
@@ -512,9 +511,9 @@ static grad_status run_call(grad__conv_dnnl_set *set, const grad__conv *conv,
     if (st == GRAD_OK && !(r->buffer = grad__ws_alloc(ws, bytes)))
       st = grad__fail(GRAD_E_NOMEM, "oneDNN convolution: no workspace for its buffers");
     /* the partial dW sits after the reorder buffers, which never reach it */
-    r->partial_dw = st == GRAD_OK && p > 0 && c->dweight
-                        ? (float *)(r->buffer + bytes - arena(sizeof(float) * weight_floats(conv)))
-                        : NULL;
+    const size_t dw_bytes = grad__ws_round(sizeof(float) * weight_floats(conv));
+    r->partial_dw =
+        st == GRAD_OK && p > 0 && c->dweight ? (float *)(r->buffer + bytes - dw_bytes) : NULL;
   }
   grad__team_leave(scope);
   if (st == GRAD_OK) {
