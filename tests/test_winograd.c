@@ -30,20 +30,10 @@ static size_t blocked(int c, int y, int x, int h, int w) {
   return (((size_t)(c / 16) * h + y) * w + x) * 16 + c % 16;
 }
 
-/* A kernel under test and the type of its activations. */
-typedef struct kernel {
-  bool bf16;
-  size_t (*weight_bytes)(const grad__wino *s);
-  void (*weights_lay)(const grad__wino *s, const float *oihw, void *out);
-  size_t (*scratch_bytes)(const grad__wino *s, int threads);
-  void (*run)(const grad__wino *s, int n, const void *src, const void *weights,
-              const float *bias, void *dst, bool sum, bool relu, void *scratch, int threads);
-} kernel;
-
-static const kernel bf16 = {true, grad__wino_bf16_weight_bytes, grad__wino_bf16_weights_lay,
-                            grad__wino_bf16_scratch_bytes, grad__wino_bf16_run};
-static const kernel f32 = {false, grad__wino_f32_weight_bytes, grad__wino_f32_weights_lay,
-                           grad__wino_f32_scratch_bytes, grad__wino_f32_run};
+/* The kernels under test (winograd.h); a 2-byte element is bf16. */
+typedef grad__wino_kernel kernel;
+static const kernel *const bf16 = &grad__wino_bf16_kernel, *const f32 = &grad__wino_f32_kernel;
+static bool is_bf16(const kernel *k) { return k->element == sizeof(uint16_t); }
 
 typedef struct problem {
   grad__wino s;
@@ -54,7 +44,7 @@ typedef struct problem {
 
 /* A value of x or residual: bf16's where the kernel is bf16. */
 static float activation(const kernel *k, float v) {
-  return k->bf16 ? grad__bf16_to_f32(bf16_of(v)) : v;
+  return is_bf16(k) ? grad__bf16_to_f32(bf16_of(v)) : v;
 }
 
 static void problem_make(problem *p, const kernel *kn, int C, int K, int h, int w, bool integers,
@@ -97,10 +87,10 @@ static void problem_free(problem *p) {
 
 /* Activation i of a buffer of the kernel's type, as a float, and back. */
 static float get(const kernel *k, const void *buf, size_t i) {
-  return k->bf16 ? grad__bf16_to_f32(((const uint16_t *)buf)[i]) : ((const float *)buf)[i];
+  return is_bf16(k) ? grad__bf16_to_f32(((const uint16_t *)buf)[i]) : ((const float *)buf)[i];
 }
 static void put(const kernel *k, void *buf, size_t i, float v) {
-  if (k->bf16)
+  if (is_bf16(k))
     ((uint16_t *)buf)[i] = bf16_of(v);
   else
     ((float *)buf)[i] = v;
@@ -112,7 +102,7 @@ static void *aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(s
 static float *run(const kernel *kn, const problem *p, int threads) {
   const grad__wino *s = &p->s;
   const int C = s->in_channels, K = s->out_channels, h = s->h, w = s->w;
-  const size_t elem = kn->bf16 ? 2 : 4;
+  const size_t elem = kn->element;
   void *src = aligned((size_t)C * h * w * elem), *dst = aligned((size_t)K * h * w * elem);
   void *u = aligned(kn->weight_bytes(s)), *scratch = aligned(kn->scratch_bytes(s, threads));
   ck_assert(src && dst && u && scratch);
@@ -178,8 +168,8 @@ START_TEST(bf16_small_integers_come_out_exact) {
   const int sizes[][4] = {{32, 32, 9, 7}, {48, 64, 14, 14}, {16, 32, 5, 12}, {16, 32, 1, 1}};
   for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
     problem p;
-    problem_make(&p, &bf16, sizes[t][0], sizes[t][1], sizes[t][2], sizes[t][3], true, true, true);
-    float *out = run(&bf16, &p, 1);
+    problem_make(&p, bf16, sizes[t][0], sizes[t][1], sizes[t][2], sizes[t][3], true, true, true);
+    float *out = run(bf16, &p, 1);
     const size_t count = (size_t)p.s.out_channels * p.s.h * p.s.w;
     for (size_t i = 0; i < count; i++)
       ck_assert_msg(out[i] == grad__bf16_to_f32(bf16_of((float)p.ref[i])),
@@ -193,8 +183,8 @@ END_TEST
 START_TEST(bf16_random_values_within_its_rounding) {
   SKIP_WITHOUT_BF16();
   problem p;
-  problem_make(&p, &bf16, 128, 64, 14, 14, false, true, true);
-  float *out = run(&bf16, &p, 2);
+  problem_make(&p, bf16, 128, 64, 14, 14, false, true, true);
+  float *out = run(bf16, &p, 2);
   double max_ratio, rms_ratio;
   errors(&p, out, &max_ratio, &rms_ratio);
   /* bf16 keeps 8 bits: 2^-9 relative per rounding, a few roundings deep */
@@ -209,8 +199,8 @@ END_TEST
 START_TEST(bf16_same_bits_for_every_thread_count) {
   SKIP_WITHOUT_BF16();
   problem p;
-  problem_make(&p, &bf16, 64, 32, 28, 28, false, true, true);
-  check_thread_counts(&bf16, &p);
+  problem_make(&p, bf16, 64, 32, 28, 28, false, true, true);
+  check_thread_counts(bf16, &p);
   problem_free(&p);
 }
 END_TEST
@@ -240,9 +230,9 @@ START_TEST(f32_random_values_within_its_rounding) {
                {16, 80, 6, 10, false, true}};
   for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     problem p;
-    problem_make(&p, &f32, cases[t].C, cases[t].K, cases[t].h, cases[t].w, false, cases[t].sum,
+    problem_make(&p, f32, cases[t].C, cases[t].K, cases[t].h, cases[t].w, false, cases[t].sum,
                  cases[t].relu);
-    float *out = run(&f32, &p, 1);
+    float *out = run(f32, &p, 1);
     double max_ratio, rms_ratio;
     errors(&p, out, &max_ratio, &rms_ratio);
     /* F(4x4) loses a few bits more than direct sums: 4e-7 to 1.7e-6 here
@@ -261,13 +251,13 @@ START_TEST(f32_same_bits_for_every_thread_count) {
   /* 38 x 38 tiles of 16 -> 64 channels pass the kernel's block size: the
    * map splits into blocks, differently for each thread count */
   problem p;
-  problem_make(&p, &f32, 16, 64, 150, 149, false, true, true);
-  float *out = run(&f32, &p, 1);
+  problem_make(&p, f32, 16, 64, 150, 149, false, true, true);
+  float *out = run(f32, &p, 1);
   double max_ratio, rms_ratio;
   errors(&p, out, &max_ratio, &rms_ratio);
   ck_assert_double_le(max_ratio, 6e-6);
   free(out);
-  check_thread_counts(&f32, &p);
+  check_thread_counts(f32, &p);
   problem_free(&p);
 }
 END_TEST

@@ -78,21 +78,8 @@ static dnnl_primitive_desc_t direct_pd(const grad__conv *s, const dnnl_memory_de
 }
 
 /* libgrad's two Winograd kernels (winograd.h), by data type. */
-typedef struct wino_kernel {
-  size_t (*weight_bytes)(const grad__wino *s);
-  void (*weights_lay)(const grad__wino *s, const float *oihw, void *out);
-  size_t (*scratch_bytes)(const grad__wino *s, int threads);
-  void (*run)(const grad__wino *s, int n, const void *src, const void *weights,
-              const float *bias, void *dst, bool sum, bool relu, void *scratch, int threads);
-} wino_kernel;
-
-static const wino_kernel wino_bf16 = {grad__wino_bf16_weight_bytes, grad__wino_bf16_weights_lay,
-                                      grad__wino_bf16_scratch_bytes, grad__wino_bf16_run};
-static const wino_kernel wino_f32 = {grad__wino_f32_weight_bytes, grad__wino_f32_weights_lay,
-                                     grad__wino_f32_scratch_bytes, grad__wino_f32_run};
-
-static const wino_kernel *wino_of(dnnl_data_type_t t) {
-  return t == dnnl_bf16 ? &wino_bf16 : &wino_f32;
+static const grad__wino_kernel *wino_of(dnnl_data_type_t t) {
+  return t == dnnl_bf16 ? &grad__wino_bf16_kernel : &grad__wino_f32_kernel;
 }
 
 /* libgrad's Winograd for this convolution: src is in the blocked layout
@@ -118,7 +105,7 @@ static bool takes_winograd(const grad__conv *s, int n, int h, int w,
 static grad_status winograd_make(const grad__conv *s, int n, int h, int w,
                                  const dnnl_memory_desc_t *src, dnnl_data_type_t t, bool sum,
                                  bool relu, grad__dnnl_conv *c, const char *what) {
-  const wino_kernel *k = wino_of(t);
+  const grad__wino_kernel *k = wino_of(t);
   c->winograd = true;
   c->sum = sum;
   c->relu = relu;
@@ -126,8 +113,7 @@ static grad_status winograd_make(const grad__conv *s, int n, int h, int w,
   c->threads = grad__team_threads();
   c->wino = (grad__wino){s->in_channels, s->out_channels, h, w};
   c->src = *src;
-  const size_t element = t == dnnl_bf16 ? 2 : 4;
-  dnnl_dims_t wei_dims = {(dnnl_dim_t)(k->weight_bytes(&c->wino) / element)};
+  dnnl_dims_t wei_dims = {(dnnl_dim_t)(k->weight_bytes(&c->wino) / k->element)};
   dnnl_dims_t bias_dims = {s->out_channels};
   dnnl_dims_t scratch_dims = {(dnnl_dim_t)k->scratch_bytes(&c->wino, c->threads)};
   grad_status st = grad__dnnl_md4(&c->dst, n, s->out_channels, h, w, t, dnnl_nChw16c);

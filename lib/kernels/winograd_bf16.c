@@ -54,14 +54,12 @@ static tiling tiling_of(const grad__wino *s, int threads) {
   return t;
 }
 
-static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
-
 static size_t v_bytes(const grad__wino *s, const tiling *t) {
-  return align64((size_t)POS * t->padded * s->in_channels * sizeof(uint16_t));
+  return grad__ws_round((size_t)POS * t->padded * s->in_channels * sizeof(uint16_t));
 }
 
 static size_t m_bytes(const tiling *t) {
-  return align64((size_t)POS * t->padded * KC * sizeof(float));
+  return grad__ws_round((size_t)POS * t->padded * KC * sizeof(float));
 }
 
 bool grad__wino_bf16_fits(const grad__conv *c) {
@@ -297,3 +295,7 @@ void grad__wino_bf16_run(const grad__wino *s, int n, const void *src, const void
 }
 
 #endif
+
+const grad__wino_kernel grad__wino_bf16_kernel = {
+    sizeof(uint16_t), grad__wino_bf16_weight_bytes, grad__wino_bf16_weights_lay,
+    grad__wino_bf16_scratch_bytes, grad__wino_bf16_run};

@@ -49,4 +49,7 @@ void grad__wino_bf16_run(const grad__wino *s, int n, const void *src, const void
                          const float *bias, void *dst, bool sum, bool relu, void *scratch,
                          int threads);
 
+/* The entry points above as one grad__wino_kernel. */
+extern const grad__wino_kernel grad__wino_bf16_kernel;
+
 #endif /* GRAD_WINOGRAD_BF16_H */

@@ -58,18 +58,16 @@ static tiling tiling_of(const grad__wino *s, int threads) {
   return t;
 }
 
-static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
-
 /* Output channels rounded up to whole product columns: the last column's
  * extra weights are zeros, and its extra sums are never read. */
 static int columns_of(const grad__wino *s) { return (s->out_channels + KC - 1) / KC; }
 
 static size_t v_bytes(const grad__wino *s, const tiling *t) {
-  return align64((size_t)POS * t->per_block * s->in_channels * sizeof(float));
+  return grad__ws_round((size_t)POS * t->per_block * s->in_channels * sizeof(float));
 }
 
 static size_t m_bytes(const grad__wino *s, const tiling *t) {
-  return align64((size_t)POS * t->per_block * columns_of(s) * KC * sizeof(float));
+  return grad__ws_round((size_t)POS * t->per_block * columns_of(s) * KC * sizeof(float));
 }
 
 bool grad__wino_f32_fits(const grad__conv *c) {
@@ -330,3 +328,7 @@ void grad__wino_f32_run(const grad__wino *s, int n, const void *src, const void 
 }
 
 #endif
+
+const grad__wino_kernel grad__wino_f32_kernel = {sizeof(float), grad__wino_f32_weight_bytes,
+                                                  grad__wino_f32_weights_lay,
+                                                  grad__wino_f32_scratch_bytes, grad__wino_f32_run};
